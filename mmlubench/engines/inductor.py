@@ -1,0 +1,56 @@
+"""`inductor`: the reference method, the whole HF model through `torch.compile`.
+
+As FlagPerf's inductor engine: mode and dynamic from the config (reduce-overhead, dynamic by
+default), batch 1, logits at every position, and a warm-up of `warmup_times` extra calls on
+each of the first `warmup_iters` prompts, which the runner times as compile time and keeps out
+of core time. As in the reference, recompilations and CUDA-graph recordings for prompt lengths
+first seen after the warm-up stay inside core time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from mmlubench.engines.base import Batch
+from mmlubench.engines.hf import EagerEngine
+
+
+@dataclass
+class InductorOptions:
+    # torch.compile mode: null (default), reduce-overhead, max-autotune, ...
+    mode: str | None = "reduce-overhead"
+    dynamic: bool | None = True
+    warmup_iters: int = 10
+    warmup_times: int = 10
+    batch_size: int = 1
+    batch_tokens: int = 32768
+    full_logits: bool = True
+
+    def check(self) -> None:
+        modes = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+        if self.mode not in modes:
+            raise ValueError(f"mode must be one of {modes}, got {self.mode!r}")
+        if self.warmup_iters < 0 or self.warmup_times < 0:
+            raise ValueError("warmup_iters and warmup_times must be >= 0")
+        if self.batch_size < 1 or self.batch_tokens < 1:
+            raise ValueError("batch_size and batch_tokens must be >= 1")
+
+
+class InductorEngine(EagerEngine):
+    name = "inductor"
+    Options = InductorOptions
+
+    def __init__(self, model: torch.nn.Module, options: Any, device: str):
+        super().__init__(model, options, device)
+        torch._dynamo.reset()
+        self.call = torch.compile(model, mode=options.mode, dynamic=options.dynamic)
+
+    def warmup(self, batches: Sequence[Batch]) -> None:
+        for batch in batches[: self.options.warmup_iters]:
+            inputs = self.load(batch)
+            for _ in range(self.options.warmup_times):
+                self.forward(inputs)

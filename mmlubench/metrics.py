@@ -1,0 +1,107 @@
+"""Metric formulas of the reference, the peak-FLOPs table, and model FLOP accounting.
+
+All throughputs are prompt tokens (BOS included) per second, summed over all questions:
+- p_val_whole   = tokens / wall time of the whole val pass
+- p_val_core    = tokens / sum of synchronized model-call times of the val pass
+- p_infer_whole = tokens / wall time of the whole infer pass, compile and warm-up included
+- p_infer_core  = tokens / sum of synchronized engine-call times, compile and warm-up excluded
+- MFU           = flops_per_token * p_infer_core / (peak FLOP/s of one device * devices)
+`mfu_computed` instead counts the FLOPs the engine really ran (see `work_flops`) over core time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Dense (no sparsity) peak tensor-core FLOP/s per device, from the vendors' datasheets.
+# Keys: a substring of torch.cuda.get_device_name() (checked in order) -> precision -> FLOP/s.
+# "fp32" is the plain (non-TF32) FP32 rate, which is what fp32 matmuls use unless TF32 is on.
+PEAK_FLOPS: list[tuple[str, dict[str, float]]] = [
+    # H200 SXM: same compute as H100 SXM (NVIDIA H200 datasheet: FP16/BF16 1,979 TFLOPS sparse).
+    ("H200", {"fp16": 989.4e12, "bf16": 989.4e12, "fp32": 66.9e12}),
+    # H100 NVL (datasheet: 1,671 TFLOPS FP16 sparse -> 835.5 dense).
+    ("H100 NVL", {"fp16": 835.5e12, "bf16": 835.5e12, "fp32": 60.0e12}),
+    # H100 PCIe (datasheet: 1,513 TFLOPS FP16 sparse -> 756.5 dense; FP32 51 TFLOPS).
+    ("H100 PCIe", {"fp16": 756.5e12, "bf16": 756.5e12, "fp32": 51.2e12}),
+    # H100 SXM5, named "NVIDIA H100 80GB HBM3" (datasheet: 1,979 sparse -> 989.4 dense; FP32 67).
+    ("H100", {"fp16": 989.4e12, "bf16": 989.4e12, "fp32": 66.9e12}),
+    # H20 (NVIDIA H20 product brief: FP16/BF16 148 TFLOPS dense, FP32 44).
+    ("H20", {"fp16": 148e12, "bf16": 148e12, "fp32": 44e12}),
+    # A100 SXM4 / PCIe, 40 and 80 GB (A100 datasheet: FP16/BF16 312 TFLOPS dense; FP32 19.5).
+    ("A100", {"fp16": 312e12, "bf16": 312e12, "fp32": 19.5e12}),
+    # A800 is the A100 with a reduced interconnect: same compute.
+    ("A800", {"fp16": 312e12, "bf16": 312e12, "fp32": 19.5e12}),
+    # L40S (datasheet: FP16/BF16 tensor 362.05 TFLOPS dense with FP32 accumulate; FP32 91.6).
+    ("L40S", {"fp16": 362.05e12, "bf16": 362.05e12, "fp32": 91.6e12}),
+    # L40 (datasheet: 181.05 TFLOPS dense FP16 tensor with FP32 accumulate; FP32 90.5).
+    ("L40", {"fp16": 181.05e12, "bf16": 181.05e12, "fp32": 90.5e12}),
+    # L4 (datasheet: FP16/BF16 242 TFLOPS sparse -> 121 dense; FP32 30.3).
+    ("L4", {"fp16": 121e12, "bf16": 121e12, "fp32": 30.3e12}),
+    # A10 (datasheet: FP16/BF16 125 TFLOPS dense; FP32 31.2).
+    ("A10", {"fp16": 125e12, "bf16": 125e12, "fp32": 31.2e12}),
+    # V100 SXM2 (datasheet: 125 TFLOPS tensor FP16; no BF16; FP32 15.7).
+    ("V100", {"fp16": 125e12, "fp32": 15.7e12}),
+]
+
+
+def peak_flops(device_name: str | None, precision: str) -> float | None:
+    """Dense peak FLOP/s of one device, or None if the device or precision is not in the table."""
+    if not device_name:
+        return None
+    for key, table in PEAK_FLOPS:
+        if key in device_name:
+            return table.get(precision)
+    return None
+
+
+def throughput(tokens: int, seconds: float) -> float | None:
+    return tokens / seconds if seconds > 0 else None
+
+
+def mfu(flops_per_token: float | None, tok_per_s: float | None, peak: float | None,
+        devices: int = 1) -> float | None:
+    if flops_per_token is None or tok_per_s is None or not peak:
+        return None
+    return flops_per_token * tok_per_s / (peak * devices)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    vocab: int
+
+    @classmethod
+    def from_config(cls, c) -> ModelShape:
+        return cls(c.num_hidden_layers, c.hidden_size, c.intermediate_size,
+                   c.num_attention_heads, getattr(c, "num_key_value_heads", None)
+                   or c.num_attention_heads, c.vocab_size)
+
+    @property
+    def matmul_flops_per_token(self) -> int:
+        """2 x (weights touched per token) in the decoder layers: q, k, v, o and the SwiGLU MLP."""
+        d, f = self.hidden, self.intermediate
+        kv = d * self.kv_heads // self.heads
+        per_layer = d * d + 2 * d * kv + d * d + 3 * d * f
+        return 2 * self.layers * per_layer
+
+    @property
+    def attention_flops_per_pair(self) -> int:
+        """QK^T and AV for one (query, key) pair over all heads and layers."""
+        return 4 * self.hidden * self.layers
+
+    @property
+    def lm_head_flops_per_row(self) -> int:
+        return 2 * self.hidden * self.vocab
+
+
+def work_flops(shape: ModelShape, tokens: int, attention_pairs: int, logit_rows: int) -> float:
+    """FLOPs a pass really ran: decoder matmuls per token, attention per pair, LM head per row."""
+    return float(
+        tokens * shape.matmul_flops_per_token
+        + attention_pairs * shape.attention_flops_per_pair
+        + logit_rows * shape.lm_head_flops_per_row
+    )

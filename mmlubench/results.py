@@ -1,0 +1,175 @@
+"""The result document (result.json) and the per-question predictions (predictions.jsonl).
+
+Keys carry their units (`_s`, `_bytes`, `_tok_per_s`). `metrics` holds the reference table's
+figures; `passes` the details of each pass; `accuracy` both answer rules for both passes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mmlubench.metrics import ModelShape, mfu, peak_flops, throughput, work_flops
+from mmlubench.scoring import Decoder, accuracy, choices_letter, reference_letter
+
+if TYPE_CHECKING:
+    from mmlubench.config import Config
+    from mmlubench.memory import MemoryReport
+    from mmlubench.model import ModelInfo
+    from mmlubench.prompts import Prompt
+    from mmlubench.runner import PassResult
+
+SCHEMA = "mmlubench.result/1"
+
+
+def letters(p: PassResult, decode: Decoder) -> dict[str, list[str]]:
+    return {
+        "reference": [reference_letter(int(i), decode) for i in p.top_ids],
+        "choices": [choices_letter(row.tolist()) for row in p.choice_logits],
+    }
+
+
+def pass_json(p: PassResult, shape: ModelShape, peak: float | None, devices: int,
+              fpt: float | None, subjects: Sequence[str], answers: Sequence[str],
+              predicted: Mapping[str, list[str]]) -> dict:
+    flops = work_flops(shape, p.work.tokens, p.work.attention_pairs, p.work.logit_rows)
+    core_rate = throughput(p.prompt_tokens, p.core_s)
+    return {
+        "engine": p.engine,
+        "questions": len(p.top_ids),
+        "batches": p.batches,
+        "prompt_tokens": p.prompt_tokens,
+        "whole_time_s": p.whole_s,
+        "core_time_s": p.core_s,
+        "compile_time_s": p.compile_s,
+        "whole_tok_per_s": throughput(p.prompt_tokens, p.whole_s),
+        "core_tok_per_s": core_rate,
+        "mfu": mfu(fpt, core_rate, peak, devices),
+        "computed_tokens": p.work.tokens,
+        "padded_tokens": p.work.padded_tokens,
+        "attention_pairs": p.work.attention_pairs,
+        "logit_rows": p.work.logit_rows,
+        "computed_tok_per_s": throughput(p.work.tokens, p.core_s),
+        "executed_flops": flops,
+        "mfu_computed": (flops / p.core_s / (peak * devices)) if peak and p.core_s > 0 else None,
+        "torch_peak_allocated_bytes": p.torch_peak_allocated_bytes,
+        "accuracy": {rule: accuracy(subjects, answers, predicted[rule]).to_json()
+                     for rule in predicted},
+        "timeline": p.timeline,
+    }
+
+
+def assemble(
+    *,
+    cfg: Config,
+    env: dict,
+    model_info: ModelInfo,
+    prompts: Sequence[Prompt],
+    passes: Mapping[str, PassResult],
+    tokenizer,
+    memory: MemoryReport,
+    e2e_s: float,
+    timings: Mapping[str, float],
+    flops_per_token: float | None,
+    warnings: list[str],
+    devices: int = 1,
+) -> dict:
+    """Build the result document of a run."""
+    decode = Decoder(tokenizer)
+    subjects = [p.subject for p in prompts]
+    answers = [p.answer for p in prompts]
+    shape = ModelShape(model_info.num_hidden_layers, model_info.hidden_size,
+                       model_info.intermediate_size, model_info.num_attention_heads,
+                       model_info.num_key_value_heads, model_info.vocab_size)
+    peak = cfg.peak_flops or peak_flops(env.get("device_name"), cfg.precision)
+    peak_source = "config" if cfg.peak_flops else ("table" if peak else None)
+    warnings = list(warnings)
+    if peak is None:
+        warnings.append(f"no peak FLOP/s known for device {env.get('device_name')!r} in "
+                        f"{cfg.precision}: MFU is null (give --peak-flops to set it)")
+    if cfg.random_weights:
+        warnings.append("RANDOM WEIGHTS: the model was built from config.json with random "
+                        "weights; speed figures are real, accuracy is meaningless")
+    predicted = {name: letters(p, decode) for name, p in passes.items()}
+    pass_docs = {
+        name: pass_json(p, shape, peak, devices, flops_per_token, subjects, answers,
+                        predicted[name])
+        for name, p in passes.items()
+    }
+    rule = cfg.scoring
+    val, infer = pass_docs.get("val"), pass_docs["infer"]
+    agreement = None
+    if "val" in passes:
+        a, b = passes["val"], passes["infer"]
+        agreement = {
+            "same_top_token": float(np.mean(a.top_ids == b.top_ids)),
+            "same_letter_reference": float(np.mean(
+                [x == y for x, y in zip(predicted["val"]["reference"],
+                                        predicted["infer"]["reference"])])),
+            "same_letter_choices": float(np.mean(
+                [x == y for x, y in zip(predicted["val"]["choices"],
+                                        predicted["infer"]["choices"])])),
+        }
+    total_tokens = sum(len(p.ids) for p in prompts)
+    metrics = {
+        "precision": cfg.precision,
+        "e2e_time_s": e2e_s,
+        "p_val_whole_tok_per_s": val["whole_tok_per_s"] if val else None,
+        "p_val_core_tok_per_s": val["core_tok_per_s"] if val else None,
+        "p_infer_whole_tok_per_s": infer["whole_tok_per_s"],
+        "p_infer_core_tok_per_s": infer["core_tok_per_s"],
+        "mfu": infer["mfu"],
+        "mfu_computed": infer["mfu_computed"],
+        "computed_tokens": infer["computed_tokens"],
+        "acc_infer": infer["accuracy"][rule]["micro"],
+        "acc_val": val["accuracy"][rule]["micro"] if val else None,
+        "mem_peak_used_bytes": memory.peak_used_bytes,
+        "mem_total_bytes": memory.total_bytes,
+        "torch_peak_allocated_bytes": memory.torch_peak_allocated_bytes,
+        "flops_per_token": flops_per_token,
+        "peak_flops_per_s": peak,
+        "peak_flops_source": peak_source,
+        "devices": devices,
+        "questions": len(prompts),
+        "prompt_tokens": total_tokens,
+        "truncated_prompts": sum(1 for p in prompts if p.dropped),
+        "shareable_prompts": sum(1 for p in prompts if p.prefix_len),
+    }
+    return {
+        "schema": SCHEMA,
+        "case": cfg.case,
+        "random_weights": cfg.random_weights,
+        "accuracy_meaningful": not cfg.random_weights,
+        "warnings": warnings,
+        "metrics": metrics,
+        "accuracy": {"rule": rule, "agreement_val_infer": agreement},
+        "passes": pass_docs,
+        "timings": dict(timings),
+        "model": model_info.to_json(),
+        "memory": memory.to_json(),
+        "environment": env,
+        "config": cfg.to_dict(),
+    }
+
+
+def write_predictions(path: Path, prompts: Sequence[Prompt], passes: Mapping[str, PassResult],
+                      tokenizer) -> None:
+    """One line per question: subject, index, gold, and each pass's prediction."""
+    decode = Decoder(tokenizer)
+    with open(path, "w", encoding="utf-8") as f:
+        for i, p in enumerate(prompts):
+            row = {"subject": p.subject, "index": p.index, "gold": p.answer,
+                   "n_tokens": len(p.ids)}
+            for name, r in passes.items():
+                tid = int(r.top_ids[i])
+                row[name] = {
+                    "top_id": tid,
+                    "top_token": decode(tid),
+                    "reference": reference_letter(tid, decode),
+                    "choices": choices_letter(r.choice_logits[i].tolist()),
+                }
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
