@@ -1,4 +1,4 @@
-"""Command line: `mmlubench run | prompts | report | demo | download | engines`.
+"""Command line: `mmlubench run | prompts | report | compare | demo | download | engines`.
 
 Bad input ends with one line naming the file, line or key at fault (exit status 2), never a
 traceback; a bug still shows its traceback.
@@ -150,7 +150,28 @@ def cmd_prompts(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from mmlubench.report import format_report, load_result
 
-    print(format_report(load_result(args.run_dir)))
+    result = load_result(args.run_dir)
+    print(format_report(result))
+    if args.html is not None:
+        from mmlubench import html_report
+        from mmlubench.compare import run_label
+
+        run = Path(args.run_dir)
+        run = run.parent if run.suffix == ".json" else run
+        out = html_report.write(result, args.html or run / "report.html", run_label(run))
+        print(f"HTML report: {out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mmlubench import compare
+
+    labels, results = compare.load_runs(args.run_dirs)
+    print(compare.format_compare(results, labels))
+    if args.html:
+        print(f"HTML comparison: {compare.write_html(results, labels, args.html)}")
+    if args.png:
+        print(f"chart: {compare.write_png(results, labels, args.png)}")
     return 0
 
 
@@ -218,7 +239,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="print the table of a finished run again")
     p.add_argument("run_dir", help="run folder (or its result.json)")
+    p.add_argument("--html", nargs="?", const="", metavar="OUT.html",
+                   help="also write a self-contained HTML report (charts embedded; default "
+                   "RUN_DIR/report.html)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="side-by-side table of several runs",
+                       description="One row per run: reference columns, device, and ratios "
+                       "to the first run; warns when settings make runs incomparable.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (first = base)")
+    p.add_argument("--html", metavar="OUT.html", help="write a self-contained HTML comparison")
+    p.add_argument("--png", metavar="OUT.png", help="write the comparison chart as PNG")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("demo", help="generate a tiny model and dataset, run the case on CPU",
                        description="Self-contained demo: no data, weights or network needed.")

@@ -1,0 +1,200 @@
+"""Charts of a run (per-subject accuracy, throughput over time, memory over time) and of a
+comparison of runs, drawn with matplotlib's Agg backend and returned as PNG bytes.
+
+matplotlib is imported inside the functions: `mmlubench run` never pays for it. Every function
+takes result documents (result.json as a dict) and nothing else, so a chart can be redrawn from
+any finished run folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from typing import Any
+
+GIB = 1024**3
+PASS_COLORS = {"val": "#4c72b0", "infer": "#dd8452"}
+
+
+def _pyplot() -> Any:
+    """pyplot on the Agg backend (no display, no GUI toolkit); imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    plt = _pyplot()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def data_uri(png: bytes) -> str:
+    """A PNG as a `data:` URI, so an HTML page can embed it without any fetch."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def subject_accuracy(result: dict) -> bytes:
+    """Horizontal bars: accuracy per subject, val beside infer, for the run's scoring rule."""
+    plt = _pyplot()
+    rule = result["accuracy"]["rule"]
+    passes = [name for name in ("val", "infer") if name in result["passes"]]
+    per_subject = {name: result["passes"][name]["accuracy"][rule]["per_subject"]
+                   for name in passes}
+    subjects = sorted({s for table in per_subject.values() for s in table})
+    height = 0.4 / max(len(passes), 1) * 2
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.28 * max(len(subjects), 1) * len(passes)))
+    for k, name in enumerate(passes):
+        values = [100 * per_subject[name].get(s, float("nan")) for s in subjects]
+        ys = [i + (k - (len(passes) - 1) / 2) * height for i in range(len(subjects))]
+        micro = 100 * result["passes"][name]["accuracy"][rule]["micro"]
+        ax.barh(ys, values, height=height, color=PASS_COLORS.get(name),
+                label=f"{name} ({result['passes'][name]['engine']['name']}), "
+                      f"micro {micro:.1f}%")
+        ax.axvline(micro, color=PASS_COLORS.get(name), linestyle="--", linewidth=1)
+    ax.axvline(25, color="grey", linestyle=":", linewidth=1, label="chance (25%)")
+    ax.set_yticks(range(len(subjects)), [s.replace("_", " ") for s in subjects], fontsize=8)
+    ax.invert_yaxis()  # alphabetical from the top
+    ax.set_xlim(0, 100)
+    ax.set_xlabel(f"accuracy, % ({rule} scoring rule)")
+    title = "Accuracy per subject"
+    if result.get("random_weights"):
+        title += " (RANDOM WEIGHTS: meaningless)"
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def _smoothed(tokens: Sequence[float], seconds: Sequence[float], window: int) -> list[float]:
+    """Throughput over a sliding window of batches: summed tokens over summed core seconds."""
+    out = []
+    tok_sum = sec_sum = 0.0
+    for i, (tok, sec) in enumerate(zip(tokens, seconds, strict=True)):
+        tok_sum += tok
+        sec_sum += sec
+        if i >= window:
+            tok_sum -= tokens[i - window]
+            sec_sum -= seconds[i - window]
+        out.append(tok_sum / sec_sum if sec_sum > 0 else float("nan"))
+    return out
+
+
+def throughput(result: dict) -> bytes:
+    """One panel per pass: core tok/s per batch (dots, and smoothed), and the running whole-pass
+    tok/s (tokens so far over wall time since the pass began), against time in the pass."""
+    plt = _pyplot()
+    passes = [name for name in ("val", "infer") if name in result["passes"]]
+    fig, axes = plt.subplots(len(passes), 1, figsize=(9, 3.2 * len(passes)), squeeze=False)
+    for ax, name in zip(axes[:, 0], passes, strict=True):
+        p = result["passes"][name]
+        timeline = p.get("timeline") or []
+        color = PASS_COLORS.get(name)
+        if not timeline:
+            ax.text(0.5, 0.5, "no timeline recorded", ha="center", va="center",
+                    transform=ax.transAxes)
+        else:
+            tokens = [row[1] for row in timeline]
+            core = [row[2] for row in timeline]
+            t = [row[3] for row in timeline]
+            per_batch = [tok / sec if sec > 0 else float("nan")
+                         for tok, sec in zip(tokens, core, strict=True)]
+            window = max(1, len(timeline) // 50)
+            ax.scatter(t, per_batch, s=6, alpha=0.3, color=color, label="core, per batch")
+            ax.plot(t, _smoothed(tokens, core, window), color=color,
+                    label=f"core, over {window} batch(es)")
+            running, total = [], 0.0
+            for tok, ti in zip(tokens, t, strict=True):
+                total += tok
+                running.append(total / ti if ti > 0 else float("nan"))
+            ax.plot(t, running, color="black", linestyle="--", linewidth=1,
+                    label="whole, running (tokens so far / time so far)")
+            compile_s = p.get("compile_time_s") or 0.0
+            first = t[0] - core[0]
+            if first > 0.3 * t[-1]:
+                # A long warm-up would squeeze the batches to the right: start after it.
+                ax.set_xlim(first - 0.02 * (t[-1] - first), t[-1] + 0.02 * (t[-1] - first))
+                ax.plot([], [], " ", label=f"x axis starts after compile/warm-up "
+                                           f"({compile_s:.1f} s)")
+            elif compile_s > 0.01 * t[-1]:
+                ax.axvspan(0, compile_s, color="grey", alpha=0.15,
+                           label=f"compile/warm-up {compile_s:.1f} s")
+            ax.set_ylim(bottom=0)
+            ax.legend(loc="lower right", fontsize=8)
+        ax.set_title(f"{name} pass ({p['engine']['name']}): core {p['core_tok_per_s'] or 0:,.0f}"
+                     f" tok/s, whole {p['whole_tok_per_s'] or 0:,.0f} tok/s")
+        ax.set_xlabel("seconds since the pass began")
+        ax.set_ylabel("prompt tokens / s")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def memory(result: dict) -> bytes | None:
+    """Device memory used (NVML) against time since the run began; None without samples."""
+    mem = result.get("memory") or {}
+    samples = mem.get("samples") or []
+    if not samples:
+        return None
+    plt = _pyplot()
+    t = [s[0] for s in samples]
+    used = [s[1] / GIB for s in samples]
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    ax.plot(t, used, marker="o", markersize=3, label="used (whole device, NVML)")
+    if mem.get("total_bytes"):
+        ax.axhline(mem["total_bytes"] / GIB, color="red", linestyle="--", linewidth=1,
+                   label=f"total {mem['total_bytes'] / GIB:.1f} GiB")
+    peak = max(used)
+    ax.annotate(f"peak {peak:.1f} GiB", (t[used.index(peak)], peak), textcoords="offset points",
+                xytext=(5, 5), fontsize=8)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("seconds since the run began")
+    ax.set_ylabel("GiB")
+    ax.set_title(f"Device memory used ({len(samples)} samples)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def comparison(results: Sequence[dict], labels: Sequence[str]) -> bytes:
+    """Several runs side by side: the four throughputs, e2e time and accuracy."""
+    plt = _pyplot()
+    keys = [("p_val_whole_tok_per_s", "val whole"), ("p_val_core_tok_per_s", "val core"),
+            ("p_infer_whole_tok_per_s", "infer whole"), ("p_infer_core_tok_per_s", "infer core")]
+    n = len(results)
+    fig, (ax_tp, ax_e2e, ax_acc) = plt.subplots(
+        1, 3, figsize=(13, 2.5 + 0.35 * n), gridspec_kw={"width_ratios": [3, 1.3, 1.3]})
+    height = 0.8 / len(keys)
+    for k, (key, name) in enumerate(keys):
+        values = [r["metrics"].get(key) or 0.0 for r in results]
+        ys = [i + (k - (len(keys) - 1) / 2) * height for i in range(n)]
+        ax_tp.barh(ys, values, height=height, label=name)
+    ax_tp.set_yticks(range(n), labels, fontsize=8)
+    ax_tp.invert_yaxis()
+    ax_tp.set_xlabel("prompt tokens / s")
+    ax_tp.set_title("Throughput")
+    ax_tp.legend(fontsize=8, loc="lower right")
+    ax_tp.grid(axis="x", alpha=0.3)
+    ax_e2e.barh(range(n), [r["metrics"]["e2e_time_s"] for r in results], color="grey")
+    ax_e2e.set_yticks(range(n), [""] * n)
+    ax_e2e.invert_yaxis()
+    ax_e2e.set_xlabel("seconds")
+    ax_e2e.set_title("e2e_time")
+    ax_e2e.grid(axis="x", alpha=0.3)
+    acc = [100 * (r["metrics"].get("acc_infer") or 0.0) for r in results]
+    colors = ["#c44e52" if r.get("random_weights") else "#55a868" for r in results]
+    ax_acc.barh(range(n), acc, color=colors)
+    ax_acc.set_yticks(range(n), [""] * n)
+    ax_acc.invert_yaxis()
+    ax_acc.set_xlim(0, 100)
+    ax_acc.set_xlabel("%  (red: random weights)")
+    ax_acc.set_title("infer accuracy")
+    ax_acc.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
