@@ -106,9 +106,13 @@ def throughput(result: dict) -> bytes:
             per_batch = [tok / sec if sec > 0 else float("nan")
                          for tok, sec in zip(tokens, core, strict=True)]
             window = max(1, len(timeline) // 50)
-            ax.scatter(t, per_batch, s=6, alpha=0.3, color=color, label="core, per batch")
-            ax.plot(t, _smoothed(tokens, core, window), color=color,
-                    label=f"core, over {window} batch(es)")
+            if window == 1:  # few batches: each one is a point
+                ax.plot(t, per_batch, color=color, marker="o", markersize=3,
+                        label="core, per batch")
+            else:
+                ax.scatter(t, per_batch, s=6, alpha=0.3, color=color, label="core, per batch")
+                ax.plot(t, _smoothed(tokens, core, window), color=color,
+                        label=f"core, over {window} batches")
             running, total = [], 0.0
             for tok, ti in zip(tokens, t, strict=True):
                 total += tok
@@ -147,17 +151,20 @@ def memory(result: dict) -> bytes | None:
     used = [s[1] / GIB for s in samples]
     fig, ax = plt.subplots(figsize=(9, 3.2))
     ax.plot(t, used, marker="o", markersize=3, label="used (whole device, NVML)")
-    if mem.get("total_bytes"):
-        ax.axhline(mem["total_bytes"] / GIB, color="red", linestyle="--", linewidth=1,
-                   label=f"total {mem['total_bytes'] / GIB:.1f} GiB")
     peak = max(used)
+    total = (mem.get("total_bytes") or 0) / GIB
+    if total and total <= 2.5 * peak:
+        ax.axhline(total, color="red", linestyle="--", linewidth=1,
+                   label=f"total {total:.1f} GiB")
+    elif total:  # a line at the total would flatten the curve: name it instead
+        ax.plot([], [], " ", label=f"total {total:.1f} GiB (off the scale)")
     ax.annotate(f"peak {peak:.1f} GiB", (t[used.index(peak)], peak), textcoords="offset points",
                 xytext=(5, 5), fontsize=8)
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, max(ax.get_ylim()[1], 1.15 * peak))
     ax.set_xlabel("seconds since the run began")
     ax.set_ylabel("GiB")
     ax.set_title(f"Device memory used ({len(samples)} samples)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     return _png(fig)
 

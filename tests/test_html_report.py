@@ -146,3 +146,16 @@ def test_report_renders_in_chromium(runs: dict[str, Path], tmp_path: Path) -> No
                    f"{m['p_val_core_tok_per_s']:.1f}", result["environment"]["device_name"],
                    "No device memory samples"):
         assert figure in text
+
+
+def test_long_timeline_is_smoothed(runs: dict[str, Path]) -> None:
+    """A real run has thousands of batches: the chart smooths them over a sliding window."""
+    from mmlubench import charts
+
+    result = copy.deepcopy(load_result(runs["inductor"]))
+    n = 5000
+    result["passes"]["infer"]["timeline"] = [[1, 700, 0.07, 10.0 + 0.1 * i] for i in range(n)]
+    assert charts._smoothed([100.0] * 10, [0.5] * 10, 3) == [200.0] * 10
+    assert charts._smoothed([1.0, 3.0, 5.0], [1.0, 1.0, 1.0], 2) == [1.0, 2.0, 4.0]
+    png = charts.throughput(result)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
