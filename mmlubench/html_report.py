@@ -28,6 +28,7 @@ PASS_FIELDS = [
 
 
 def pct(value: float | None) -> str:
+    """A fraction as a percentage with one decimal; None shows as '-'."""
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
