@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The deepseek_7b_MMLU case on one GPU, random weights of the real 7B config, in one call:
+#   reference  the reference method through the CLI: val = eager batch 1 with logits at every
+#              position, infer = inductor (reduce-overhead, dynamic), on a fixed sample
+#              (first 6 questions of each subject: 342 questions)
+#   parity     bench/parity.py: shared-prefix and padded eager against eager batch 1
+#   fast       the full case through the CLI: val = padded eager, infer = shared-prefix
+# then bench/summarize.py. Data travel in .devdata/ (see bench/README.md).
+#   STAGES="reference parity" OUT=/tmp/x bash bench/device_case.sh
+set -uo pipefail
+STAGES=${STAGES:-"reference parity fast"}
+MODEL=${MODEL:-.devdata/deepseek-llm-7b-base}
+MMLU=${MMLU:-.devdata/mmlu}
+DEVICE=${DEVICE:-cuda}
+PREC=${PREC:-fp16}
+OUTD=${OUT:-/tmp/mmlubench-bench}
+REF_ARGS=${REF_ARGS:-"--limit 6"}
+FAST_ARGS=${FAST_ARGS:-""}
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+mkdir -p "$OUTD/runs"
+common=(--random-weights --data-dir . --weight-dir "$MODEL" --mmlu-dir "$MMLU" --device "$DEVICE"
+        --precision "$PREC" --output-dir "$OUTD/runs" --no-progress)
+runs=()
+for stage in $STAGES; do
+  echo "=== stage $stage $(date -u +%T)"
+  case $stage in
+    reference)
+      # shellcheck disable=SC2086
+      python3 -m mmlubench run "${common[@]}" --engine inductor $REF_ARGS --run-name reference \
+        --set engines.eager.batch_size=1 --set engines.eager.full_logits=true
+      runs+=("$OUTD"/runs/*_reference) ;;
+    parity)
+      python3 bench/parity.py --model-dir "$MODEL" --mmlu-dir "$MMLU" --device "$DEVICE" \
+        --precision "$PREC" --out "$OUTD/parity.json" ;;
+    fast)
+      # shellcheck disable=SC2086
+      python3 -m mmlubench run "${common[@]}" --engine shared-prefix $FAST_ARGS --run-name fast
+      runs+=("$OUTD"/runs/*_fast) ;;
+  esac
+done
+echo "=== summary $(date -u +%T)"
+parity=()
+[ -f "$OUTD/parity.json" ] && parity=(--parity "$OUTD/parity.json")
+[ ${#runs[@]} -gt 0 ] && python3 bench/summarize.py --runs "${runs[@]}" "${parity[@]}" \
+  --out "$OUTD/bench.json"
