@@ -210,13 +210,23 @@ def load_tokenizer(path: str | Path):
         raise ModelError(f"{path}: cannot load the tokenizer: {type(e).__name__}: {e}") from None
 
 
-def write_jsonl(prompts: Iterable[Prompt], path: str | Path) -> int:
-    """Write one JSON object per prompt; returns the count."""
+# Characters that str.splitlines() and many editors take as line breaks, but that json.dumps
+# leaves raw with ensure_ascii=False (MMLU cells contain U+2028): escaped, one object per line.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def json_line(obj: dict) -> str:
+    """One JSONL line: readable UTF-8, but no character that any reader takes as a line break."""
     import json
 
+    return json.dumps(obj, ensure_ascii=False).translate(_LINE_BREAKS) + "\n"
+
+
+def write_jsonl(prompts: Iterable[Prompt], path: str | Path) -> int:
+    """Write one JSON object per prompt; returns the count."""
     n = 0
     with open(path, "w", encoding="utf-8") as f:
         for p in prompts:
-            f.write(json.dumps(p.to_json(), ensure_ascii=False) + "\n")
+            f.write(json_line(p.to_json()))
             n += 1
     return n

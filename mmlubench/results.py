@@ -6,7 +6,6 @@ figures; `passes` the details of each pass; `accuracy` both answer rules for bot
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mmlubench.metrics import ModelShape, mfu, peak_flops, throughput, work_flops
+from mmlubench.prompts import json_line
 from mmlubench.scoring import Decoder, accuracy, choices_letter, reference_letter
 
 if TYPE_CHECKING:
@@ -172,4 +172,4 @@ def write_predictions(path: Path, prompts: Sequence[Prompt], passes: Mapping[str
                     "reference": reference_letter(tid, decode),
                     "choices": choices_letter(r.choice_logits[i].tolist()),
                 }
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.write(json_line(row))
