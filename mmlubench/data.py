@@ -86,7 +86,9 @@ def read_questions(path: Path, subject: str) -> list[Question]:
                 Question(subject, len(questions), question, (a, b, c, d), answer, str(path), line)
             )
     except csv.Error as e:
-        raise DataError(f"{path}:{reader.line_num}: malformed CSV: {e}") from None
+        # Name the line where the bad row starts: an unclosed quote is only noticed at the end.
+        upto = f" (read up to line {reader.line_num})" if reader.line_num > start else ""
+        raise DataError(f"{path}:{start}: malformed CSV: {e}{upto}") from None
     if not questions:
         raise DataError(f"{path}: has no rows")
     return questions
