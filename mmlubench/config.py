@@ -133,6 +133,8 @@ def _flatten(mapping: Mapping[str, Any], source: str) -> dict[str, tuple[Any, st
             raise ConfigError(f"{source}: key {key!r} is not text")
         if key == "engines" and isinstance(value, Mapping):
             for name, options in value.items():
+                if name is None:  # YAML reads an unquoted `null:` key as None: the null engine
+                    name = "null"
                 if isinstance(options, Mapping) and options:
                     for opt, v in options.items():
                         out[f"engines.{name}.{opt}"] = (v, source)
@@ -310,7 +312,9 @@ def validate(cfg: Config, sources: Mapping[str, str]) -> None:
                 f"{where}: key 'engines.{name}': unknown engine "
                 f"(known: {', '.join(sorted(ENGINES))})"
             )
-    for name in {cfg.engine, cfg.val_engine}:
+    # Every section given is checked, not only the chosen engines': a typo must not wait until
+    # the day that engine is chosen.
+    for name in sorted({cfg.engine, cfg.val_engine} | set(cfg.engines)):
         engine_options(name, cfg.engines.get(name, {}))  # raises ConfigError naming the option
 
 

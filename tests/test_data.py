@@ -77,7 +77,8 @@ def test_bad_dev_file_names_the_dev_file(tmp_path):
 
 def test_empty_file(tmp_path):
     mmlu = make_mmlu(tmp_path, test="")
-    with pytest.raises(DataError, match=re.escape(f"{mmlu / 'test' / 'toy_test.csv'}: has no rows")):
+    path = mmlu / "test" / "toy_test.csv"
+    with pytest.raises(DataError, match=re.escape(f"{path}: has no rows")):
         load_mmlu(mmlu, "test")
 
 
