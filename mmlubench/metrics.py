@@ -11,12 +11,16 @@ All throughputs are prompt tokens (BOS included) per second, summed over all que
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # Dense (no sparsity) peak tensor-core FLOP/s per device, from the vendors' datasheets.
-# Keys: a substring of torch.cuda.get_device_name() (checked in order) -> precision -> FLOP/s.
+# Keys: a model name found in torch.cuda.get_device_name() (checked in order) -> precision ->
+# FLOP/s.
 # "fp32" is the plain (non-TF32) FP32 rate, which is what fp32 matmuls use unless TF32 is on.
 PEAK_FLOPS: list[tuple[str, dict[str, float]]] = [
+    # H200 NVL (H200 datasheet: 1,671 TFLOPS FP16 sparse -> 835.5 dense; FP32 60).
+    ("H200 NVL", {"fp16": 835.5e12, "bf16": 835.5e12, "fp32": 60.0e12}),
     # H200 SXM: same compute as H100 SXM (NVIDIA H200 datasheet: FP16/BF16 1,979 TFLOPS sparse).
     ("H200", {"fp16": 989.4e12, "bf16": 989.4e12, "fp32": 66.9e12}),
     # H100 NVL (datasheet: 1,671 TFLOPS FP16 sparse -> 835.5 dense).
@@ -39,17 +43,23 @@ PEAK_FLOPS: list[tuple[str, dict[str, float]]] = [
     ("L4", {"fp16": 121e12, "bf16": 121e12, "fp32": 30.3e12}),
     # A10 (datasheet: FP16/BF16 125 TFLOPS dense; FP32 31.2).
     ("A10", {"fp16": 125e12, "bf16": 125e12, "fp32": 31.2e12}),
+    # V100 PCIe (datasheet: 112 TFLOPS tensor FP16; FP32 14). V100S is not in the table.
+    ("V100-PCIE", {"fp16": 112e12, "fp32": 14e12}),
     # V100 SXM2 (datasheet: 125 TFLOPS tensor FP16; no BF16; FP32 15.7).
     ("V100", {"fp16": 125e12, "fp32": 15.7e12}),
 ]
 
 
 def peak_flops(device_name: str | None, precision: str) -> float | None:
-    """Dense peak FLOP/s of one device, or None if the device or precision is not in the table."""
+    """Dense peak FLOP/s of one device, or None if the device or precision is not in the table.
+
+    A key matches as a whole model name, not inside a longer one: "A10" is not "A10G",
+    "A100" is not "RTX A1000", "H200" is not "GH200" (those are unknown, hence None).
+    """
     if not device_name:
         return None
     for key, table in PEAK_FLOPS:
-        if key in device_name:
+        if re.search(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])", device_name):
             return table.get(precision)
     return None
 
