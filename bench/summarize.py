@@ -90,8 +90,8 @@ def main() -> None:
         peak = r["torch_peak_allocated_bytes"]
         print(f"| {r['pass']} | {r['engine']} | {r['questions']} | "
               f"{fmt(r['core_tok_per_s'], ',.0f')} | {fmt(r['computed_tok_per_s'], ',.0f')} | "
-              f"{fmt(r["mfu"] and 100 * r["mfu"], ".1f")} | "
-              f"{fmt(r["mfu_computed"] and 100 * r["mfu_computed"], ".1f")} | "
+              f"{fmt(r['mfu'] and 100 * r['mfu'], '.1f')} | "
+              f"{fmt(r['mfu_computed'] and 100 * r['mfu_computed'], '.1f')} | "
               f"{r['compile_time_s']:.1f} | {r['whole_time_s']:.1f} | "
               f"{fmt(peak and peak / GIB, '.1f')} |")
     for key in ("speedup_infer_core", "speedup_val_core"):

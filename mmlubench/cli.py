@@ -125,8 +125,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args, {**DATA_FLAGS, **RUN_FLAGS})
     run_dir, result = run_case(cfg, e2e_start=E2E_START)
-    print(f"\nrun folder: {run_dir}")
-    print(format_report(result))
+    if result is not None:  # under torchrun only rank 0 reports
+        print(f"\nrun folder: {run_dir}")
+        print(format_report(result))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 import socket
 import subprocess
@@ -17,6 +18,8 @@ import mmlubench
 def git_revision() -> dict:
     """Commit of the mmlubench checkout and whether it had uncommitted changes (None if no git)."""
     root = Path(mmlubench.__file__).resolve().parent.parent
+    if os.environ.get("MMLUBENCH_GIT_COMMIT"):  # a copy of the tree without .git (device runs)
+        return {"commit": os.environ["MMLUBENCH_GIT_COMMIT"], "dirty": None}
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                               text=True, timeout=10)
@@ -73,6 +76,6 @@ def collect(device: str) -> dict:
         "device": device,
         "device_name": device_name(device),
         "device_count": torch.cuda.device_count() if cuda else 0,
-        "cpu_count": __import__("os").cpu_count(),
+        "cpu_count": os.cpu_count(),
         "command": sys.argv,
     }

@@ -11,16 +11,24 @@ import gc
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from mmlubench import environment, results
 from mmlubench.config import Config, parse_flops_per_token
+from mmlubench.data import load_mmlu
+from mmlubench.distributed import Dist, agree, all_gather, deal, init_from_env, shutdown
 from mmlubench.engines import engine_class, engine_options
-from mmlubench.engines.base import Engine, Request, Work
+from mmlubench.engines.base import Batch, Engine, Request, Work
 from mmlubench.errors import RunError
+from mmlubench.memory import MemorySampler
+from mmlubench.metrics import ModelShape, work_flops
+from mmlubench.model import load_model
+from mmlubench.prompts import build_prompts, choice_token_ids, load_tokenizer
 from mmlubench.scoring import reduce_logits
 
 
@@ -42,6 +50,7 @@ class PassResult:
     timeline: list[list[float]] = field(default_factory=list)
     torch_peak_allocated_bytes: int | None = None
     logits: torch.Tensor | None = None  # [n, vocab] on the host, only when asked for
+    per_rank: list[dict] = field(default_factory=list)  # data-parallel runs: each rank's figures
 
 
 def synchronize(device: torch.device) -> None:
@@ -63,8 +72,13 @@ def run_pass(
     progress: bool = True,
     keep_logits: bool = False,
     on_batch: Callable[[list[int], np.ndarray, np.ndarray], None] | None = None,
+    select: Callable[[Sequence[Batch]], Sequence[int]] | None = None,
 ) -> PassResult:
-    """Run every request through `engine`; return predictions and timings."""
+    """Run every request through `engine`; return predictions and timings.
+
+    `select` picks which of the planned batches this process runs (data parallelism: each
+    rank plans all batches, runs its share); unselected rows keep top id -1.
+    """
     from tqdm import tqdm
 
     device = engine.device
@@ -74,10 +88,12 @@ def run_pass(
     top_ids = np.full(n, -1, dtype=np.int64)
     choice = np.full((n, 4), np.nan, dtype=np.float32)
     kept = None
-    total_tokens = sum(len(r.ids) for r in requests)
     t_start = time.perf_counter()
     with torch.inference_mode():
         batches = engine.plan(requests)
+        if select is not None:
+            batches = [batches[i] for i in select(batches)]
+        total_tokens = sum(b.prompt_tokens for b in batches)
         t0 = time.perf_counter()
         engine.warmup(batches)
         synchronize(device)
@@ -120,7 +136,10 @@ def run_pass(
             bar.set_postfix(core_tok_s=f"{work.tokens / core_s:,.0f}" if core_s else "-")
         bar.close()
     whole_s = time.perf_counter() - t_start
-    missing = np.flatnonzero(top_ids < 0)
+    mine = np.zeros(n, dtype=bool)
+    for b in batches:
+        mine[b.rows] = True
+    missing = np.flatnonzero(mine & (top_ids < 0))
     if len(missing):
         raise RuntimeError(f"engine {engine.name} left {len(missing)} question(s) unanswered")
     peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
@@ -165,51 +184,130 @@ def write_json_atomic(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
-def run_case(cfg: Config, e2e_start: float | None = None) -> tuple[Path, dict]:
-    """Run the whole case as configured; returns the run folder and the result document."""
-    from mmlubench import environment, results
-    from mmlubench.data import load_mmlu
-    from mmlubench.memory import MemorySampler
-    from mmlubench.model import load_model
-    from mmlubench.prompts import build_prompts, choice_token_ids, load_tokenizer
+def merge_passes(parts: Sequence[PassResult]) -> PassResult:
+    """Join the ranks' shares of one pass: each question answered by exactly one rank; times
+    are those of the slowest rank (throughput = all tokens / slowest rank's time)."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    top_ids = np.full_like(first.top_ids, -1)
+    choice = np.full_like(first.choice_logits, np.nan)
+    work = Work()
+    for p in parts:
+        rows = np.flatnonzero(p.top_ids >= 0)
+        if (top_ids[rows] >= 0).any():
+            raise RuntimeError(f"{first.name} pass: a question was answered by two ranks")
+        top_ids[rows] = p.top_ids[rows]
+        choice[rows] = p.choice_logits[rows]
+        work += p.work
+    if (top_ids < 0).any():
+        raise RuntimeError(f"{first.name} pass: {(top_ids < 0).sum()} question(s) unanswered")
+    peaks = [p.torch_peak_allocated_bytes for p in parts if p.torch_peak_allocated_bytes]
+    return PassResult(
+        name=first.name,
+        engine=first.engine,
+        prompt_tokens=sum(p.prompt_tokens for p in parts),
+        whole_s=max(p.whole_s for p in parts),
+        core_s=max(p.core_s for p in parts),
+        compile_s=max(p.compile_s for p in parts),
+        work=work,
+        batches=sum(p.batches for p in parts),
+        top_ids=top_ids,
+        choice_logits=choice,
+        timeline=[[*t, r] for r, p in enumerate(parts) for t in p.timeline],
+        torch_peak_allocated_bytes=max(peaks) if peaks else None,
+        per_rank=[{"rank": r, "questions": int((p.top_ids >= 0).sum()),
+                   "prompt_tokens": p.prompt_tokens, "computed_tokens": p.work.tokens,
+                   "batches": p.batches, "whole_time_s": p.whole_s, "core_time_s": p.core_s,
+                   "compile_time_s": p.compile_s,
+                   "torch_peak_allocated_bytes": p.torch_peak_allocated_bytes}
+                  for r, p in enumerate(parts)],
+    )
 
+
+def batch_cost(shape: ModelShape) -> Callable[[Batch], float]:
+    """Estimated FLOPs of a batch as run (padding included), to balance ranks."""
+    return lambda b: work_flops(shape, b.work.padded_tokens, b.work.attention_pairs,
+                                b.work.logit_rows)
+
+
+def _step(d: Dist, what: str, fn: Callable[[], Any]) -> Any:
+    """Run one step on every rank; if it fails anywhere, fail everywhere, naming the rank."""
+    error, value = None, None
+    try:
+        value = fn()
+    except Exception as e:  # re-raised on every rank by agree()
+        error = e
+    agree(d, error, what)
+    return value
+
+
+def run_case(cfg: Config, e2e_start: float | None = None) -> tuple[Path | None, dict | None]:
+    """Run the whole case as configured; returns the run folder and the result document.
+
+    Under torchrun every rank runs its share and rank 0 alone writes the folder (the others
+    return (None, None)). If any rank fails, every rank raises an error naming it.
+    """
     e2e_start = time.perf_counter() if e2e_start is None else e2e_start
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise RunError("device 'cuda' asked for, but torch sees no CUDA device "
                        "(use --device cpu, or a CUDA build of torch)")
-    env = environment.collect(cfg.device)
-    run_dir = new_run_dir(cfg)
-    sampler = MemorySampler(cfg.device, cfg.mem_sample_interval_s).start()
-    timings: dict[str, float] = {}
+    d, device = init_from_env(cfg.device)
     try:
-        t = time.perf_counter()
-        dataset = load_mmlu(cfg.mmlu_path, cfg.split, cfg.subjects, cfg.limit, cfg.few_shots)
-        tokenizer = load_tokenizer(cfg.weight_path)
-        prompts = build_prompts(dataset, tokenizer, cfg.prompt_style, cfg.few_shots,
-                                cfg.max_seq_len, progress=cfg.progress)
-        timings["data_and_tokenize_s"] = time.perf_counter() - t
-        choice_ids = choice_token_ids(tokenizer)
-        t = time.perf_counter()
-        model, info = load_model(cfg.weight_path, cfg.precision, cfg.device, cfg.random_weights,
-                                 cfg.seed)
-        timings["model_load_s"] = time.perf_counter() - t
+        return _run_case(cfg, replace(cfg, device=device, progress=cfg.progress and d.is_main),
+                         d, e2e_start)
+    finally:
+        shutdown(d)
+
+
+def _run_case(cfg: Config, rcfg: Config, d: Dist, e2e_start: float):
+    """`rcfg` is this rank's view of `cfg` (its device, progress bars on rank 0 only)."""
+    env = environment.collect(rcfg.device)
+    run_dir = new_run_dir(cfg) if d.is_main else None
+    sampler = MemorySampler(rcfg.device, cfg.mem_sample_interval_s).start()
+    timings: dict[str, float] = {}
+    passes: dict[str, PassResult] = {}
+    try:
+        def prepare():
+            t = time.perf_counter()
+            dataset = load_mmlu(cfg.mmlu_path, cfg.split, cfg.subjects, cfg.limit, cfg.few_shots)
+            tokenizer = load_tokenizer(cfg.weight_path)
+            prompts = build_prompts(dataset, tokenizer, cfg.prompt_style, cfg.few_shots,
+                                    cfg.max_seq_len, progress=rcfg.progress)
+            timings["data_and_tokenize_s"] = time.perf_counter() - t
+            choice_ids = choice_token_ids(tokenizer)
+            t = time.perf_counter()
+            model, info = load_model(cfg.weight_path, cfg.precision, rcfg.device,
+                                     cfg.random_weights, cfg.seed)
+            timings["model_load_s"] = time.perf_counter() - t
+            return tokenizer, prompts, choice_ids, model, info
+
+        tokenizer, prompts, choice_ids, model, info = _step(d, "loading data and model", prepare)
         sampler.sample()
         requests = [Request(p.ids, p.prefix_len) for p in prompts]
         labels = [f"{p.subject}#{p.index}" for p in prompts]
-        passes: dict[str, PassResult] = {}
-        if cfg.validation:
-            engine = make_engine(cfg, cfg.val_engine, model)
-            passes["val"] = run_pass("val", engine, requests, choice_ids, labels, cfg.progress)
-            del engine
+        cost = batch_cost(ModelShape.from_config(model.config))
+
+        def select(batches: Sequence[Batch]) -> list[int]:
+            return deal([cost(b) for b in batches], d.world)[d.rank]
+
+        todo = ([("val", cfg.val_engine)] if cfg.validation else []) + [("infer", cfg.engine)]
+        for name, engine_name in todo:
+            def one_pass(name: str = name, engine_name: str = engine_name) -> PassResult:
+                engine = make_engine(rcfg, engine_name, model)
+                return run_pass(name, engine, requests, choice_ids, labels, rcfg.progress,
+                                select=select if d.active else None)
+
+            part = _step(d, f"{name} pass", one_pass)
+            passes[name] = merge_passes(all_gather(d, part))
             gc.collect()
             sampler.sample()
-        engine = make_engine(cfg, cfg.engine, model)
-        passes["infer"] = run_pass("infer", engine, requests, choice_ids, labels, cfg.progress)
-        sampler.sample()
     finally:
         mem = sampler.stop()
+    mems = all_gather(d, mem)
     e2e_s = time.perf_counter() - e2e_start
-    n_params = info.n_params
+    if not d.is_main:
+        return None, None
     result = results.assemble(
         cfg=cfg,
         env=env,
@@ -217,11 +315,12 @@ def run_case(cfg: Config, e2e_start: float | None = None) -> tuple[Path, dict]:
         prompts=prompts,
         passes=passes,
         tokenizer=tokenizer,
-        memory=mem,
+        memory=mems,
         e2e_s=e2e_s,
         timings=timings,
-        flops_per_token=parse_flops_per_token(cfg.flops_per_token, n_params),
+        flops_per_token=parse_flops_per_token(cfg.flops_per_token, info.n_params),
         warnings=[w for w in [sampler.warning] if w],
+        devices=d.world,
     )
     results.write_predictions(run_dir / "predictions.jsonl", prompts, passes, tokenizer)
     write_json_atomic(run_dir / "result.json", result)

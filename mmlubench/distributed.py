@@ -1,0 +1,108 @@
+"""Data-parallel runs under torchrun: which rank am I, which batches are mine, gather results.
+
+Every rank reads the data, tokenizes and plans the same batches (all deterministic), then runs
+only its share: batches are dealt to ranks by estimated cost (longest first to the least loaded
+rank), so a batch is computed exactly as in a one-GPU run and predictions match it question for
+question. Control messages (results, errors) go through a gloo group on the host, so a rank that
+fails still answers and every rank stops with its error instead of hanging.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from mmlubench.errors import RunError
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    group: Any = None  # gloo process group for control messages
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def init_from_env(device: str, timeout_min: float = 60.0) -> tuple[Dist, str]:
+    """Join the torchrun job described by the environment, if any; returns (Dist, device).
+
+    On CUDA each rank takes the GPU of its LOCAL_RANK ("cuda" becomes "cuda:LOCAL_RANK").
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(), device
+    import torch.distributed as dist
+
+    rank = int(os.environ["RANK"])
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    timeout = dt.timedelta(minutes=timeout_min)
+    if device.startswith("cuda"):
+        if torch.cuda.device_count() <= local:
+            raise RunError(f"rank {rank}: LOCAL_RANK {local} but only "
+                           f"{torch.cuda.device_count()} CUDA device(s) visible")
+        device = f"cuda:{local}"
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        # Only host-side control messages cross ranks: gloo is enough and never hangs a GPU.
+        dist.init_process_group("gloo", timeout=timeout)
+    return Dist(rank, world, local, dist.group.WORLD), device
+
+
+def shutdown(d: Dist) -> None:
+    if d.active:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def deal(costs: Sequence[float], world: int) -> list[list[int]]:
+    """Indices of batches for each rank: largest cost first to the least loaded rank (ties to
+    the lower rank); each rank's list is in the original batch order."""
+    loads = [0.0] * world
+    shares: list[list[int]] = [[] for _ in range(world)]
+    for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+        r = min(range(world), key=lambda r: (loads[r], r))
+        loads[r] += costs[i]
+        shares[r].append(i)
+    return [sorted(s) for s in shares]
+
+
+def all_gather(d: Dist, obj: Any) -> list[Any]:
+    """Every rank's `obj`, in rank order (just [obj] without torchrun)."""
+    if not d.active:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * d.world
+    dist.all_gather_object(out, obj, group=d.group)
+    return out
+
+
+def agree(d: Dist, error: BaseException | None, what: str) -> None:
+    """Collective check after a step: if any rank failed, every rank raises, naming the rank."""
+    if not d.active:
+        if error is not None:
+            raise error
+        return
+    msg = None if error is None else f"{type(error).__name__}: {error}"
+    statuses = all_gather(d, msg)
+    failed = [(r, m) for r, m in enumerate(statuses) if m is not None]
+    if failed:
+        if error is not None and d.world == 1:
+            raise error
+        text = "; ".join(f"rank {r}: {m}" for r, m in failed)
+        raise RunError(f"{what} failed on {len(failed)} of {d.world} ranks: {text}") from error
