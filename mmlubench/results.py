@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 SCHEMA = "mmlubench.result/1"
 
 
+def _max(values) -> int | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
 def letters(p: PassResult, decode: Decoder) -> dict[str, list[str]]:
     return {
         "reference": [reference_letter(int(i), decode) for i in p.top_ids],
@@ -60,6 +65,7 @@ def pass_json(p: PassResult, shape: ModelShape, peak: float | None, devices: int
         "accuracy": {rule: accuracy(subjects, answers, predicted[rule]).to_json()
                      for rule in predicted},
         "timeline": p.timeline,
+        "per_rank": p.per_rank,
     }
 
 
@@ -71,14 +77,14 @@ def assemble(
     prompts: Sequence[Prompt],
     passes: Mapping[str, PassResult],
     tokenizer,
-    memory: MemoryReport,
+    memory: Sequence[MemoryReport],
     e2e_s: float,
     timings: Mapping[str, float],
     flops_per_token: float | None,
     warnings: list[str],
     devices: int = 1,
 ) -> dict:
-    """Build the result document of a run."""
+    """Build the result document of a run. `memory` has one report per device (rank)."""
     decode = Decoder(tokenizer)
     subjects = [p.subject for p in prompts]
     answers = [p.answer for p in prompts]
@@ -127,9 +133,9 @@ def assemble(
         "computed_tokens": infer["computed_tokens"],
         "acc_infer": infer["accuracy"][rule]["micro"],
         "acc_val": val["accuracy"][rule]["micro"] if val else None,
-        "mem_peak_used_bytes": memory.peak_used_bytes,
-        "mem_total_bytes": memory.total_bytes,
-        "torch_peak_allocated_bytes": memory.torch_peak_allocated_bytes,
+        "mem_peak_used_bytes": _max(m.peak_used_bytes for m in memory),
+        "mem_total_bytes": _max(m.total_bytes for m in memory),
+        "torch_peak_allocated_bytes": _max(m.torch_peak_allocated_bytes for m in memory),
         "flops_per_token": flops_per_token,
         "peak_flops_per_s": peak,
         "peak_flops_source": peak_source,
@@ -150,7 +156,9 @@ def assemble(
         "passes": pass_docs,
         "timings": dict(timings),
         "model": model_info.to_json(),
-        "memory": memory.to_json(),
+        "memory": {**memory[0].to_json(), "peak_used_bytes": metrics["mem_peak_used_bytes"],
+                   "per_device": [m.to_json() for m in memory]} if len(memory) > 1
+        else memory[0].to_json(),
         "environment": env,
         "config": cfg.to_dict(),
     }
