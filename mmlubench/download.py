@@ -28,7 +28,7 @@ def unpack_data_tar(tar_path: str | Path, dest: str | Path) -> Path:
     if any((dest / s).exists() for s in SPLITS):
         raise DataError(f"{dest}: already holds MMLU split folders; remove them first")
     try:
-        tar = tarfile.open(tar_path)
+        tar = tarfile.open(tar_path)  # noqa: SIM115 - closed by the `with` below
     except (OSError, tarfile.TarError) as e:
         raise DataError(f"{tar_path}: cannot open as a tar archive: {e}") from None
     with tar, tempfile.TemporaryDirectory(dir=dest.parent if dest.parent.exists() else None) as tmp:

@@ -75,7 +75,7 @@ def header(subject: str, style: str) -> str:
 
 def format_example(q: Question, style: str, with_answer: bool) -> str:
     text = q.question.strip() if style == "lm-eval" else q.question
-    for letter, choice in zip(LETTERS, q.choices):
+    for letter, choice in zip(LETTERS, q.choices, strict=True):
         text += f"\n{letter}. {choice}"
     text += "\nAnswer:"
     if with_answer:
@@ -153,8 +153,9 @@ def build_prompts(
     for start in range(0, len(questions), chunk):
         block = questions[start : start + chunk]
         tails = [format_example(q, style, with_answer=False) for q in block]
-        texts = [prefixes[q.subject] + tail for q, tail in zip(block, tails)]
-        for q, tail, text, ids in zip(block, tails, texts, pt.encode_many(texts)):
+        texts = [prefixes[q.subject] + tail for q, tail in zip(block, tails, strict=True)]
+        encoded = pt.encode_many(texts)
+        for q, tail, text, ids in zip(block, tails, texts, encoded, strict=True):
             dropped = 0
             while len(ids) > max_seq_len:
                 if text.count("\n\n") < 1 or len(text.split("\n\n")) <= 2 + tail.count("\n\n"):

@@ -71,8 +71,8 @@ def format_report(result: dict) -> str:
         f"torch {env.get('torch')}, transformers {env.get('transformers')}"
     )
     out.append(
-        f"infer: compile/warm-up {infer['compile_time_s']:.1f} s, core {infer['core_time_s']:.1f} s,"
-        f" computed tokens {infer['computed_tokens']} "
+        f"infer: compile/warm-up {infer['compile_time_s']:.1f} s, "
+        f"core {infer['core_time_s']:.1f} s, computed tokens {infer['computed_tokens']} "
         f"({_num(infer['computed_tok_per_s'])} tok/s), mfu_computed {_pct(infer['mfu_computed'])}"
     )
     agree = result["accuracy"].get("agreement_val_infer")

@@ -115,10 +115,10 @@ def assemble(
             "same_top_token": float(np.mean(a.top_ids == b.top_ids)),
             "same_letter_reference": float(np.mean(
                 [x == y for x, y in zip(predicted["val"]["reference"],
-                                        predicted["infer"]["reference"])])),
+                                        predicted["infer"]["reference"], strict=True)])),
             "same_letter_choices": float(np.mean(
                 [x == y for x, y in zip(predicted["val"]["choices"],
-                                        predicted["infer"]["choices"])])),
+                                        predicted["infer"]["choices"], strict=True)])),
         }
     total_tokens = sum(len(p.ids) for p in prompts)
     metrics = {

@@ -89,7 +89,7 @@ def accuracy(subjects: Sequence[str], answers: Sequence[str], predicted: Sequenc
     if not (len(subjects) == len(answers) == len(predicted)):
         raise ValueError("subjects, answers and predictions differ in length")
     hits: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for s, a, p in zip(subjects, answers, predicted):
+    for s, a, p in zip(subjects, answers, predicted, strict=True):
         hits[s][0] += int(a == p)
         hits[s][1] += 1
     per_subject = {s: c / n for s, (c, n) in sorted(hits.items())}
