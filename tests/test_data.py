@@ -123,9 +123,9 @@ def test_unknown_subject(tmp_path):
     assert "astrology" in str(e.value)
 
 
-def test_unknown_subject_on_the_command_line(tmp_path, capsys, tokenizer_dir):
+def test_unknown_subject_on_the_command_line(tmp_path, capsys):
     mmlu = make_mmlu(tmp_path)
-    rc = main(["prompts", "--mmlu-dir", str(mmlu), "--weight-dir", str(tokenizer_dir),
+    rc = main(["prompts", "--mmlu-dir", str(mmlu), "--weight-dir", str(tmp_path),
                "--subjects", "toy,astrology", "--out", str(tmp_path / "p.jsonl"),
                "--no-progress"])
     assert rc == 2
