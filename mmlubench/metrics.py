@@ -5,7 +5,11 @@ All throughputs are prompt tokens (BOS included) per second, summed over all que
 - p_val_core    = tokens / sum of synchronized model-call times of the val pass
 - p_infer_whole = tokens / wall time of the whole infer pass, compile and warm-up included
 - p_infer_core  = tokens / sum of synchronized engine-call times, compile and warm-up excluded
-- MFU           = flops_per_token * p_infer_core / (peak FLOP/s of one device * devices)
+- MFU           = flops_per_token * computed tokens / core time / (peak FLOP/s x devices);
+  for the reference method (every prompt run whole) computed tokens are the prompt tokens, so
+  this is the reference's flops_per_token * p_infer_core / peak. An engine that shares
+  prefixes computes fewer tokens than it answers for: counting prompt tokens would give an
+  MFU above 100%, so MFU always counts the tokens actually computed.
 `mfu_computed` instead counts the FLOPs the engine really ran (see `work_flops`) over core time.
 """
 

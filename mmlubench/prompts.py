@@ -197,18 +197,40 @@ def choice_token_ids(tokenizer) -> list[int]:
 
 
 def load_tokenizer(path: str | Path):
-    """The tokenizer of the model folder (as the reference: AutoTokenizer on the weight dir)."""
-    from transformers import AutoTokenizer
+    """The tokenizer of the model folder, exactly as its tokenizer.json defines it.
+
+    The reference calls AutoTokenizer, which with transformers 4.x meant tokenizer.json as is.
+    transformers 5.x may map `tokenizer_class: LlamaTokenizerFast` to a SentencePiece-style
+    class that re-normalizes the text (5.17 turns "Hello world" into other ids and drops
+    newlines), so tokenizer.json is loaded directly; the special tokens come from
+    tokenizer_config.json. Folders with only a SentencePiece model go through AutoTokenizer.
+    """
+    import json
+
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     path = Path(path)
     if not path.is_dir():
         raise ModelError(f"{path}: tokenizer folder not found")
-    if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model")):
-        raise ModelError(f"{path}: no tokenizer.json or tokenizer.model in this folder")
+    tok_json, tok_cfg = path / "tokenizer.json", path / "tokenizer_config.json"
     try:
-        return AutoTokenizer.from_pretrained(str(path))
-    except Exception as e:  # transformers raises many types for a broken folder
+        if tok_json.is_file():
+            cfg = json.loads(tok_cfg.read_text(encoding="utf-8")) if tok_cfg.is_file() else {}
+            special = {}
+            for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
+                value = cfg.get(key)
+                if isinstance(value, dict):  # {"__type": "AddedToken", "content": ...}
+                    value = value.get("content")
+                if isinstance(value, str):
+                    special[key] = value
+            return PreTrainedTokenizerFast(tokenizer_file=str(tok_json), **special)
+        if (path / "tokenizer.model").is_file():
+            return AutoTokenizer.from_pretrained(str(path))
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{tok_cfg}: not valid JSON: {e}") from None
+    except Exception as e:  # tokenizers/transformers raise many types for a broken folder
         raise ModelError(f"{path}: cannot load the tokenizer: {type(e).__name__}: {e}") from None
+    raise ModelError(f"{path}: no tokenizer.json or tokenizer.model in this folder")
 
 
 # Characters that str.splitlines() and many editors take as line breaks, but that json.dumps
