@@ -61,7 +61,7 @@ def collect(device: str) -> dict:
 
     cuda = device.startswith("cuda") and torch.cuda.is_available()
     return {
-        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
