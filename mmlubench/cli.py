@@ -6,15 +6,12 @@ traceback; a bug still shows its traceback.
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
+from pathlib import Path
 
-E2E_START = time.perf_counter()  # e2e_time counts from here: config, data, model, both passes
-
-import argparse  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from mmlubench.errors import MmlubenchError  # noqa: E402
+from mmlubench.errors import MmlubenchError
 
 DESCRIPTION = """\
 mmlubench measures how fast and how well an accelerator runs a large language model on 5-shot
@@ -124,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mmlubench.runner import run_case
 
     cfg = config_from_args(args, {**DATA_FLAGS, **RUN_FLAGS})
-    run_dir, result = run_case(cfg, e2e_start=E2E_START)
+    run_dir, result = run_case(cfg, e2e_start=args.start_time)
     if result is not None:  # under torchrun only rank 0 reports
         print(f"\nrun folder: {run_dir}")
         print(format_report(result))
@@ -276,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    start = time.perf_counter()  # e2e_time counts from here: config, data, model, both passes
     args = build_parser().parse_args(argv)
+    args.start_time = start
     try:
         return args.func(args)
     except MmlubenchError as e:

@@ -165,9 +165,6 @@ def test_null_engine_without_validation(tmp_path, tiny_model_dir, mmlu_dir):
     assert m["acc_infer"] == 0.0
 
 
-@pytest.mark.xfail(strict=True, reason="cli.E2E_START is taken when mmlubench.cli is imported, "
-                   "so a run started later in the same process (tests, library use) counts the "
-                   "time since the import in e2e_time_s")
 def test_e2e_time_counts_from_the_call(tmp_path, tiny_model_dir, mmlu_dir):
     time.sleep(1.0)  # mmlubench.cli was imported before this test started
     t0 = time.perf_counter()
