@@ -1,0 +1,103 @@
+"""Data-parallel runs on CPU with the gloo backend: 2 processes give the single process's answers.
+
+The processes are started with the environment torchrun would give them (RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR/PORT), so one of them can be handed a bad argument.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmlubench.distributed import deal
+
+SUBJECTS = "abstract_algebra,anatomy,high_school_european_history"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_args(model_dir: Path, mmlu_dir: Path, out: Path, engine: str) -> list[str]:
+    return [
+        "run", "--random-weights", "--data-dir", "/", "--weight-dir", str(model_dir),
+        "--mmlu-dir", str(mmlu_dir), "--subjects", SUBJECTS, "--limit", "7",
+        "--device", "cpu", "--precision", "fp32", "--engine", engine, "--output-dir", str(out),
+        "--no-progress", "--set", "engines.eager.batch_size=4",
+        "--set", "engines.shared-prefix.pack_tokens=2048",
+    ]
+
+
+def launch(world: int, args_of_rank, timeout: float = 300) -> list[subprocess.CompletedProcess]:
+    port = free_port()
+    procs = []
+    for rank in range(world):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank),
+               "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        procs.append(subprocess.Popen([sys.executable, "-m", "mmlubench", *args_of_rank(rank)],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=timeout)
+        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    return out
+
+
+def predictions(out: Path) -> list[dict]:
+    (run,) = out.iterdir()
+    return [json.loads(line) for line in (run / "predictions.jsonl").open()]
+
+
+def test_deal_balances_and_covers():
+    costs = [5, 1, 1, 1, 4, 3, 3, 2]
+    shares = deal(costs, 3)
+    assert sorted(i for s in shares for i in s) == list(range(len(costs)))
+    loads = [sum(costs[i] for i in s) for s in shares]
+    assert max(loads) - min(loads) <= max(costs)
+    assert all(s == sorted(s) for s in shares)
+    assert deal(costs, 3) == shares  # deterministic
+    assert deal(costs, 1) == [list(range(len(costs)))]
+
+
+@pytest.mark.parametrize("engine", ["shared-prefix", "eager"])
+def test_two_ranks_match_one_process(tmp_path, tiny_model_dir, mmlu_dir, engine):
+    from mmlubench.cli import main
+
+    assert main(run_args(tiny_model_dir, mmlu_dir, tmp_path / "one", engine)) == 0
+    done = launch(2, lambda rank: run_args(tiny_model_dir, mmlu_dir, tmp_path / "two", engine))
+    assert [p.returncode for p in done] == [0, 0], done[0].stderr[-2000:] + done[1].stderr[-2000:]
+    assert "run folder" in done[0].stdout and "run folder" not in done[1].stdout  # rank 0 only
+    one, two = predictions(tmp_path / "one"), predictions(tmp_path / "two")
+    assert len(one) == 21 and one == two  # question for question, val and infer
+    (run,) = (tmp_path / "two").iterdir()
+    result = json.loads((run / "result.json").read_text())
+    assert result["metrics"]["devices"] == 2
+    per_rank = result["passes"]["infer"]["per_rank"]
+    assert [r["rank"] for r in per_rank] == [0, 1]
+    assert sum(r["questions"] for r in per_rank) == 21
+    assert result["passes"]["infer"]["core_time_s"] == max(r["core_time_s"] for r in per_rank)
+
+
+def test_a_failing_rank_fails_every_rank(tmp_path, tiny_model_dir, mmlu_dir):
+    def args(rank: int) -> list[str]:
+        a = run_args(tiny_model_dir, mmlu_dir, tmp_path / "out", "eager")
+        if rank == 1:  # as if one node lacked the data
+            a[a.index("--mmlu-dir") + 1] = str(tmp_path / "missing")
+        return a
+
+    done = launch(2, args, timeout=120)  # a hang would time out here
+    assert [p.returncode for p in done] == [2, 2]
+    for p in done:
+        assert "rank 1" in p.stderr and "missing" in p.stderr
+        assert "Traceback" not in p.stderr
+    assert not any((tmp_path / "out").rglob("result.json"))
