@@ -60,9 +60,15 @@ def test_logits_match_eager(prompts, tokenizer, kv_heads, compile_, pack):
     requests = [Request(p.ids, 0 if i in (3, 11) else p.prefix_len)
                 for i, p in enumerate(prompts)]
     ref = logits_of(model, "eager", requests, tokenizer, batch_size=1)
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
     fast = logits_of(model, "shared-prefix", requests, tokenizer, pack_tokens=pack,
                      compile=compile_, block_size=128)
     assert fast.batches > 1, "the sample must span several packs"
+    # One graph for all layers and all packs: nothing recompiles when a new pack comes.
+    assert counters["stats"]["unique_graphs"] == (1 if compile_ else 0)
     assert (fast.logits - ref.logits).abs().max().item() <= 1e-4
     assert np.array_equal(fast.top_ids, ref.top_ids)
     # Fewer tokens computed than prompt tokens answered for: prefixes were shared.
