@@ -36,10 +36,13 @@ def main() -> None:
         n = r["metrics"]["devices"]
         p = r["metrics"]["p_infer_core_tok_per_s"]
         same = {}
+        keys = [(x["subject"], x["index"]) for x in preds]
+        if keys != [(y["subject"], y["index"]) for y in base_preds]:
+            raise SystemExit(f"{run} and {args.one} answered different questions")
         for name in ("val", "infer"):
             if name in preds[0] and name in base_preds[0]:
                 same[name] = sum(x[name]["top_id"] == y[name]["top_id"]
-                                 for x, y in zip(preds, base_preds)) / len(preds)
+                                 for x, y in zip(preds, base_preds, strict=True)) / len(preds)
         rows.append({
             "run": run, "devices": n, "p_infer_core_tok_per_s": p, "efficiency": p / (n * b),
             "p_val_core_tok_per_s": r["metrics"]["p_val_core_tok_per_s"],
