@@ -120,10 +120,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mmlubench.report import format_report
     from mmlubench.runner import run_case
 
+    resume = getattr(args, "resume", None)
+    if resume and not args.config:
+        from mmlubench.progress import resume_config_path
+
+        # The interrupted run's own validated config; flags given again must agree with it.
+        args.config = str(resume_config_path(resume))
     cfg = config_from_args(args, {**DATA_FLAGS, **RUN_FLAGS})
-    run_dir, result = run_case(cfg, e2e_start=args.start_time)
+    run_dir, result = run_case(cfg, e2e_start=args.start_time, resume=resume)
     if result is not None:  # under torchrun only rank 0 reports
-        print(f"\nrun folder: {run_dir}")
+        print(f"\n{'resumed ' if resume else ''}run folder: {run_dir}")
         print(format_report(result))
     return 0
 
@@ -225,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "predictions.jsonl; print the table last.")
     add_config_args(p)
     add_run_args(p)
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="go on with an interrupted run in RUN_DIR without recomputing the "
+                   "questions it answered (its config.yaml is the base config; the config, "
+                   "prompts and model must match the run's fingerprint.json; one process only)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("prompts", help="write every prompt (text and token ids) as JSONL",

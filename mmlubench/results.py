@@ -6,9 +6,11 @@ figures; `passes` the details of each pass; `accuracy` both answer rules for bot
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
@@ -69,6 +71,9 @@ def pass_json(p: PassResult, shape: ModelShape, peak: float | None, devices: int
                      for rule in predicted},
         "timeline": p.timeline,
         "per_rank": p.per_rank,
+        # Batches that ran out of device memory and were retried split (see runner.back_off).
+        "oom_backoff_count": len(p.backoffs),
+        "oom_backoffs": p.backoffs,
     }
 
 
@@ -86,8 +91,10 @@ def assemble(
     flops_per_token: float | None,
     warnings: list[str],
     devices: int = 1,
+    resume: dict | None = None,
 ) -> dict:
-    """Build the result document of a run. `memory` has one report per device (rank)."""
+    """Build the result document of a run. `memory` has one report per device (rank);
+    `resume` describes the sessions of a resumed run and how their timings were combined."""
     decode = Decoder(tokenizer)
     subjects = [p.subject for p in prompts]
     answers = [p.answer for p in prompts]
@@ -103,6 +110,13 @@ def assemble(
     if cfg.random_weights:
         warnings.append("RANDOM WEIGHTS: the model was built from config.json with random "
                         "weights; speed figures are real, accuracy is meaningless")
+    if resume:
+        warnings.append(f"RESUMED: this run was interrupted and resumed ({len(resume['sessions'])} "
+                        "sessions); times are sums over the sessions (see resume.timing_rule)")
+    for name, p in passes.items():
+        if p.backoffs:
+            warnings.append(f"{name} pass: {len(p.backoffs)} batch(es) ran out of device memory "
+                            f"and were retried in smaller batches (see passes.{name}.oom_backoffs)")
     predicted = {name: letters(p, decode) for name, p in passes.items()}
     pass_docs = {
         name: pass_json(p, shape, peak, devices, flops_per_token, subjects, answers,
@@ -154,6 +168,7 @@ def assemble(
         "random_weights": cfg.random_weights,
         "accuracy_meaningful": not cfg.random_weights,
         "warnings": warnings,
+        "resume": resume,
         "metrics": metrics,
         "accuracy": {"rule": rule, "agreement_val_infer": agreement},
         "passes": pass_docs,
@@ -167,20 +182,50 @@ def assemble(
     }
 
 
+def write_text_atomic(path: Path, write: Callable[[IO[str]], object]) -> None:
+    """Call `write` on a temporary file beside `path`, sync it, then rename it to `path`: a crash
+    or an exception never leaves a truncated `path` (nor the temporary file, on an exception)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """One JSON document, written atomically (NaN/Infinity refused: not JSON)."""
+
+    def write(f: IO[str]) -> None:
+        json.dump(data, f, indent=2, ensure_ascii=False, allow_nan=False)
+        f.write("\n")
+
+    write_text_atomic(path, write)
+
+
 def write_predictions(path: Path, prompts: Sequence[Prompt], passes: Mapping[str, PassResult],
                       tokenizer) -> None:
-    """One line per question: subject, index, gold, and each pass's prediction."""
+    """One line per question: subject, index, gold, and each pass's prediction (atomically)."""
+    write_text_atomic(path, lambda f: _predictions(f, prompts, passes, tokenizer))
+
+
+def _predictions(f: IO[str], prompts: Sequence[Prompt], passes: Mapping[str, PassResult],
+                 tokenizer) -> None:
     decode = Decoder(tokenizer)
-    with open(path, "w", encoding="utf-8") as f:
-        for i, p in enumerate(prompts):
-            row = {"subject": p.subject, "index": p.index, "gold": p.answer,
-                   "n_tokens": len(p.ids)}
-            for name, r in passes.items():
-                tid = int(r.top_ids[i])
-                row[name] = {
-                    "top_id": tid,
-                    "top_token": decode(tid),
-                    "reference": reference_letter(tid, decode),
-                    "choices": choices_letter(r.choice_logits[i].tolist()),
-                }
-            f.write(json_line(row))
+    for i, p in enumerate(prompts):
+        row = {"subject": p.subject, "index": p.index, "gold": p.answer,
+               "n_tokens": len(p.ids)}
+        for name, r in passes.items():
+            tid = int(r.top_ids[i])
+            row[name] = {
+                "top_id": tid,
+                "top_token": decode(tid),
+                "reference": reference_letter(tid, decode),
+                "choices": choices_letter(r.choice_logits[i].tolist()),
+            }
+        f.write(json_line(row))

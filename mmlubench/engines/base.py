@@ -7,6 +7,8 @@ The runner calls, for one pass:
         inputs = engine.load(batch)      # host-to-device copy, outside the core timer
         logits = engine.forward(inputs)  # timed between two device synchronizations
 and gets one row of last-position logits per request of the batch, in `batch.rows` order.
+If a batch runs out of device memory, the runner asks `engine.split(batch)` for smaller
+batches of the same rows and runs those instead.
 """
 
 from __future__ import annotations
@@ -61,6 +63,14 @@ class Batch:
     payload: Any = field(default=None, repr=False)
 
 
+def renumber(batches: Sequence[Batch], rows: Sequence[int]) -> list[Batch]:
+    """Batches planned on the requests `rows` (local row i is request rows[i]), with their rows
+    turned back into indices of the whole request list."""
+    from dataclasses import replace
+
+    return [replace(b, rows=[rows[i] for i in b.rows]) for b in batches]
+
+
 def causal_pairs(n: int, context: int = 0) -> int:
     """Pairs attended by n causal queries that also see `context` earlier keys."""
     return n * context + n * (n + 1) // 2
@@ -84,6 +94,11 @@ class Engine(ABC):
 
     def warmup(self, batches: Sequence[Batch]) -> None:  # noqa: B027 - optional hook
         """Compile and warm up; the runner times this apart from core time."""
+
+    def split(self, batch: Batch) -> list[Batch] | None:
+        """Smaller batches that together hold exactly the rows of `batch` (which ran out of
+        device memory), each with fewer rows; None if this engine cannot split a batch."""
+        return None
 
     @abstractmethod
     def load(self, batch: Batch) -> Any:

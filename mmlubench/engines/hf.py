@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmlubench.engines.base import Batch, Engine, Request, Work, causal_pairs
+from mmlubench.engines.base import Batch, Engine, Request, Work, causal_pairs, renumber
 
 
 @dataclass
@@ -46,7 +46,8 @@ def plan_padded(requests: Sequence[Request], batch_size: int, batch_tokens: int,
         groups, current = [], []
         for i in order:
             longest = lengths[current[0]] if current else lengths[i]
-            if current and (len(current) >= batch_size or (len(current) + 1) * longest > batch_tokens):
+            full = len(current) >= batch_size or (len(current) + 1) * longest > batch_tokens
+            if current and full:
                 groups.append(current)
                 current = []
             current.append(i)
@@ -78,6 +79,16 @@ class EagerEngine(Engine):
         self._requests = requests
         o = self.options
         return plan_padded(requests, o.batch_size, o.batch_tokens, o.full_logits)
+
+    def split(self, batch: Batch) -> list[Batch] | None:
+        """Re-plan the rows with half the batch size and half the padded positions."""
+        rows = batch.rows
+        if len(rows) < 2:
+            return None
+        sub = [self._requests[i] for i in rows]
+        return renumber(plan_padded(sub, (len(rows) + 1) // 2,
+                                    max(1, batch.work.padded_tokens // 2),
+                                    self.options.full_logits), rows)
 
     def load(self, batch: Batch) -> dict[str, torch.Tensor]:
         seqs = [self._requests[i].ids for i in batch.rows]

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmlubench.engines.base import Batch, Engine, Request, Work, causal_pairs
+from mmlubench.engines.base import Batch, Engine, Request, Work, causal_pairs, renumber
 from mmlubench.errors import RunError
 
 
@@ -282,9 +282,22 @@ class SharedPrefixEngine(Engine):
                                           mode=options.compile_mode)
 
     def plan(self, requests: Sequence[Request]) -> list[Batch]:
+        self._requests = requests
         o = self.options
         return plan_packs(requests, o.pack_tokens, o.max_questions, o.share_prefix,
                           o.block_size)
+
+    def split(self, batch: Batch) -> list[Batch] | None:
+        """Re-pack the rows with at most half as many questions per pack. The pack length is
+        the compiled shape and stays `pack_tokens`: a smaller pack holds fewer questions (less
+        attention work and fewer LM-head rows), not fewer positions."""
+        rows = batch.rows
+        if len(rows) < 2:
+            return None
+        o = self.options
+        sub = [self._requests[i] for i in rows]
+        return renumber(plan_packs(sub, o.pack_tokens, (len(rows) + 1) // 2, o.share_prefix,
+                                   o.block_size), rows)
 
     def warmup(self, batches: Sequence[Batch]) -> None:
         # Compile on the first pack; a second call checks that nothing recompiles.

@@ -1,0 +1,152 @@
+"""A run killed halfway (SIGKILL, at a batch chosen by a test hook) and resumed with --resume
+gives the predictions of an uninterrupted run, computes no question twice, adds up the
+sessions' timings as documented, and refuses to resume when the config, data or model differ.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmlubench.cli import main
+from mmlubench.progress import read_records
+
+SUBJECTS = "abstract_algebra,anatomy,global_facts"
+QUESTIONS = 9  # 3 subjects x --limit 3; eager batches of 2: 5 batches a pass
+
+
+def run_args(model_dir: Path, mmlu_dir: Path, out: Path) -> list[str]:
+    return ["run", "--random-weights", "--data-dir", "/", "--weight-dir", str(model_dir),
+            "--mmlu-dir", str(mmlu_dir), "--subjects", SUBJECTS, "--limit", "3",
+            "--device", "cpu", "--precision", "fp32", "--engine", "eager",
+            "--set", "engines.eager.batch_size=2", "--output-dir", str(out), "--no-progress"]
+
+
+def start(args: list[str], **env: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mmlubench", *args], env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(p: subprocess.Popen) -> tuple[int, str]:
+    out, err = p.communicate(timeout=300)
+    return p.returncode, out + err
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory, tiny_model_dir, mmlu_dir):
+    """(uninterrupted run folder, folder of a run killed after its 2nd infer batch)."""
+    tmp = tmp_path_factory.mktemp("resume")
+    # Both at once (two cores); the same interpreter and settings as the resumed run below.
+    ref = start(run_args(tiny_model_dir, mmlu_dir, tmp / "ref"))
+    dead = start(run_args(tiny_model_dir, mmlu_dir, tmp / "killed"),
+                 MMLUBENCH_INJECT_KILL="infer:1")
+    rc, log = finish(dead)
+    assert rc == -signal.SIGKILL, log
+    rc, log = finish(ref)
+    assert rc == 0, log
+    (ref_dir,) = (tmp / "ref").iterdir()
+    (run_dir,) = (tmp / "killed").iterdir()
+    return ref_dir, run_dir
+
+
+def test_killed_run_left_progress_and_no_result(killed):
+    _, run_dir = killed
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "config.yaml", "fingerprint.json", "progress.jsonl"]
+    batches = [r for r in lines(run_dir / "progress.jsonl") if r["kind"] == "batch"]
+    assert [r["pass"] for r in batches] == ["val"] * 5 + ["infer"] * 2
+
+
+def test_resume_refuses_another_run(killed, tmp_path, mmlu_dir, tiny_model_dir, capsys,
+                                    monkeypatch):
+    run_dir = tmp_path / "run"
+    shutil.copytree(killed[1], run_dir)
+    before = (run_dir / "progress.jsonl").read_bytes()
+
+    def refused(*extra: str) -> str:
+        assert main(["run", "--resume", str(run_dir), "--no-progress", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"mmlubench: error: {run_dir}") or "torchrun" in err, err
+        assert "Traceback" not in err
+        return err
+
+    assert "config differs: engines.eager.batch_size: 2 then, 3 now" in refused(
+        "--set", "engines.eager.batch_size=3")
+    assert "limit: 3 then, 2 now" in refused("--limit", "2")
+    # Data: the same subjects from another folder, one question changed by one character.
+    data = tmp_path / "mmlu"
+    for split in ("dev", "test"):
+        (data / split).mkdir(parents=True)
+        for s in SUBJECTS.split(","):
+            shutil.copy(mmlu_dir / split / f"{s}_{split}.csv", data / split)
+    f = data / "test" / "anatomy_test.csv"
+    f.write_text(f.read_text(encoding="utf-8").replace("?", "?!", 1), encoding="utf-8")
+    assert "prompt token ids differ" in refused("--mmlu-dir", str(data))
+    # Model: another config.json (a different norm epsilon).
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    cfg = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**cfg, "rms_norm_eps": 1e-5}))
+    assert "model differs: config_json_sha256" in refused("--weight-dir", str(model))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert "not under torchrun" in refused()
+    monkeypatch.delenv("WORLD_SIZE")
+    # Nothing of that touched the run.
+    assert (run_dir / "progress.jsonl").read_bytes() == before
+    assert main(["run", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+
+
+def test_resume_finishes_the_run_exactly(killed, tmp_path):
+    ref_dir, run_dir = killed[0], tmp_path / "run"
+    shutil.copytree(killed[1], run_dir)
+    # As if the kill had struck while a line was being written: a torn line without "\n".
+    with open(run_dir / "progress.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"session": 0, "pass": "infer", "kind": "batch", "rows": [0, 1], "top_')
+    rc, log = finish(start(["run", "--resume", str(run_dir), "--no-progress"]))
+    assert rc == 0, log
+    assert f"resumed run folder: {run_dir}" in log
+    predictions = (run_dir / "predictions.jsonl").read_text()
+    assert predictions == (ref_dir / "predictions.jsonl").read_text()
+
+    records = read_records(run_dir / "progress.jsonl")
+    assert [r["session"] for r in records if r["kind"] == "session"] == [0, 1]
+    for name in ("val", "infer"):  # every question recorded exactly once over both sessions
+        rows = [i for r in records if r["kind"] == "batch" and r["pass"] == name
+                for i in r["rows"]]
+        assert sorted(rows) == list(range(QUESTIONS)), name
+    second = [r for r in records if r["session"] == 1 and r["kind"] == "batch"]
+    assert [r["pass"] for r in second] == ["infer"] * 3  # val was not run again
+
+    result = json.loads((run_dir / "result.json").read_text())
+    ref = json.loads((ref_dir / "result.json").read_text())
+    resume = result["resume"]
+    assert ref["resume"] is None and resume["resumed"] is True
+    assert [s["completed"] for s in resume["sessions"]] == [False, True]
+    assert [s["passes"]["infer"]["questions"] for s in resume["sessions"]] == [4, 5]
+    assert "val" not in resume["sessions"][1]["passes"]
+    assert any(w.startswith("RESUMED") for w in result["warnings"])
+    infer = result["passes"]["infer"]
+    cores = [r["core_s"] for r in records if r["kind"] == "batch" and r["pass"] == "infer"]
+    assert infer["core_time_s"] == pytest.approx(sum(cores))
+    assert infer["whole_time_s"] == pytest.approx(
+        sum(s["passes"]["infer"]["whole_time_s"] for s in resume["sessions"]))
+    assert result["metrics"]["e2e_time_s"] == pytest.approx(
+        sum(s["e2e_time_s"] for s in resume["sessions"]))
+    assert infer["batches"] == ref["passes"]["infer"]["batches"] == 5
+    assert infer["prompt_tokens"] == ref["passes"]["infer"]["prompt_tokens"]
+    assert infer["computed_tokens"] == ref["passes"]["infer"]["computed_tokens"]
+    times = [t[3] for t in infer["timeline"]]
+    assert times == sorted(times)  # one timeline, the second session after the first
+    assert main(["run", "--resume", str(run_dir)]) == 2  # finished: nothing to resume
