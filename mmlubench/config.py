@@ -7,7 +7,9 @@ every error names the key and the layer (file or "command line") that set it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -199,14 +201,14 @@ def check_value(tp: Any, value: Any) -> Any:
             raise ValueError(f"expected an integer, got {value!r}")
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            if isinstance(value, str):
-                try:
-                    return float(value)
-                except ValueError:
-                    pass
-            raise ValueError(f"expected a number, got {value!r}")
-        return float(value)
+        number = math.nan
+        if not isinstance(value, bool) and isinstance(value, (int, float, str)):
+            # "abc", or an integer beyond the float range, is no number either.
+            with contextlib.suppress(ValueError, OverflowError):
+                number = float(value)
+        if not math.isfinite(number):  # NaN/inf are no rate or interval
+            raise ValueError(f"expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ValueError(f"expected text, got {value!r}")
@@ -244,6 +246,8 @@ def build_dataclass(cls: type, merged: Mapping[str, tuple[Any, str]], what: str 
                 continue
             engines.setdefault(name, {})[opt] = (value, source)
             continue
+        if rest:  # "limit.x": only engines.<name>.<option> has sub-keys
+            raise ConfigError(f"{source}: unknown {what} {key!r} ({top!r} has no sub-keys)")
         try:
             kwargs[key] = check_value(hints[key], value)
         except ValueError as e:
@@ -269,8 +273,8 @@ def parse_flops_per_token(expr: str, n_params: int | None = None) -> float | Non
             value *= n_params
         else:
             value *= float(factor)
-    if value <= 0:
-        raise ValueError(f"must be positive, got {expr!r}")
+    if not 0 < value < math.inf:
+        raise ValueError(f"must be positive and finite, got {expr!r}")
     return value
 
 
@@ -292,6 +296,10 @@ def validate(cfg: Config, sources: Mapping[str, str]) -> None:
         fail("peak_flops", f"must be positive, got {cfg.peak_flops}")
     if cfg.mem_sample_interval_s <= 0:
         fail("mem_sample_interval_s", f"must be positive, got {cfg.mem_sample_interval_s}")
+    for key in ("case", "run_name"):  # they name the run folder: one path component
+        name = getattr(cfg, key)
+        if name is not None and re.search(r"[/\\\x00]", name):
+            fail(key, f"must be usable in a folder name (no '/', '\\' or NUL), got {name!r}")
     if not re.fullmatch(r"cpu|cuda(:\d+)?", cfg.device):
         fail("device", f"expected 'cpu', 'cuda' or 'cuda:N', got {cfg.device!r}")
     try:

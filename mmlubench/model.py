@@ -57,9 +57,14 @@ def check_model_dir(path: Path, random_weights: bool) -> None:
     if not cfg.is_file():
         raise ModelError(f"{cfg}: file not found; {download_hint(path)}")
     try:
-        json.loads(cfg.read_text(encoding="utf-8"))
+        doc = json.loads(cfg.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelError(f"{cfg}: not valid JSON: {e}") from None
+    except OSError as e:
+        raise ModelError(f"{cfg}: cannot read: {e}") from None
+    if not isinstance(doc, dict):
+        raise ModelError(f"{cfg}: expected a JSON object (the model's config), "
+                         f"got {type(doc).__name__}")
     if not random_weights and not any(any(path.glob(p)) for p in WEIGHT_FILES):
         raise ModelError(f"{path}: no weight files (*.safetensors, *.bin); {download_hint(path)}")
 

@@ -213,24 +213,33 @@ def load_tokenizer(path: str | Path):
     if not path.is_dir():
         raise ModelError(f"{path}: tokenizer folder not found")
     tok_json, tok_cfg = path / "tokenizer.json", path / "tokenizer_config.json"
+    if tok_json.is_file():
+        cfg = {}
+        if tok_cfg.is_file():
+            try:
+                cfg = json.loads(tok_cfg.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ModelError(f"{tok_cfg}: not valid JSON: {e}") from None
+            if not isinstance(cfg, dict):
+                raise ModelError(f"{tok_cfg}: expected a JSON object, got {type(cfg).__name__}")
+        special = {}
+        for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
+            value = cfg.get(key)
+            if isinstance(value, dict):  # {"__type": "AddedToken", "content": ...}
+                value = value.get("content")
+            if isinstance(value, str):
+                special[key] = value
+        where = tok_json
+    elif (path / "tokenizer.model").is_file():
+        where = path
+    else:
+        raise ModelError(f"{path}: no tokenizer.json or tokenizer.model in this folder")
     try:
-        if tok_json.is_file():
-            cfg = json.loads(tok_cfg.read_text(encoding="utf-8")) if tok_cfg.is_file() else {}
-            special = {}
-            for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
-                value = cfg.get(key)
-                if isinstance(value, dict):  # {"__type": "AddedToken", "content": ...}
-                    value = value.get("content")
-                if isinstance(value, str):
-                    special[key] = value
+        if where == tok_json:
             return PreTrainedTokenizerFast(tokenizer_file=str(tok_json), **special)
-        if (path / "tokenizer.model").is_file():
-            return AutoTokenizer.from_pretrained(str(path))
-    except json.JSONDecodeError as e:
-        raise ModelError(f"{tok_cfg}: not valid JSON: {e}") from None
-    except Exception as e:  # tokenizers/transformers raise many types for a broken folder
-        raise ModelError(f"{path}: cannot load the tokenizer: {type(e).__name__}: {e}") from None
-    raise ModelError(f"{path}: no tokenizer.json or tokenizer.model in this folder")
+        return AutoTokenizer.from_pretrained(str(path))
+    except Exception as e:  # tokenizers/transformers raise many types for a broken file
+        raise ModelError(f"{where}: cannot load the tokenizer: {type(e).__name__}: {e}") from None
 
 
 # Characters that str.splitlines() and many editors take as line breaks, but that json.dumps
