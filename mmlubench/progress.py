@@ -52,6 +52,17 @@ TIMING_RULE = (
 )
 
 
+# The keys each kind of record must have (besides kind, session and e2e_s).
+FIELDS = {
+    "session": ("started",),
+    "pass_start": ("pass", "engine", "compile_s", "t_s"),
+    "batch": ("pass", "rows", "top_ids", "choice_logits", "prompt_tokens", "work", "core_s",
+              "t_s"),
+    "oom_backoff": ("pass", "backoff", "t_s"),
+    "pass_end": ("pass", "whole_s", "t_s"),
+}
+
+
 def resume_config_path(run_dir: str | Path) -> Path:
     """RUN_DIR/config.yaml, the base config of a resumed run; errors name the folder."""
     run_dir = Path(run_dir)
@@ -89,8 +100,11 @@ def read_records(path: Path) -> list[dict]:
             rec = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RunError(f"{path}:{n}: corrupt progress record: {e}") from None
-        if not isinstance(rec, dict) or "kind" not in rec or "session" not in rec:
-            raise RunError(f"{path}:{n}: corrupt progress record: not an event object")
+        need = ("kind", "session", "e2e_s", *FIELDS.get(
+            rec.get("kind") if isinstance(rec, dict) else None, ("?",)))
+        if not isinstance(rec, dict) or any(k not in rec for k in need):
+            raise RunError(f"{path}:{n}: corrupt progress record: expected an event with "
+                           f"{', '.join(need)}")
         records.append(rec)
     return records
 
@@ -121,12 +135,18 @@ class ProgressLog:
         path = Path(run_dir) / FINGERPRINT
         try:
             then = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(then, dict) or not isinstance(then.get("world_size", 1), int):
+                raise ValueError("not a fingerprint document")
         except (OSError, ValueError) as e:
             raise RunError(f"{path}: cannot read the run's fingerprint: {e}") from None
         if then.get("world_size", 1) > 1:
             raise RunError(f"{run_dir}: this run was data parallel ({then['world_size']} "
                            "ranks); data-parallel runs keep no progress and cannot be resumed")
-        why = fingerprint.differences(then, fp)
+        try:
+            why = fingerprint.differences(then, fp)
+        except (KeyError, TypeError, AttributeError) as e:
+            raise RunError(f"{path}: not a fingerprint document ({type(e).__name__}: {e})"
+                           ) from None
         if why:
             raise RunError(f"{run_dir}: cannot resume, this is not the same run: "
                            + " | ".join(why) + " (start a new run instead)")
@@ -158,12 +178,22 @@ class ProgressLog:
         top = np.full(n, -1, dtype=np.int64)
         choice = np.full((n, 4), np.nan, dtype=np.float32)
         for r in self._of(pass_name, "batch"):
-            rows = np.asarray(r["rows"], dtype=np.int64)
-            if len(rows) and (rows.min() < 0 or rows.max() >= n or (top[rows] >= 0).any()):
+            try:
+                rows = np.asarray(r["rows"], dtype=np.int64).reshape(-1)
+                ids = np.asarray(r["top_ids"], dtype=np.int64)
+                logits = np.asarray(r["choice_logits"], dtype=np.float32)
+                ok = ids.shape == rows.shape and logits.shape == (len(rows), 4) and (
+                    not len(rows) or (rows.min() >= 0 and rows.max() < n
+                                      and not (top[rows] >= 0).any()))
+                if ok:
+                    top[rows] = ids
+                    choice[rows] = logits
+            except (TypeError, ValueError):  # wrong types or lengths
+                ok = False
+            if not ok:
                 raise RunError(f"{self.path}: corrupt progress: a {pass_name} batch of session "
-                               f"{r['session']} records a row twice or out of range")
-            top[rows] = r["top_ids"]
-            choice[rows] = np.asarray(r["choice_logits"], dtype=np.float32).reshape(-1, 4)
+                               f"{r['session']} records a row twice, out of range, or "
+                               "answers that do not match its rows")
         return top, choice
 
     def _sessions(self, pass_name: str) -> list[dict]:

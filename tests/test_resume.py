@@ -150,3 +150,31 @@ def test_resume_finishes_the_run_exactly(killed, tmp_path):
     times = [t[3] for t in infer["timeline"]]
     assert times == sorted(times)  # one timeline, the second session after the first
     assert main(["run", "--resume", str(run_dir)]) == 2  # finished: nothing to resume
+
+
+def test_progress_log_reader(tmp_path):
+    """A torn last line is cut off the file; a corrupt line elsewhere is an error naming it;
+    a batch whose answers do not match its rows is refused."""
+    from mmlubench.errors import RunError
+    from mmlubench.progress import ProgressLog
+
+    batch = {"kind": "batch", "session": 0, "e2e_s": 1.0, "pass": "infer", "rows": [2, 0],
+             "top_ids": [7, 8], "choice_logits": [[0, 1, 2, 3], [4, 5, 6, 7]],
+             "prompt_tokens": 9, "work": [9, 0, 2, 9], "core_s": 0.5, "t_s": 0.6}
+    path = tmp_path / "progress.jsonl"
+    good = json.dumps(batch) + "\n"
+    path.write_text(good + '{"kind": "batch", "ses')
+    assert read_records(path) == [batch]
+    assert path.read_text() == good  # appending starts on a fresh line
+    log = ProgressLog(tmp_path, read_records(path), 0.0)
+    top, choice = log.answered("infer", 3)
+    assert top.tolist() == [8, -1, 7] and choice[2].tolist() == [0, 1, 2, 3]
+    log.close()
+    path.write_text("not json\n" + good)
+    with pytest.raises(RunError, match=r"progress.jsonl:1: corrupt progress record"):
+        read_records(path)
+    path.write_text(json.dumps({**batch, "top_ids": [7]}) + "\n")
+    log = ProgressLog(tmp_path, read_records(path), 0.0)
+    with pytest.raises(RunError, match="answers that do not match its rows"):
+        log.answered("infer", 3)
+    log.close()
