@@ -1,7 +1,9 @@
 """The result document (result.json) and the per-question predictions (predictions.jsonl).
 
 Keys carry their units (`_s`, `_bytes`, `_tok_per_s`). `metrics` holds the reference table's
-figures; `passes` the details of each pass; `accuracy` both answer rules for both passes.
+figures; `passes` the details of each pass (out-of-memory back-offs included); `accuracy` both
+answer rules for both passes; `resume` the sessions of a resumed run and how their timings were
+combined (null for a run done in one go). Both files are written atomically (temp file, rename).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from mmlubench.errors import ConfigError, DataError, MmlubenchError, ModelError
 from mmlubench.model import check_model_dir
 from mmlubench.prompts import load_tokenizer
 
-FUZZ = settings(max_examples=400, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
