@@ -70,7 +70,7 @@ def synchronize(device: torch.device) -> None:
 
 def make_engine(cfg: Config, name: str, model: torch.nn.Module) -> Engine:
     cls = engine_class(name)
-    return cls(model, engine_options(name, cfg.engine_options(name)), cfg.device)
+    return cls(model, engine_options(name, cfg.engine_options(name), "config"), cfg.device)
 
 
 def _free_device_memory(device: torch.device) -> None:

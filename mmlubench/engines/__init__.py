@@ -28,22 +28,22 @@ def engine_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-def engine_options(name: str, options: Mapping[str, Any]) -> Any:
-    """Build the engine's typed Options from {option: value} or {option: (value, source)}."""
+def engine_options(name: str, options: Mapping[str, Any], source: str = "command line") -> Any:
+    """Build the engine's typed Options from {option: value}, all set by `source`."""
+    return engine_options_from(name, {k: (v, source) for k, v in options.items()})
+
+
+def engine_options_from(name: str, options: Mapping[str, tuple[Any, str]]) -> Any:
+    """Build the engine's typed Options from {option: (value, where it was set)}; errors name
+    the option and the file (or "command line") that set it."""
     from mmlubench.config import build_dataclass
 
-    cls = engine_class(name)
-    merged = {
-        k: v if isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], str)
-        else (v, "command line")
-        for k, v in options.items()
-    }
-    opts = build_dataclass(cls.Options, merged, what=f"engines.{name} option")
+    opts = build_dataclass(engine_class(name).Options, options, what=f"engines.{name} option")
     check = getattr(opts, "check", None)
     if check is not None:
         try:
             check()
         except ValueError as e:
-            sources = sorted({s for _, s in merged.values()}) or ["defaults"]
+            sources = sorted({s for _, s in options.values()}) or ["defaults"]
             raise ConfigError(f"{', '.join(sources)}: engines.{name}: {e}") from None
     return opts
