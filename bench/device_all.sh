@@ -9,17 +9,9 @@
 # Results: $OUT/all.tar.gz; summaries printed last.
 set -uo pipefail
 T0=$(date +%s)
-OUTD=${OUT:-/tmp/mmlubench-bench}
 WORK=/tmp/mmlubench-all
-rm -rf "$WORK"; mkdir -p "$WORK/runs" "$OUTD"
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-MODEL=${MODEL:-.devdata/deepseek-llm-7b-base}
-MMLU=${MMLU:-.devdata/mmlu}
-DEVICE=${DEVICE:-cuda}
-PREC=${PREC:-fp16}
-nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv | tee "$WORK/gpus.csv"
-common=(--random-weights --data-dir . --weight-dir "$MODEL" --mmlu-dir "$MMLU" --device "$DEVICE"
-        --precision "$PREC" --output-dir "$WORK/runs" --no-progress)
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
 job() {  # job NAME GPUS CACHE CMD...: runs in the background, logs to $WORK/NAME.log
   local name=$1 gpus=$2 cache=$3; shift 3
   ( export CUDA_VISIBLE_DEVICES=$gpus TORCHINDUCTOR_CACHE_DIR=/tmp/inductor-$cache

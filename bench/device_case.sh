@@ -5,21 +5,15 @@
 #              (first 6 questions of each subject: 342 questions)
 #   parity     bench/parity.py: shared-prefix and padded eager against eager batch 1
 #   fast       the full case through the CLI: val = padded eager, infer = shared-prefix
-# then bench/summarize.py. Data travel in .devdata/ (see bench/README.md).
+# then bench/summarize.py; everything lands in $OUT/case.tar.gz. Data: .devdata/ (bench/README.md).
 #   STAGES="reference parity" OUT=/tmp/x bash bench/device_case.sh
 set -uo pipefail
 STAGES=${STAGES:-"reference parity fast"}
-MODEL=${MODEL:-.devdata/deepseek-llm-7b-base}
-MMLU=${MMLU:-.devdata/mmlu}
-DEVICE=${DEVICE:-cuda}
-PREC=${PREC:-fp16}
-OUTD=${OUT:-/tmp/mmlubench-bench}
 REF_ARGS=${REF_ARGS:-"--limit 6"}
 FAST_ARGS=${FAST_ARGS:-""}
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-mkdir -p "$OUTD/runs"
-common=(--random-weights --data-dir . --weight-dir "$MODEL" --mmlu-dir "$MMLU" --device "$DEVICE"
-        --precision "$PREC" --output-dir "$OUTD/runs" --no-progress)
+WORK=/tmp/mmlubench-case
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
 runs=()
 for stage in $STAGES; do
   echo "=== stage $stage $(date -u +%T)"
@@ -28,18 +22,19 @@ for stage in $STAGES; do
       # shellcheck disable=SC2086
       python3 -m mmlubench run "${common[@]}" --engine inductor $REF_ARGS --run-name reference \
         --set engines.eager.batch_size=1 --set engines.eager.full_logits=true
-      runs+=("$OUTD"/runs/*_reference) ;;
+      runs+=("$WORK"/runs/*_reference) ;;
     parity)
       python3 bench/parity.py --model-dir "$MODEL" --mmlu-dir "$MMLU" --device "$DEVICE" \
-        --precision "$PREC" --out "$OUTD/parity.json" ;;
+        --precision "$PREC" --out "$WORK/parity.json" ;;
     fast)
       # shellcheck disable=SC2086
       python3 -m mmlubench run "${common[@]}" --engine shared-prefix $FAST_ARGS --run-name fast
-      runs+=("$OUTD"/runs/*_fast) ;;
+      runs+=("$WORK"/runs/*_fast) ;;
   esac
 done
 echo "=== summary $(date -u +%T)"
 parity=()
-[ -f "$OUTD/parity.json" ] && parity=(--parity "$OUTD/parity.json")
+[ -f "$WORK/parity.json" ] && parity=(--parity "$WORK/parity.json")
 [ ${#runs[@]} -gt 0 ] && python3 bench/summarize.py --runs "${runs[@]}" "${parity[@]}" \
-  --out "$OUTD/bench.json"
+  --out "$WORK/bench.json"
+tar -czf "$OUTD/case.tar.gz" -C "$WORK" .

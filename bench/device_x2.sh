@@ -5,17 +5,9 @@
 # with a 1-GPU full-case run carried in $REF_RUN (a run folder from another machine of the
 # same card, e.g. bench/device_all.sh's `fast` run).
 set -uo pipefail
-OUTD=${OUT:-/tmp/mmlubench-bench}
 WORK=/tmp/mmlubench-x2
-rm -rf "$WORK"; mkdir -p "$WORK/runs" "$OUTD"
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-MODEL=${MODEL:-.devdata/deepseek-llm-7b-base}
-MMLU=${MMLU:-.devdata/mmlu}
-DEVICE=${DEVICE:-cuda}
-PREC=${PREC:-fp16}
-nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv | tee "$WORK/gpus.csv"
-common=(--random-weights --data-dir . --weight-dir "$MODEL" --mmlu-dir "$MMLU" --device "$DEVICE"
-        --precision "$PREC" --output-dir "$WORK/runs" --no-progress)
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
 echo "=== dp2 $(date -u +%T)"
 # shellcheck disable=SC2086
 CUDA_VISIBLE_DEVICES=0,1 timeout 400 python3 -m torch.distributed.run --nproc-per-node 2 \
