@@ -52,7 +52,7 @@ class Config:
     # The `val` pass (plain HF model, eager) and the `infer` pass (engine chosen by name).
     validation: bool = True
     val_engine: str = "eager"
-    engine: str = "inductor"
+    engine: str = "shared-prefix"
     # Options of each engine, by engine name; each engine validates its own section.
     engines: dict[str, dict[str, Any]] = field(default_factory=dict)
     # FLOPs per prompt token for MFU: a product such as "2*7e9", or "2*params" (counted).

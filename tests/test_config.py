@@ -49,7 +49,7 @@ def test_layering(tmp_path):
     assert cfg.limit == 11  # command line over vendor over case
     assert cfg.engines["eager"] == {"batch_size": 2, "full_logits": True}  # merged key by key
     assert cfg.engines["inductor"] == {"warmup_iters": 5, "mode": None}
-    assert cfg.max_seq_len == 2048 and cfg.engine == "inductor"  # unset: dataclass defaults
+    assert cfg.max_seq_len == 2048 and cfg.engine == "shared-prefix"  # unset: dataclass defaults
     # Without the overrides and the vendor, each layer shows through.
     assert load_config(case, vendor).limit == 9
     assert load_config(case).limit == 7
@@ -61,7 +61,8 @@ def test_packaged_case_is_the_reference(tmp_path):
     assert (cfg.case, cfg.split, cfg.few_shots, cfg.max_seq_len) == (
         "deepseek_7b_mmlu", "test", 5, 2048)
     assert (cfg.prompt_style, cfg.scoring, cfg.precision) == ("reference", "reference", "fp16")
-    assert (cfg.engine, cfg.val_engine, cfg.validation) == ("inductor", "eager", True)
+    # The fast exact engine is the default infer engine; inductor is the reference's method.
+    assert (cfg.engine, cfg.val_engine, cfg.validation) == ("shared-prefix", "eager", True)
     assert cfg.flops_per_token == "2*7e9"
     assert cfg.weight_path == Path(".") / "deepseek_7b_hf"
     assert cfg.mmlu_path == Path(".") / "mmlu_dataset/data"

@@ -52,9 +52,10 @@ def table_lines(text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def inductor_run(tmp_path_factory, tiny_model_dir, mmlu_dir):
-    """The case as shipped (inductor infer, eager val), with compile options cheap for a CPU."""
+    """The case with the reference method (inductor infer, eager val), with compile options
+    cheap for a CPU."""
     out = tmp_path_factory.mktemp("runs_inductor")
-    return run_cli(tiny_model_dir, mmlu_dir, out,
+    return run_cli(tiny_model_dir, mmlu_dir, out, "--engine", "inductor",
                    "--set", "engines.inductor.mode=null",
                    "--set", "engines.inductor.warmup_iters=1",
                    "--set", "engines.inductor.warmup_times=1")
