@@ -140,3 +140,11 @@ def tiny_model():
     model = LlamaForCausalLM(LlamaConfig(**TINY_CONFIG)).eval()
     model.requires_grad_(False)
     return model
+
+
+@pytest.fixture(scope="session")
+def demo_run_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Two CPU demo runs, made once for the report and compare tests (report_helpers.py)."""
+    from report_helpers import demo_runs
+
+    return demo_runs(tmp_path_factory)

@@ -11,7 +11,6 @@ import pytest
 from report_helpers import (
     assert_real_png,
     assert_self_contained,
-    demo_runs,
     needs_chromium,
     page_text,
     render,
@@ -23,8 +22,8 @@ from mmlubench.report import COLUMNS, load_result
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return demo_runs(tmp_path_factory)
+def runs(demo_run_dirs: dict[str, Path]) -> dict[str, Path]:
+    return demo_run_dirs
 
 
 @pytest.fixture(scope="module")

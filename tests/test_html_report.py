@@ -16,7 +16,6 @@ import pytest
 from report_helpers import (
     assert_real_png,
     assert_self_contained,
-    demo_runs,
     needs_chromium,
     page_text,
     render,
@@ -28,8 +27,8 @@ from mmlubench.report import COLUMNS, GIB, load_result, table_row
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return demo_runs(tmp_path_factory)
+def runs(demo_run_dirs: dict[str, Path]) -> dict[str, Path]:
+    return demo_run_dirs
 
 
 def embedded_pngs(markup: str) -> list[bytes]:
