@@ -16,6 +16,8 @@ import json
 import time
 
 import torch
+import transformers
+import yaml
 
 from mmlubench.data import load_mmlu
 from mmlubench.engines import engine_class, engine_options
@@ -61,14 +63,14 @@ def main() -> None:
         r = run_pass(name, engine, reqs, cids, progress=False, keep_logits=True)
         return r.logits, r.core_s
 
-    sp_opts = {k: __import__("yaml").safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    sp_opts = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     ref, ref_s = run("eager", batch_size=1, full_logits=False)
     padded, padded_s = run("eager", batch_size=32, batch_tokens=32768)
     shared, shared_s = run("shared-prefix", **sp_opts)
     doc = {
         "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
         "torch": torch.__version__,
-        "transformers": __import__("transformers").__version__,
+        "transformers": transformers.__version__,
         "precision": args.precision,
         "questions": len(sample),
         "truncated_in_sample": len(set(sample) & set(truncated)),
