@@ -1,4 +1,8 @@
-"""Shared fixtures: the real MMLU files and tokenizer from ../shared, a tiny random Llama.
+"""Shared fixtures: real MMLU files and the real tokenizer (carried under tests/fixtures/, so a
+fresh clone needs nothing beside it), a tiny random Llama.
+
+Only the full 14042-question split is not carried: tests that need it use `full_mmlu_dir`, found
+through $MMLUBENCH_FULL_MMLU or ../shared/mmlu/data beside the clone, and skip without it.
 
 Everything expensive (tokenizer load, tiny model, model folder) is built once per session.
 Golden values are computed here independently of mmlubench: CSV cells with the csv module,
@@ -10,14 +14,18 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-MMLU_DIR = SHARED / "mmlu" / "data"
-TOKENIZER_DIR = SHARED / "deepseek-llm-7b-base"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# A few real subjects (tests/fixtures/README.md lists them and which files keep only first rows).
+MMLU_DIR = FIXTURES / "mmlu"
+TOKENIZER_DIR = FIXTURES / "tokenizers" / "deepseek-llm-7b-base"
+FULL_MMLU_DIR = Path(os.environ.get(
+    "MMLUBENCH_FULL_MMLU", Path(__file__).resolve().parents[2] / "shared" / "mmlu" / "data"))
 BOS = 100000
 MAX_SEQ_LEN = 2048
 
@@ -41,15 +49,22 @@ TINY_PARAMS = 2 * 102400 * 32 + 2 * (4 * 32 * 32 + 3 * 32 * 64 + 2 * 32) + 32
 
 @pytest.fixture(scope="session")
 def mmlu_dir() -> Path:
-    if not (MMLU_DIR / "test").is_dir():
-        pytest.skip(f"real MMLU data not found at {MMLU_DIR} (CI keeps ../shared beside the clone)")
+    """A few real MMLU subjects (dev/val/test), carried in the repository."""
     return MMLU_DIR
 
 
 @pytest.fixture(scope="session")
+def full_mmlu_dir() -> Path:
+    """The whole MMLU data folder (57 subjects); skips the test when it is not there."""
+    if not (FULL_MMLU_DIR / "test" / "virology_test.csv").is_file():
+        pytest.skip(f"the full MMLU split is not at {FULL_MMLU_DIR} (set MMLUBENCH_FULL_MMLU "
+                    "to a folder holding dev/ val/ test/, or keep ../shared beside the clone)")
+    return FULL_MMLU_DIR
+
+
+@pytest.fixture(scope="session")
 def tokenizer_dir() -> Path:
-    if not (TOKENIZER_DIR / "tokenizer.json").is_file():
-        pytest.skip(f"real deepseek tokenizer not found at {TOKENIZER_DIR}")
+    """The real deepseek-llm-7b-base tokenizer and config.json, carried in the repository."""
     return TOKENIZER_DIR
 
 
@@ -69,9 +84,9 @@ def tokenizer(tokenizer_dir):
     return load_tokenizer(tokenizer_dir)
 
 
-def read_rows(split: str, subject: str) -> list[list[str]]:
+def read_rows(split: str, subject: str, root: Path = MMLU_DIR) -> list[list[str]]:
     """Raw CSV cells of a real MMLU file, read independently of mmlubench.data."""
-    with open(MMLU_DIR / split / f"{subject}_{split}.csv", newline="", encoding="utf-8") as f:
+    with open(root / split / f"{subject}_{split}.csv", newline="", encoding="utf-8") as f:
         return list(csv.reader(f))
 
 
@@ -101,14 +116,15 @@ def truncate_reference(text: str, encode) -> tuple[str, list[int], int]:
 
 @pytest.fixture(scope="session")
 def reference_prompt(mmlu_dir, raw_tokenizer):
-    """reference_prompt(subject, index, split="test") -> (text, ids, dropped), independently."""
+    """reference_prompt(subject, index, split="test", root=MMLU_DIR) -> (text, ids, dropped),
+    independently of mmlubench."""
 
     def encode(text: str) -> list[int]:
         return raw_tokenizer.encode(text, add_special_tokens=False).ids
 
-    def build(subject: str, index: int, split: str = "test"):
-        dev = read_rows("dev", subject)
-        row = read_rows(split, subject)[index]
+    def build(subject: str, index: int, split: str = "test", root: Path = MMLU_DIR):
+        dev = read_rows("dev", subject, root)
+        row = read_rows(split, subject, root)[index]
         return truncate_reference(reference_text(subject, dev, row), encode)
 
     return build

@@ -185,8 +185,8 @@ def test_subjects_sorted_and_limit(tmp_path):
 
 
 @pytest.mark.parametrize("split,rows", [("dev", 285), ("val", 1531), ("test", 14042)])
-def test_real_row_counts(mmlu_dir, split, rows):
-    ds = load_mmlu(mmlu_dir, split)
+def test_real_row_counts(full_mmlu_dir, split, rows):
+    ds = load_mmlu(full_mmlu_dir, split)
     assert len(ds.subjects) == 57
     assert len(ds.questions) == rows
     assert sum(len(v) for v in ds.dev.values()) == 285

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from mmlubench.config import Config, dotted_to_nested, load_config, parse_set
 from mmlubench.data import load_mmlu, read_questions
-from mmlubench.errors import ConfigError, DataError, MmlubenchError, ModelError
+from mmlubench.errors import ConfigError, DataError, ModelError
 from mmlubench.model import check_model_dir
 from mmlubench.prompts import load_tokenizer
 
@@ -336,9 +336,3 @@ def test_model_folders(work, config, weights, random_weights):
         return
     assert isinstance(json.loads((folder / "config.json").read_text()), dict)
     assert weights or random_weights
-
-
-def test_errors_are_mmlubench_errors():
-    """The clear errors above are the ones the command line turns into one line, exit 2."""
-    for cls in (ConfigError, DataError, ModelError):
-        assert issubclass(cls, MmlubenchError)

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import TINY_CONFIG, TINY_PARAMS
+from conftest import TINY_PARAMS
 
 from mmlubench.errors import ModelError
 from mmlubench.model import load_model
@@ -94,7 +94,3 @@ def test_tokenizer_folder_errors(tmp_path):
         load_tokenizer(tmp_path / "missing")
     with pytest.raises(ModelError, match=r"no tokenizer\.json or tokenizer\.model"):
         load_tokenizer(tmp_path)
-
-
-def test_tiny_config_is_what_the_tests_claim():
-    assert TINY_CONFIG["vocab_size"] == 102400 and TINY_CONFIG["num_hidden_layers"] == 2

@@ -352,7 +352,7 @@ def test_choice_token_ids(tokenizer, raw_tokenizer):
     assert choice_token_ids(tokenizer) == [338, 380, 339, 414]
 
 
-def test_prompts_cli_full_test_split(tmp_path, mmlu_dir, tokenizer_dir, raw_tokenizer,
+def test_prompts_cli_full_test_split(tmp_path, full_mmlu_dir, tokenizer_dir, raw_tokenizer,
                                      reference_prompt):
     """`mmlubench prompts` over all 14042 test questions, with the real tokenizer and data."""
     from mmlubench.cli import main
@@ -360,7 +360,7 @@ def test_prompts_cli_full_test_split(tmp_path, mmlu_dir, tokenizer_dir, raw_toke
     out = tmp_path / "prompts.jsonl"
     t0 = time.perf_counter()
     rc = main(["prompts", "--data-dir", str(tokenizer_dir.parent), "--weight-dir",
-               tokenizer_dir.name, "--mmlu-dir", str(mmlu_dir), "--out", str(out),
+               tokenizer_dir.name, "--mmlu-dir", str(full_mmlu_dir), "--out", str(out),
                "--no-progress"])
     seconds = time.perf_counter() - t0
     assert rc == 0
@@ -384,9 +384,10 @@ def test_prompts_cli_full_test_split(tmp_path, mmlu_dir, tokenizer_dir, raw_toke
     sample = [(s, i) for (style, s, i) in REFERENCE_CASES]
     sample += random.Random(0).sample(sorted(by_key), 25)
     for s, i in sample:
-        text, ids, _ = reference_prompt(s, i)
+        text, ids, _ = reference_prompt(s, i, root=full_mmlu_dir)
         r = by_key[(s, i)]
-        assert (r["text"], r["ids"], r["answer"]) == (text, ids, read_rows("test", s)[i][5])
+        assert (r["text"], r["ids"], r["answer"]) == (
+            text, ids, read_rows("test", s, full_mmlu_dir)[i][5])
     counts = np.array([len(r["ids"]) for r in rows])
     # REFERENCE.md: ~10 million prompt tokens, median ~540, a few hundred truncated prompts.
     assert 9.5e6 < counts.sum() < 10.5e6

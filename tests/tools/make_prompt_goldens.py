@@ -12,9 +12,9 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-MMLU = SHARED / "mmlu" / "data"
-TOK = Tokenizer.from_file(str(SHARED / "deepseek-llm-7b-base" / "tokenizer.json"))
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"  # the real files, carried in tests/
+MMLU = FIXTURES / "mmlu"
+TOK = Tokenizer.from_file(str(FIXTURES / "tokenizers" / "deepseek-llm-7b-base" / "tokenizer.json"))
 BOS = 100000
 
 CASES = [
