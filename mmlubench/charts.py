@@ -2,8 +2,8 @@
 comparison of runs, drawn with matplotlib's Agg backend and returned as PNG bytes.
 
 matplotlib is imported inside the functions: `mmlubench run` never pays for it. Every function
-takes result documents (result.json as a dict) and nothing else, so a chart can be redrawn from
-any finished run folder.
+takes result documents (`document.Result`) and nothing else, so a chart can be redrawn from any
+finished run folder.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-GIB = 1024**3
+from mmlubench.display import GIB
+from mmlubench.document import Result
+
 PASS_COLORS = {"val": "#4c72b0", "infer": "#dd8452"}
 
 
@@ -40,23 +42,21 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def subject_accuracy(result: dict) -> bytes:
+def subject_accuracy(result: Result) -> bytes:
     """Horizontal bars: accuracy per subject, val beside infer, for the run's scoring rule."""
     plt = _pyplot()
-    rule = result["accuracy"]["rule"]
-    passes = [name for name in ("val", "infer") if name in result["passes"]]
-    per_subject = {name: result["passes"][name]["accuracy"][rule]["per_subject"]
-                   for name in passes}
+    rule = result.accuracy.rule
+    passes = result.pass_names()
+    per_subject = {name: result.rule_accuracy(name).per_subject for name in passes}
     subjects = sorted({s for table in per_subject.values() for s in table})
     height = 0.4 / max(len(passes), 1) * 2
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.28 * max(len(subjects), 1) * len(passes)))
     for k, name in enumerate(passes):
         values = [100 * per_subject[name].get(s, float("nan")) for s in subjects]
         ys = [i + (k - (len(passes) - 1) / 2) * height for i in range(len(subjects))]
-        micro = 100 * result["passes"][name]["accuracy"][rule]["micro"]
+        micro = 100 * result.rule_accuracy(name).micro
         ax.barh(ys, values, height=height, color=PASS_COLORS.get(name),
-                label=f"{name} ({result['passes'][name]['engine']['name']}), "
-                      f"micro {micro:.1f}%")
+                label=f"{name} ({result.passes[name].engine.name}), micro {micro:.1f}%")
         ax.axvline(micro, color=PASS_COLORS.get(name), linestyle="--", linewidth=1)
     ax.axvline(25, color="grey", linestyle=":", linewidth=1, label="chance (25%)")
     ax.set_yticks(range(len(subjects)), [s.replace("_", " ") for s in subjects], fontsize=8)
@@ -64,7 +64,7 @@ def subject_accuracy(result: dict) -> bytes:
     ax.set_xlim(0, 100)
     ax.set_xlabel(f"accuracy, % ({rule} scoring rule)")
     title = "Accuracy per subject"
-    if result.get("random_weights"):
+    if result.random_weights:
         title += " (RANDOM WEIGHTS: meaningless)"
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
@@ -86,15 +86,15 @@ def _smoothed(tokens: Sequence[float], seconds: Sequence[float], window: int) ->
     return out
 
 
-def throughput(result: dict) -> bytes:
+def throughput(result: Result) -> bytes:
     """One panel per pass: core tok/s per batch (dots, and smoothed), and the running whole-pass
     tok/s (tokens so far over wall time since the pass began), against time in the pass."""
     plt = _pyplot()
-    passes = [name for name in ("val", "infer") if name in result["passes"]]
+    passes = result.pass_names()
     fig, axes = plt.subplots(len(passes), 1, figsize=(9, 3.2 * len(passes)), squeeze=False)
     for ax, name in zip(axes[:, 0], passes, strict=True):
-        p = result["passes"][name]
-        timeline = p.get("timeline") or []
+        p = result.passes[name]
+        timeline = p.timeline
         color = PASS_COLORS.get(name)
         if not timeline:
             ax.text(0.5, 0.5, "no timeline recorded", ha="center", va="center",
@@ -119,7 +119,7 @@ def throughput(result: dict) -> bytes:
                 running.append(total / ti if ti > 0 else float("nan"))
             ax.plot(t, running, color="black", linestyle="--", linewidth=1,
                     label="whole, running (tokens so far / time so far)")
-            compile_s = p.get("compile_time_s") or 0.0
+            compile_s = p.compile_time_s
             first = t[0] - core[0]
             if first > 0.3 * t[-1]:
                 # A long warm-up would squeeze the batches to the right: start after it.
@@ -131,8 +131,8 @@ def throughput(result: dict) -> bytes:
                            label=f"compile/warm-up {compile_s:.1f} s")
             ax.set_ylim(bottom=0)
             ax.legend(loc="lower right", fontsize=8)
-        ax.set_title(f"{name} pass ({p['engine']['name']}): core {p['core_tok_per_s'] or 0:,.0f}"
-                     f" tok/s, whole {p['whole_tok_per_s'] or 0:,.0f} tok/s")
+        ax.set_title(f"{name} pass ({p.engine.name}): core {p.core_tok_per_s or 0:,.0f}"
+                     f" tok/s, whole {p.whole_tok_per_s or 0:,.0f} tok/s")
         ax.set_xlabel("seconds since the pass began")
         ax.set_ylabel("prompt tokens / s")
         ax.grid(alpha=0.3)
@@ -140,10 +140,10 @@ def throughput(result: dict) -> bytes:
     return _png(fig)
 
 
-def memory(result: dict) -> bytes | None:
+def memory(result: Result) -> bytes | None:
     """Device memory used (NVML) against time since the run began; None without samples."""
-    mem = result.get("memory") or {}
-    samples = mem.get("samples") or []
+    mem = result.memory
+    samples = mem.samples
     if not samples:
         return None
     plt = _pyplot()
@@ -152,7 +152,7 @@ def memory(result: dict) -> bytes | None:
     fig, ax = plt.subplots(figsize=(9, 3.2))
     ax.plot(t, used, marker="o", markersize=3, label="used (whole device, NVML)")
     peak = max(used)
-    total = (mem.get("total_bytes") or 0) / GIB
+    total = (mem.total_bytes or 0) / GIB
     if total and total <= 2.5 * peak:
         ax.axhline(total, color="red", linestyle="--", linewidth=1,
                    label=f"total {total:.1f} GiB")
@@ -169,7 +169,7 @@ def memory(result: dict) -> bytes | None:
     return _png(fig)
 
 
-def comparison(results: Sequence[dict], labels: Sequence[str]) -> bytes:
+def comparison(results: Sequence[Result], labels: Sequence[str]) -> bytes:
     """Several runs side by side: the four throughputs, e2e time and accuracy."""
     plt = _pyplot()
     keys = [("p_val_whole_tok_per_s", "val whole"), ("p_val_core_tok_per_s", "val core"),
@@ -179,7 +179,7 @@ def comparison(results: Sequence[dict], labels: Sequence[str]) -> bytes:
         1, 3, figsize=(13, 2.5 + 0.35 * n), gridspec_kw={"width_ratios": [3, 1.3, 1.3]})
     height = 0.8 / len(keys)
     for k, (key, name) in enumerate(keys):
-        values = [r["metrics"].get(key) or 0.0 for r in results]
+        values = [getattr(r.metrics, key) or 0.0 for r in results]
         ys = [i + (k - (len(keys) - 1) / 2) * height for i in range(n)]
         ax_tp.barh(ys, values, height=height, label=name)
     ax_tp.set_yticks(range(n), labels, fontsize=8)
@@ -188,14 +188,14 @@ def comparison(results: Sequence[dict], labels: Sequence[str]) -> bytes:
     ax_tp.set_title("Throughput")
     ax_tp.legend(fontsize=8, loc="lower right")
     ax_tp.grid(axis="x", alpha=0.3)
-    ax_e2e.barh(range(n), [r["metrics"]["e2e_time_s"] for r in results], color="grey")
+    ax_e2e.barh(range(n), [r.metrics.e2e_time_s for r in results], color="grey")
     ax_e2e.set_yticks(range(n), [""] * n)
     ax_e2e.invert_yaxis()
     ax_e2e.set_xlabel("seconds")
     ax_e2e.set_title("e2e_time")
     ax_e2e.grid(axis="x", alpha=0.3)
-    acc = [100 * (r["metrics"].get("acc_infer") or 0.0) for r in results]
-    colors = ["#c44e52" if r.get("random_weights") else "#55a868" for r in results]
+    acc = [100 * r.metrics.acc_infer for r in results]
+    colors = ["#c44e52" if r.random_weights else "#55a868" for r in results]
     ax_acc.barh(range(n), acc, color=colors)
     ax_acc.set_yticks(range(n), [""] * n)
     ax_acc.invert_yaxis()

@@ -152,13 +152,14 @@ def cmd_prompts(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mmlubench.report import format_report, load_result
+    from mmlubench.document import load
+    from mmlubench.report import render
 
-    result = load_result(args.run_dir)
-    print(format_report(result))
+    result = load(args.run_dir)
+    print(render(result, args.format))
     if args.html is not None:
         from mmlubench import html_report
-        from mmlubench.compare import run_label
+        from mmlubench.display import run_label
 
         run = Path(args.run_dir)
         run = run.parent if run.suffix == ".json" else run
@@ -247,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="print the table of a finished run again")
     p.add_argument("run_dir", help="run folder (or its result.json)")
+    p.add_argument("--format", choices=["markdown", "json", "flagperf"], default="markdown",
+                   help="markdown: the table (default); json: result.json itself; flagperf: "
+                   "the keys and units FlagPerf's inference run logs (Finish Info)")
     p.add_argument("--html", nargs="?", const="", metavar="OUT.html",
                    help="also write a self-contained HTML report (charts embedded; default "
                    "RUN_DIR/report.html)")

@@ -10,66 +10,63 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mmlubench.report import COLUMNS, load_result, markdown_table, table_row
+from mmlubench import document
+from mmlubench.display import commit_label, run_label
+from mmlubench.document import Metrics, Result
+from mmlubench.report import COLUMNS, LEGEND, markdown_table, table_row
 
 COMPARE_COLUMNS = ["run", "device", *COLUMNS]
-# Reference column -> metrics key, for the columns that get a ratio to the first run.
-RATIO_COLUMNS = {
-    "e2e_time": "e2e_time_s",
-    "p_val_whole": "p_val_whole_tok_per_s",
-    "p_val_core": "p_val_core_tok_per_s",
-    "p_infer_whole": "p_infer_whole_tok_per_s",
-    "*p_infer_core": "p_infer_core_tok_per_s",
-    "*MFU": "mfu",
+# Reference column -> its figure, for the columns that get a ratio to the first run.
+RATIO_COLUMNS: dict[str, Callable[[Metrics], float | None]] = {
+    "e2e_time (s)": lambda m: m.e2e_time_s,
+    "p_val_whole (tok/s)": lambda m: m.p_val_whole_tok_per_s,
+    "p_val_core (tok/s)": lambda m: m.p_val_core_tok_per_s,
+    "p_infer_whole (tok/s)": lambda m: m.p_infer_whole_tok_per_s,
+    "*p_infer_core (tok/s)": lambda m: m.p_infer_core_tok_per_s,
+    "*MFU": lambda m: m.mfu,
 }
 RATIO_NOTE = ("(x.xx) = this run / the first run; higher is better for throughputs and MFU, "
               "lower is better for e2e_time")
 
 
-def _config(key: str) -> Callable[[dict], object]:
-    return lambda r: (r.get("config") or {}).get(key)
+def _flops_per_token(r: Result) -> object:
+    value = r.metrics.flops_per_token
+    return f"{r.config.flops_per_token} = {'null' if value is None else f'{value:.4g}'}"
 
 
-def _metric(key: str) -> Callable[[dict], object]:
-    return lambda r: r["metrics"].get(key)
-
-
-def _flops_per_token(r: dict) -> object:
-    expr = (r.get("config") or {}).get("flops_per_token")
-    value = r["metrics"].get("flops_per_token")
-    return f"{expr} = {value:.4g}" if value is not None else f"{expr} = null"
+def _model(r: Result) -> object:
+    """Which model: architecture and shape, and config.json's hash where recorded."""
+    m = r.model
+    shape = (f"{m.architecture} {m.n_params} params, {m.num_hidden_layers} layers, "
+             f"vocab {m.vocab_size}")
+    return f"{shape}, config sha256 {m.config_sha256[:12]}" if m.config_sha256 else shape
 
 
 # Settings that must agree for a fair comparison: (name, how to read it, what differs if not).
-SETTINGS: list[tuple[str, Callable[[dict], object], str]] = [
-    ("prompt_style", _config("prompt_style"), "different prompts and token counts"),
-    ("scoring", _config("scoring"), "accuracies follow different answer rules"),
+SETTINGS: list[tuple[str, Callable[[Result], object], str]] = [
+    ("model", _model, "different models"),
+    ("prompt_style", lambda r: r.config.prompt_style, "different prompts and token counts"),
+    ("scoring", lambda r: r.config.scoring, "accuracies follow different answer rules"),
     ("flops_per_token", _flops_per_token, "MFU counts different FLOPs per token"),
-    ("split", _config("split"), "different questions"),
-    ("subjects", _config("subjects"), "different questions"),
-    ("limit", _config("limit"), "different questions"),
-    ("questions", _metric("questions"), "different questions"),
-    ("prompt_tokens", _metric("prompt_tokens"), "different prompt tokens"),
-    ("few_shots", _config("few_shots"), "different prompt lengths"),
-    ("max_seq_len", _config("max_seq_len"), "different truncation"),
-    ("random_weights", lambda r: bool(r.get("random_weights")),
+    ("split", lambda r: r.config.split, "different questions"),
+    ("subjects", lambda r: r.config.subjects, "different questions"),
+    ("limit", lambda r: r.config.limit, "different questions"),
+    ("questions", lambda r: r.metrics.questions, "different questions"),
+    ("prompt_tokens", lambda r: r.metrics.prompt_tokens, "different prompt tokens"),
+    ("few_shots", lambda r: r.config.few_shots, "different prompt lengths"),
+    ("max_seq_len", lambda r: r.config.max_seq_len, "different truncation"),
+    ("random_weights", lambda r: r.random_weights,
      "random-weight accuracy is meaningless, and e2e_time skips the checkpoint load"),
-    ("precision", _metric("precision"), "different arithmetic and memory traffic"),
+    ("precision", lambda r: r.metrics.precision, "different arithmetic and memory traffic"),
 ]
 
 
-def run_label(run_dir: str | Path) -> str:
-    """The run folder's name (the folder above, when given a result.json)."""
-    path = Path(run_dir)
-    return (path.parent if path.suffix == ".json" else path).resolve().name
-
-
-def load_runs(run_dirs: Sequence[str | Path]) -> tuple[list[str], list[dict]]:
+def load_runs(run_dirs: Sequence[str | Path]) -> tuple[list[str], list[Result]]:
     """Labels and result documents of the given run folders, in order."""
-    return [run_label(d) for d in run_dirs], [load_result(d) for d in run_dirs]
+    return [run_label(d) for d in run_dirs], [document.load(d) for d in run_dirs]
 
 
-def setting_warnings(results: Sequence[dict], labels: Sequence[str]) -> list[str]:
+def setting_warnings(results: Sequence[Result], labels: Sequence[str]) -> list[str]:
     """One message per setting whose value is not the same in every run."""
     out = []
     for name, read, why in SETTINGS:
@@ -87,34 +84,33 @@ def _ratio(value: float | None, base: float | None) -> str:
     return f" ({value / base:.2f}x)"
 
 
-def compare_rows(results: Sequence[dict], labels: Sequence[str]) -> list[list[str]]:
+def compare_rows(results: Sequence[Result], labels: Sequence[str]) -> list[list[str]]:
     """Rows of COMPARE_COLUMNS, ratio columns annotated with value / first run's value."""
     rows = []
-    first = results[0]["metrics"]
+    first = results[0].metrics
     for label, r in zip(labels, results, strict=True):
         cells = table_row(r)
-        for col, key in RATIO_COLUMNS.items():
-            i = COLUMNS.index(col)
-            cells[i] += _ratio(r["metrics"].get(key), first.get(key))
-        device = (r.get("environment") or {}).get("device_name") or "-"
-        devices = r["metrics"].get("devices", 1)
+        for col, figure in RATIO_COLUMNS.items():
+            cells[COLUMNS.index(col)] += _ratio(figure(r.metrics), figure(first))
+        device = r.environment.device_name or "-"
+        devices = r.metrics.devices
         rows.append([label, f"{device} x{devices}" if devices != 1 else device, *cells])
     return rows
 
 
-def format_compare(results: Sequence[dict], labels: Sequence[str]) -> str:
-    """Warnings, then the side-by-side table and how to read its ratios."""
+def format_compare(results: Sequence[Result], labels: Sequence[str]) -> str:
+    """Warnings, then the side-by-side table, its legend and how to read its ratios."""
     out = [f"WARNING: {w}" for w in setting_warnings(results, labels)]
     out += [f"WARNING: {label}: RANDOM WEIGHTS, accuracy is meaningless"
-            for label, r in zip(labels, results, strict=True) if r.get("random_weights")]
+            for label, r in zip(labels, results, strict=True) if r.random_weights]
     if out:
         out.append("")
     out.append(markdown_table(compare_rows(results, labels), COMPARE_COLUMNS))
-    out.append(RATIO_NOTE)
+    out += [LEGEND, RATIO_NOTE]
     return "\n".join(out)
 
 
-def write_png(results: Sequence[dict], labels: Sequence[str], out: str | Path) -> Path:
+def write_png(results: Sequence[Result], labels: Sequence[str], out: str | Path) -> Path:
     """The comparison chart as a PNG file."""
     from mmlubench import charts
 
@@ -124,14 +120,14 @@ def write_png(results: Sequence[dict], labels: Sequence[str], out: str | Path) -
     return path
 
 
-def render_html(results: Sequence[dict], labels: Sequence[str]) -> str:
+def render_html(results: Sequence[Result], labels: Sequence[str]) -> str:
     """A self-contained page: warnings, the table, the chart and each run's environment."""
     from mmlubench import charts
     from mmlubench.htmlpage import esc, image, page, table
 
     warnings = setting_warnings(results, labels)
     body = [f"<h1>mmlubench comparison of {len(results)} runs</h1>\n"]
-    random = [label for label, r in zip(labels, results, strict=True) if r.get("random_weights")]
+    random = [label for label, r in zip(labels, results, strict=True) if r.random_weights]
     if random:
         body.append(f'<div class="banner">RANDOM WEIGHTS in {esc(", ".join(random))}: '
                     "their accuracy is meaningless.</div>\n")
@@ -144,21 +140,18 @@ def render_html(results: Sequence[dict], labels: Sequence[str]) -> str:
     body.append(image(charts.comparison(results, labels), "comparison of runs"))
     env_rows = []
     for label, r in zip(labels, results, strict=True):
-        env = r.get("environment") or {}
-        git = env.get("git") or {}
-        commit = (git.get("commit") or "-")[:12] + (" (dirty)" if git.get("dirty") else "")
-        cfg = r.get("config") or {}
-        env_rows.append([label, r["passes"]["infer"]["engine"]["name"], env.get("device_name"),
-                         env.get("torch"), env.get("transformers"), env.get("cuda"), commit,
-                         env.get("date_utc"), cfg.get("prompt_style"), cfg.get("scoring"),
-                         r["metrics"].get("questions"), bool(r.get("random_weights"))])
+        env = r.environment
+        env_rows.append([label, r.infer.engine.name, env.device_name, env.torch,
+                         env.transformers, env.cuda, commit_label(env.git.commit, env.git.dirty),
+                         env.date_utc, r.config.prompt_style, r.config.scoring,
+                         r.metrics.questions, r.random_weights])
     body.append("<h2>Runs</h2>\n" + table(
         ["run", "engine", "device", "torch", "transformers", "cuda", "git", "date",
          "prompt_style", "scoring", "questions", "random weights"], env_rows))
     return page("mmlubench comparison", "".join(body))
 
 
-def write_html(results: Sequence[dict], labels: Sequence[str], out: str | Path) -> Path:
+def write_html(results: Sequence[Result], labels: Sequence[str], out: str | Path) -> Path:
     """Write the comparison page; returns the path."""
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)

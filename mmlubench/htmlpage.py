@@ -9,6 +9,8 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mmlubench.display import flatten
+
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
        margin: 24px auto; max-width: 1150px; padding: 0 16px; color: #222; background: #fff; }
@@ -61,23 +63,13 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], css_class: str =
             f"<tbody>\n{body}</tbody>\n</table></div>\n")
 
 
-def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings to dotted keys: {"git": {"commit": x}} -> {"git.commit": x}."""
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, name + "."))
-        elif isinstance(value, list | tuple):
-            out[name] = " ".join(str(v) for v in value)
-        else:
-            out[name] = value
-    return out
+def _shown(value: Any) -> Any:
+    return " ".join(str(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 def kv_table(mapping: Mapping[str, Any]) -> str:
-    """Two columns, key and value, nested keys dotted."""
-    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>\n"
+    """Two columns, key and value, nested keys dotted, lists space-separated."""
+    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(_shown(v))}</td></tr>\n"
                    for k, v in flatten(mapping).items())
     return f'<table class="kv">\n<tbody>\n{rows}</tbody>\n</table>\n'
 

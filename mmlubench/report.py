@@ -1,52 +1,46 @@
-"""The human-readable table, in the reference's column order, made from a result document."""
+"""The human-readable table of one run, in the reference's column order, with units and a
+legend; `mmlubench report --format` also gives the document itself (json) or FlagPerf's lines.
+"""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from mmlubench.errors import MmlubenchError
+from mmlubench.display import gib, num, pct
+from mmlubench.document import Result
 
-GIB = 1024**3
-COLUMNS = ["tool", "precision", "e2e_time", "p_val_whole", "p_val_core", "p_infer_whole",
-           "*p_infer_core", "*MFU", "acc (infer/val)", "mem"]
-
-
-def load_result(run_dir: str | Path) -> dict:
-    path = Path(run_dir)
-    if path.is_dir():
-        path = path / "result.json"
-    if not path.is_file():
-        raise MmlubenchError(f"{path}: no result.json here (is this a run folder?)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise MmlubenchError(f"{path}: not valid JSON: {e}") from None
-
-
-def _num(x: float | None, digits: int = 1) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
+COLUMNS = ["tool", "precision", "e2e_time (s)", "p_val_whole (tok/s)", "p_val_core (tok/s)",
+           "p_infer_whole (tok/s)", "*p_infer_core (tok/s)", "*MFU", "acc (infer/val)",
+           "mem (GiB)"]
+LEGEND = "\n".join([
+    "* headline figures (starred as in FlagPerf's tables). tok/s = prompt tokens per second;",
+    "  whole = over the pass's wall time, core = over the synchronized model calls only.",
+    "  MFU = flops_per_token x tokens computed per core second / peak FLOP/s ('-': peak unknown,",
+    "  give --peak-flops). acc = micro accuracy, infer/val pass. mem = peak used / total, whole",
+    "  device ('-': not measured on this device).",
+])
+RANDOM_NOTE = ("RANDOM WEIGHTS: accuracy is meaningless (chance is ~25% under the choices rule; "
+               "the reference rule reads the top token of the whole vocabulary and is near 0%); "
+               "throughput, MFU and memory are real.")
+FORMATS = ("markdown", "json", "flagperf")
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
-def table_row(result: dict) -> list[str]:
-    m = result["metrics"]
+def table_row(result: Result) -> list[str]:
+    """The reference table's row (COLUMNS) for one run."""
+    m = result.metrics
     mem = "-"
-    if m.get("mem_peak_used_bytes") is not None and m.get("mem_total_bytes"):
-        mem = f"{m['mem_peak_used_bytes'] / GIB:.1f}/{m['mem_total_bytes'] / GIB:.1f}"
+    if m.mem_peak_used_bytes is not None and m.mem_total_bytes:
+        mem = f"{gib(m.mem_peak_used_bytes)}/{gib(m.mem_total_bytes)}"
     return [
-        result["passes"]["infer"]["engine"]["name"],
-        m["precision"],
-        _num(m["e2e_time_s"]),
-        _num(m["p_val_whole_tok_per_s"]),
-        _num(m["p_val_core_tok_per_s"]),
-        _num(m["p_infer_whole_tok_per_s"]),
-        _num(m["p_infer_core_tok_per_s"]),
-        _pct(m["mfu"]),
-        f"{_pct(m['acc_infer'])}/{_pct(m['acc_val'])}",
+        result.infer.engine.name,
+        m.precision,
+        num(m.e2e_time_s),
+        num(m.p_val_whole_tok_per_s),
+        num(m.p_val_core_tok_per_s),
+        num(m.p_infer_whole_tok_per_s),
+        num(m.p_infer_core_tok_per_s),
+        pct(m.mfu),
+        f"{pct(m.acc_infer)}/{pct(m.acc_val)}",
         mem,
     ]
 
@@ -57,31 +51,53 @@ def markdown_table(rows: list[list[str]], header: list[str] = COLUMNS) -> str:
     return "\n".join(lines)
 
 
-def format_report(result: dict) -> str:
-    """Warnings, a few context lines, then the table (printed last, as users look there)."""
-    m = result["metrics"]
-    env = result.get("environment", {})
-    infer = result["passes"]["infer"]
-    out = []
-    for w in result.get("warnings", []):
-        out.append(f"WARNING: {w}")
-    out.append(
-        f"case {result['case']} on {env.get('device_name')} x{m.get('devices', 1)}, "
-        f"{m['questions']} questions, {m['prompt_tokens']} prompt tokens, "
-        f"torch {env.get('torch')}, transformers {env.get('transformers')}"
-    )
-    out.append(
-        f"infer: compile/warm-up {infer['compile_time_s']:.1f} s, "
-        f"core {infer['core_time_s']:.1f} s, computed tokens {infer['computed_tokens']} "
-        f"({_num(infer['computed_tok_per_s'])} tok/s), mfu_computed {_pct(infer['mfu_computed'])}"
-    )
-    agree = result["accuracy"].get("agreement_val_infer")
+def accuracy_lines(result: Result) -> list[str]:
+    """With random weights: both answer rules' accuracy (the table shows one) and the note."""
+    if not result.random_weights:
+        return []
+    names = list(reversed(result.pass_names()))  # infer first, as in the table
+    rules = [
+        f"{rule} {'/'.join(pct(result.rule_accuracy(n, rule).micro) for n in names)}"
+        + (" (the table's)" if rule == result.accuracy.rule else "")
+        for rule in ("reference", "choices") if rule in result.infer.accuracy]
+    return [f"accuracy ({'/'.join(names)}) by answer rule: {', '.join(rules)}", RANDOM_NOTE]
+
+
+def context_lines(result: Result) -> list[str]:
+    """What the run was, the infer pass's compile and computed work, val/infer agreement."""
+    m, env, infer = result.metrics, result.environment, result.infer
+    out = [
+        f"case {result.case} on {env.device_name} x{m.devices}, {m.questions} questions, "
+        f"{m.prompt_tokens} prompt tokens, torch {env.torch}, transformers {env.transformers}",
+        f"infer: compile/warm-up {infer.compile_time_s:.1f} s, core {infer.core_time_s:.1f} s, "
+        f"computed tokens {infer.computed_tokens} ({num(infer.computed_tok_per_s)} tok/s), "
+        f"mfu_computed {pct(infer.mfu_computed)}",
+    ]
+    agree = result.accuracy.agreement_val_infer
     if agree:
-        out.append(f"val/infer agreement: top token {_pct(agree['same_top_token'])}, "
-                   f"letter ({result['accuracy']['rule']} rule) "
-                   f"{_pct(agree['same_letter_' + result['accuracy']['rule']])}")
-    out.append("")
-    out.append(markdown_table([table_row(result)]))
-    if result.get("random_weights"):
-        out.append("(random weights: accuracy is meaningless; throughput, MFU and memory are real)")
+        rule = result.accuracy.rule
+        same = agree.same_letter_reference if rule == "reference" else agree.same_letter_choices
+        out.append(f"val/infer agreement: top token {pct(agree.same_top_token)}, "
+                   f"letter ({rule} rule) {pct(same)}")
+    return out
+
+
+def format_report(result: Result) -> str:
+    """Warnings, a few context lines, then the table (printed last, as users look there) and
+    its legend. The random-weights warning is said once, under the table."""
+    out = [f"WARNING: {w}" for w in result.warnings if not w.startswith("RANDOM WEIGHTS")]
+    out += context_lines(result)
+    out += ["", markdown_table([table_row(result)]), LEGEND, *accuracy_lines(result)]
     return "\n".join(out)
+
+
+def render(result: Result, fmt: str = "markdown") -> str:
+    """The report in one of FORMATS: the table (markdown), result.json itself (json), or the
+    lines FlagPerf logs at the end of a case (flagperf)."""
+    if fmt == "json":
+        return json.dumps(result.to_json(), indent=2, ensure_ascii=False)
+    if fmt == "flagperf":
+        from mmlubench.flagperf import format_flagperf
+
+        return format_flagperf(result)
+    return format_report(result)

@@ -1,21 +1,25 @@
-"""The result document (result.json) and the per-question predictions (predictions.jsonl).
+"""Builds the result document of a run (typed sections of `document`) from what the runner
+measured, and writes it and the per-question predictions (predictions.jsonl).
 
-Keys carry their units (`_s`, `_bytes`, `_tok_per_s`). `metrics` holds the reference table's
-figures; `passes` the details of each pass (out-of-memory back-offs included); `accuracy` both
-answer rules for both passes; `resume` the sessions of a resumed run and how their timings were
-combined (null for a run done in one go). Both files are written atomically (temp file, rename).
+`assemble` is the seam: the runner hands over each pass's PassResult, the memory reports, the
+timings and the environment; every key of result.json is made here (and declared in
+`document`). Keys carry their units (`_s`, `_bytes`, `_tok_per_s`). Both files are written
+atomically (temp file, rename).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
+from mmlubench import document as doc
 from mmlubench.metrics import ModelShape, mfu, peak_flops, throughput, work_flops
 from mmlubench.prompts import json_line
 from mmlubench.scoring import Decoder, accuracy, choices_letter, reference_letter
@@ -27,8 +31,6 @@ if TYPE_CHECKING:
     from mmlubench.prompts import Prompt
     from mmlubench.runner import PassResult
 
-SCHEMA = "mmlubench.result/1"
-
 
 def _max(values) -> int | None:
     present = [v for v in values if v is not None]
@@ -36,47 +38,135 @@ def _max(values) -> int | None:
 
 
 def letters(p: PassResult, decode: Decoder) -> dict[str, list[str]]:
+    """Each question's predicted letter under both answer rules."""
     return {
         "reference": [reference_letter(int(i), decode) for i in p.top_ids],
         "choices": [choices_letter(row.tolist()) for row in p.choice_logits],
     }
 
 
-def pass_json(p: PassResult, shape: ModelShape, peak: float | None, devices: int,
-              fpt: float | None, subjects: Sequence[str], answers: Sequence[str],
-              predicted: Mapping[str, list[str]]) -> dict:
+def pass_section(p: PassResult, shape: ModelShape, peak: float | None, devices: int,
+                 fpt: float | None, subjects: Sequence[str], answers: Sequence[str],
+                 predicted: Mapping[str, list[str]]) -> doc.Pass:
     flops = work_flops(shape, p.work.tokens, p.work.attention_pairs, p.work.logit_rows)
-    core_rate = throughput(p.prompt_tokens, p.core_s)
-    return {
-        "engine": p.engine,
-        "questions": len(p.top_ids),
-        "batches": p.batches,
-        "prompt_tokens": p.prompt_tokens,
-        "whole_time_s": p.whole_s,
-        "core_time_s": p.core_s,
-        "compile_time_s": p.compile_s,
-        "whole_tok_per_s": throughput(p.prompt_tokens, p.whole_s),
-        "core_tok_per_s": core_rate,
+    return doc.Pass(
+        engine=doc.Engine(p.engine["name"], p.engine["options"]),
+        questions=len(p.top_ids),
+        batches=p.batches,
+        prompt_tokens=p.prompt_tokens,
+        whole_time_s=p.whole_s,
+        core_time_s=p.core_s,
+        compile_time_s=p.compile_s,
+        whole_tok_per_s=throughput(p.prompt_tokens, p.whole_s),
+        core_tok_per_s=throughput(p.prompt_tokens, p.core_s),
         # The reference's formula on the tokens the engine computed: for engines that run every
         # prompt whole (the reference) this is flops_per_token x p_core / peak; an engine that
         # shares prefixes computes fewer tokens than it answers for, and MFU stays <= 100%.
-        "mfu": mfu(fpt, throughput(p.work.tokens, p.core_s), peak, devices),
-        "computed_tokens": p.work.tokens,
-        "padded_tokens": p.work.padded_tokens,
-        "attention_pairs": p.work.attention_pairs,
-        "logit_rows": p.work.logit_rows,
-        "computed_tok_per_s": throughput(p.work.tokens, p.core_s),
-        "executed_flops": flops,
-        "mfu_computed": (flops / p.core_s / (peak * devices)) if peak and p.core_s > 0 else None,
-        "torch_peak_allocated_bytes": p.torch_peak_allocated_bytes,
-        "accuracy": {rule: accuracy(subjects, answers, predicted[rule]).to_json()
-                     for rule in predicted},
-        "timeline": p.timeline,
-        "per_rank": p.per_rank,
+        mfu=mfu(fpt, throughput(p.work.tokens, p.core_s), peak, devices),
+        computed_tokens=p.work.tokens,
+        padded_tokens=p.work.padded_tokens,
+        attention_pairs=p.work.attention_pairs,
+        logit_rows=p.work.logit_rows,
+        computed_tok_per_s=throughput(p.work.tokens, p.core_s),
+        executed_flops=flops,
+        mfu_computed=(flops / p.core_s / (peak * devices)) if peak and p.core_s > 0 else None,
+        torch_peak_allocated_bytes=p.torch_peak_allocated_bytes,
+        accuracy={rule: doc.Accuracy(**asdict(accuracy(subjects, answers, predicted[rule])))
+                  for rule in predicted},
+        timeline=p.timeline,
+        per_rank=p.per_rank,
         # Batches that ran out of device memory and were retried split (see runner.back_off).
-        "oom_backoff_count": len(p.backoffs),
-        "oom_backoffs": p.backoffs,
-    }
+        oom_backoff_count=len(p.backoffs),
+        oom_backoffs=p.backoffs,
+    )
+
+
+def _agreement(passes: Mapping[str, PassResult],
+               predicted: Mapping[str, Mapping[str, list[str]]]) -> doc.Agreement | None:
+    """How often val and infer agree, when both ran."""
+    if "val" not in passes:
+        return None
+
+    def same(rule: str) -> float:
+        pairs = zip(predicted["val"][rule], predicted["infer"][rule], strict=True)
+        return float(np.mean([x == y for x, y in pairs]))
+
+    return doc.Agreement(
+        same_top_token=float(np.mean(passes["val"].top_ids == passes["infer"].top_ids)),
+        same_letter_reference=same("reference"), same_letter_choices=same("choices"))
+
+
+def _metrics(cfg: Config, sections: Mapping[str, doc.Pass], memory: Sequence[MemoryReport],
+             prompts: Sequence[Prompt], e2e_s: float, fpt: float | None, peak: float | None,
+             devices: int) -> doc.Metrics:
+    """The reference table's row and what it was computed from."""
+    val, infer = sections.get("val"), sections["infer"]
+    rule = cfg.scoring
+    return doc.Metrics(
+        precision=cfg.precision,
+        e2e_time_s=e2e_s,
+        p_val_whole_tok_per_s=val.whole_tok_per_s if val else None,
+        p_val_core_tok_per_s=val.core_tok_per_s if val else None,
+        p_infer_whole_tok_per_s=infer.whole_tok_per_s,
+        p_infer_core_tok_per_s=infer.core_tok_per_s,
+        mfu=infer.mfu,
+        mfu_computed=infer.mfu_computed,
+        computed_tokens=infer.computed_tokens,
+        acc_infer=infer.accuracy[rule].micro,
+        acc_val=val.accuracy[rule].micro if val else None,
+        mem_peak_used_bytes=_max(m.peak_used_bytes for m in memory),
+        mem_total_bytes=_max(m.total_bytes for m in memory),
+        torch_peak_allocated_bytes=_max(m.torch_peak_allocated_bytes for m in memory),
+        flops_per_token=fpt,
+        peak_flops_per_s=peak,
+        peak_flops_source=("config" if cfg.peak_flops else "table") if peak else None,
+        devices=devices,
+        questions=len(prompts),
+        prompt_tokens=sum(len(p.ids) for p in prompts),
+        truncated_prompts=sum(1 for p in prompts if p.dropped),
+        shareable_prompts=sum(1 for p in prompts if p.prefix_len),
+    )
+
+
+def _memory(memory: Sequence[MemoryReport]) -> doc.Memory:
+    """One device's report; for several, the first device's with the peak over all of them
+    and each device's report in `per_device`."""
+    sections = [doc.Memory.from_json(m.to_json()) for m in memory]
+    if len(sections) == 1:
+        return sections[0]
+    first = sections[0]
+    first.peak_used_bytes = _max(m.peak_used_bytes for m in memory)
+    first.per_device = [doc.Memory.from_json(m.to_json()) for m in memory]
+    return first
+
+
+def config_sha256(model_dir: str | Path) -> str | None:
+    """sha256 of a model folder's config.json content (keys sorted): the same model gives the
+    same hash wherever its folder is; None when the file cannot be read."""
+    try:
+        data = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _warnings(cfg: Config, env: dict, passes: Mapping[str, PassResult], peak: float | None,
+              resume: dict | None) -> list[str]:
+    out = []
+    if peak is None:
+        out.append(f"no peak FLOP/s known for device {env.get('device_name')!r} in "
+                   f"{cfg.precision}: MFU is null (give --peak-flops to set it)")
+    if cfg.random_weights:
+        out.append("RANDOM WEIGHTS: the model was built from config.json with random "
+                   "weights; speed figures are real, accuracy is meaningless")
+    if resume:
+        out.append(f"RESUMED: this run was interrupted and resumed ({len(resume['sessions'])} "
+                   "sessions); times are sums over the sessions (see resume.timing_rule)")
+    for name, p in passes.items():
+        if p.backoffs:
+            out.append(f"{name} pass: {len(p.backoffs)} batch(es) ran out of device memory "
+                       f"and were retried in smaller batches (see passes.{name}.oom_backoffs)")
+    return out
 
 
 def assemble(
@@ -94,7 +184,7 @@ def assemble(
     warnings: list[str],
     devices: int = 1,
     resume: dict | None = None,
-) -> dict:
+) -> doc.Result:
     """Build the result document of a run. `memory` has one report per device (rank);
     `resume` describes the sessions of a resumed run and how their timings were combined."""
     decode = Decoder(tokenizer)
@@ -104,84 +194,27 @@ def assemble(
                        model_info.intermediate_size, model_info.num_attention_heads,
                        model_info.num_key_value_heads, model_info.vocab_size)
     peak = cfg.peak_flops or peak_flops(env.get("device_name"), cfg.precision)
-    peak_source = "config" if cfg.peak_flops else ("table" if peak else None)
-    warnings = list(warnings)
-    if peak is None:
-        warnings.append(f"no peak FLOP/s known for device {env.get('device_name')!r} in "
-                        f"{cfg.precision}: MFU is null (give --peak-flops to set it)")
-    if cfg.random_weights:
-        warnings.append("RANDOM WEIGHTS: the model was built from config.json with random "
-                        "weights; speed figures are real, accuracy is meaningless")
-    if resume:
-        warnings.append(f"RESUMED: this run was interrupted and resumed ({len(resume['sessions'])} "
-                        "sessions); times are sums over the sessions (see resume.timing_rule)")
-    for name, p in passes.items():
-        if p.backoffs:
-            warnings.append(f"{name} pass: {len(p.backoffs)} batch(es) ran out of device memory "
-                            f"and were retried in smaller batches (see passes.{name}.oom_backoffs)")
     predicted = {name: letters(p, decode) for name, p in passes.items()}
-    pass_docs = {
-        name: pass_json(p, shape, peak, devices, flops_per_token, subjects, answers,
-                        predicted[name])
-        for name, p in passes.items()
-    }
-    rule = cfg.scoring
-    val, infer = pass_docs.get("val"), pass_docs["infer"]
-    agreement = None
-    if "val" in passes:
-        a, b = passes["val"], passes["infer"]
-        agreement = {
-            "same_top_token": float(np.mean(a.top_ids == b.top_ids)),
-            "same_letter_reference": float(np.mean(
-                [x == y for x, y in zip(predicted["val"]["reference"],
-                                        predicted["infer"]["reference"], strict=True)])),
-            "same_letter_choices": float(np.mean(
-                [x == y for x, y in zip(predicted["val"]["choices"],
-                                        predicted["infer"]["choices"], strict=True)])),
-        }
-    total_tokens = sum(len(p.ids) for p in prompts)
-    metrics = {
-        "precision": cfg.precision,
-        "e2e_time_s": e2e_s,
-        "p_val_whole_tok_per_s": val["whole_tok_per_s"] if val else None,
-        "p_val_core_tok_per_s": val["core_tok_per_s"] if val else None,
-        "p_infer_whole_tok_per_s": infer["whole_tok_per_s"],
-        "p_infer_core_tok_per_s": infer["core_tok_per_s"],
-        "mfu": infer["mfu"],
-        "mfu_computed": infer["mfu_computed"],
-        "computed_tokens": infer["computed_tokens"],
-        "acc_infer": infer["accuracy"][rule]["micro"],
-        "acc_val": val["accuracy"][rule]["micro"] if val else None,
-        "mem_peak_used_bytes": _max(m.peak_used_bytes for m in memory),
-        "mem_total_bytes": _max(m.total_bytes for m in memory),
-        "torch_peak_allocated_bytes": _max(m.torch_peak_allocated_bytes for m in memory),
-        "flops_per_token": flops_per_token,
-        "peak_flops_per_s": peak,
-        "peak_flops_source": peak_source,
-        "devices": devices,
-        "questions": len(prompts),
-        "prompt_tokens": total_tokens,
-        "truncated_prompts": sum(1 for p in prompts if p.dropped),
-        "shareable_prompts": sum(1 for p in prompts if p.prefix_len),
-    }
-    return {
-        "schema": SCHEMA,
-        "case": cfg.case,
-        "random_weights": cfg.random_weights,
-        "accuracy_meaningful": not cfg.random_weights,
-        "warnings": warnings,
-        "resume": resume,
-        "metrics": metrics,
-        "accuracy": {"rule": rule, "agreement_val_infer": agreement},
-        "passes": pass_docs,
-        "timings": dict(timings),
-        "model": model_info.to_json(),
-        "memory": {**memory[0].to_json(), "peak_used_bytes": metrics["mem_peak_used_bytes"],
-                   "per_device": [m.to_json() for m in memory]} if len(memory) > 1
-        else memory[0].to_json(),
-        "environment": env,
-        "config": cfg.to_dict(),
-    }
+    sections = {name: pass_section(p, shape, peak, devices, flops_per_token, subjects, answers,
+                                   predicted[name]) for name, p in passes.items()}
+    model = doc.Model.from_json(model_info.to_json())
+    model.config_sha256 = config_sha256(model_info.path)
+    return doc.Result(
+        schema=doc.SCHEMA,
+        case=cfg.case,
+        random_weights=cfg.random_weights,
+        accuracy_meaningful=not cfg.random_weights,
+        warnings=[*warnings, *_warnings(cfg, env, passes, peak, resume)],
+        resume=resume,
+        metrics=_metrics(cfg, sections, memory, prompts, e2e_s, flops_per_token, peak, devices),
+        accuracy=doc.AccuracySummary(cfg.scoring, _agreement(passes, predicted)),
+        passes=sections,
+        timings=dict(timings),
+        model=model,
+        memory=_memory(memory),
+        environment=doc.Environment.from_json(env),
+        config=doc.RunConfig.from_json(cfg.to_dict()),
+    )
 
 
 def write_text_atomic(path: Path, write: Callable[[IO[str]], object]) -> None:

@@ -464,5 +464,5 @@ def _run_case(cfg: Config, rcfg: Config, d: Dist, e2e_start: float, resume: Path
     )
     # result.json last: its presence says the run is finished (and cannot be resumed).
     results.write_predictions(run_dir / "predictions.jsonl", prompts, passes, tokenizer)
-    write_json_atomic(run_dir / "result.json", result)
+    write_json_atomic(run_dir / "result.json", result.to_json())
     return run_dir, result

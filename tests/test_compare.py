@@ -18,7 +18,9 @@ from report_helpers import (
 
 from mmlubench import compare
 from mmlubench.cli import main
-from mmlubench.report import COLUMNS, load_result
+from mmlubench.document import Result
+from mmlubench.document import load as load_result
+from mmlubench.report import COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -27,19 +29,27 @@ def runs(demo_run_dirs: dict[str, Path]) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def pair(runs: dict[str, Path]) -> tuple[list[str], list[dict]]:
+def pair(runs: dict[str, Path]) -> tuple[list[str], list[Result]]:
     return compare.load_runs([runs["inductor"], runs["eager_random"]])
 
 
-def test_rows_and_ratios(pair: tuple[list[str], list[dict]]) -> None:
+# Ratio column -> the metric it shows, written out here (not read from compare.RATIO_COLUMNS).
+RATIO_KEYS = {"e2e_time (s)": "e2e_time_s", "p_val_whole (tok/s)": "p_val_whole_tok_per_s",
+              "p_val_core (tok/s)": "p_val_core_tok_per_s",
+              "p_infer_whole (tok/s)": "p_infer_whole_tok_per_s",
+              "*p_infer_core (tok/s)": "p_infer_core_tok_per_s", "*MFU": "mfu"}
+
+
+def test_rows_and_ratios(pair: tuple[list[str], list[Result]]) -> None:
     labels, results = pair
     rows = compare.compare_rows(results, labels)
     assert [r[0] for r in rows] == labels
     assert all(len(r) == len(compare.COMPARE_COLUMNS) == len(COLUMNS) + 2 for r in rows)
-    assert rows[0][1] == results[0]["environment"]["device_name"]
+    assert rows[0][1] == results[0].environment.device_name
     assert rows[1][2] == "eager" and rows[0][2] == "inductor"
-    a, b = (r["metrics"] for r in results)
-    for col, key in compare.RATIO_COLUMNS.items():
+    assert sorted(compare.RATIO_COLUMNS) == sorted(RATIO_KEYS)
+    a, b = (r.metrics.to_json() for r in results)
+    for col, key in RATIO_KEYS.items():
         i = compare.COMPARE_COLUMNS.index(col)
         if a[key] is None:  # CPU: MFU is null, no ratio
             assert rows[0][i] == rows[1][i] == "-"
@@ -48,15 +58,15 @@ def test_rows_and_ratios(pair: tuple[list[str], list[dict]]) -> None:
         assert rows[1][i] == f"{b[key]:.1f} ({b[key] / a[key]:.2f}x)"
 
 
-def test_mfu_ratio(pair: tuple[list[str], list[dict]]) -> None:
+def test_mfu_ratio(pair: tuple[list[str], list[Result]]) -> None:
     labels, results = copy.deepcopy(pair)
-    results[0]["metrics"]["mfu"], results[1]["metrics"]["mfu"] = 0.2, 0.5
+    results[0].metrics.mfu, results[1].metrics.mfu = 0.2, 0.5
     rows = compare.compare_rows(results, labels)
     i = compare.COMPARE_COLUMNS.index("*MFU")
     assert rows[0][i] == "20.0% (1.00x)" and rows[1][i] == "50.0% (2.50x)"
 
 
-def test_text_output_warns_on_random_weights(pair: tuple[list[str], list[dict]]) -> None:
+def test_text_output_warns_on_random_weights(pair: tuple[list[str], list[Result]]) -> None:
     labels, results = pair
     text = compare.format_compare(results, labels)
     first, table = text.split("\n\n", 1)
@@ -79,7 +89,12 @@ SETTINGS_CHANGES = {
     "precision": ("metrics", "precision", "fp16"),
     "flops_per_token": ("metrics", "flops_per_token", 1.4e10),
     "random_weights": (None, "random_weights", True),
+    "model": ("model", "config_sha256", "0" * 64),  # another model's config.json
 }
+
+
+def test_every_setting_is_checked() -> None:
+    assert sorted(name for name, _, _ in compare.SETTINGS) == sorted(SETTINGS_CHANGES)
 
 
 @pytest.mark.parametrize("setting", sorted(SETTINGS_CHANGES))
@@ -87,7 +102,7 @@ def test_each_incomparable_setting_warns(runs: dict[str, Path], setting: str) ->
     base = load_result(runs["inductor"])
     other = copy.deepcopy(base)
     section, key, value = SETTINGS_CHANGES[setting]
-    (other[section] if section else other)[key] = value
+    setattr(getattr(other, section) if section else other, key, value)
     warnings = compare.setting_warnings([base, other], ["a", "b"])
     assert len(warnings) == 1 and warnings[0].startswith(f"runs differ in {setting} ("), warnings
     assert compare.setting_warnings([base, copy.deepcopy(base)], ["a", "b"]) == []
@@ -115,18 +130,18 @@ def test_cli_compare_html_and_png(runs: dict[str, Path], tmp_path: Path,
 
 
 @needs_chromium
-def test_compare_renders_in_chromium(pair: tuple[list[str], list[dict]],
+def test_compare_renders_in_chromium(pair: tuple[list[str], list[Result]],
                                      tmp_path: Path) -> None:
     labels, results = pair
     page = compare.write_html(results, labels, tmp_path / "compare.html")
     png, text = render(page, tmp_path)
     assert_real_png(png, size=(1200, 2000))
     for label, result in zip(labels, results, strict=True):
-        m = result["metrics"]
+        m = result.metrics
         assert label in text
-        assert f"{m['p_infer_core_tok_per_s']:.1f}" in text
-        assert f"{m['e2e_time_s']:.1f}" in text
-    b, a = results[1]["metrics"], results[0]["metrics"]
-    ratio = b["p_infer_core_tok_per_s"] / a["p_infer_core_tok_per_s"]
+        assert f"{m.p_infer_core_tok_per_s:.1f}" in text
+        assert f"{m.e2e_time_s:.1f}" in text
+    b, a = results[1].metrics, results[0].metrics
+    ratio = b.p_infer_core_tok_per_s / a.p_infer_core_tok_per_s
     assert f"({ratio:.2f}x)" in text
     assert "runs differ in random_weights" in text

@@ -1,0 +1,361 @@
+"""The result document (result.json) as typed sections: the one module that knows its keys.
+
+`results.assemble` fills these sections from a run; `report`, `html_report`, `compare`,
+`charts` and the bench scripts read a finished run through `load` and the attributes here,
+never through string keys. Keys carry units: `_s` seconds, `_bytes`, `_tok_per_s` prompt
+tokens per second, `_flops`/`_flops_per_s`; `mfu*`, `acc_*` and accuracies are fractions (0..1).
+
+Reading is tolerant in one direction only: a key a section does not declare (written by a newer
+mmlubench, or a field a part of the tool adds before it is declared here) is kept in the
+section's `extra` and written back unchanged; a declared key without a default that is missing
+is an error naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mmlubench.errors import MmlubenchError
+
+SCHEMA = "mmlubench.result/1"
+OMIT_IF_NONE = {"omit_if_none": True}  # field metadata: no key at all when the value is None
+S = TypeVar("S", bound="Section")
+
+
+class DocumentError(MmlubenchError):
+    """A result document that cannot be read: names the file and the key at fault."""
+
+
+class _Bad(Exception):
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{problem} {key!r}" if key else problem)
+
+
+_LEAVES: dict[Any, tuple[type, ...]] = {float: (int, float), int: (int,), str: (str,),
+                                        bool: (bool,)}
+
+
+def _read(tp: Any, value: Any, key: str) -> Any:
+    """`value` (parsed JSON) as type `tp`; nested sections built, leaves checked."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _read(next(a for a in args if a is not type(None)), value, key)
+    if value is None and tp is not Any:
+        raise _Bad(key, "null value for key")
+    if isinstance(tp, type) and issubclass(tp, Section):
+        if not isinstance(value, dict):
+            raise _Bad(key, "not an object:")
+        return tp.from_json(value, key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _Bad(key, "not an object:")
+        return {k: _read(args[1], v, f"{key}.{k}") for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list):
+            raise _Bad(key, "not a list:")
+        return [_read(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    ok = _LEAVES.get(tp)
+    if ok and (not isinstance(value, ok) or (tp is not bool and isinstance(value, bool))):
+        raise _Bad(key, f"not a {tp.__name__}:")
+    return value
+
+
+def _write(value: Any) -> Any:
+    if isinstance(value, Section):
+        return value.to_json()
+    if isinstance(value, dict):
+        return {k: _write(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_write(v) for v in value]
+    return value
+
+
+@dataclass
+class Section:
+    """A JSON object with declared keys (the dataclass fields, in document order)."""
+
+    extra: dict[str, Any] = field(default_factory=dict, kw_only=True, repr=False)
+
+    @classmethod
+    def from_json(cls: type[S], data: dict[str, Any], key: str = "") -> S:
+        hints = typing.get_type_hints(cls)
+        known, values = set(), {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            known.add(f.name)
+            where = f"{key}.{f.name}" if key else f.name
+            if f.name in data:
+                values[f.name] = _read(hints[f.name], data[f.name], where)
+            elif f.default is MISSING and f.default_factory is MISSING:
+                raise _Bad(where, "missing key")
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known})
+
+    def to_json(self) -> dict[str, Any]:
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "extra" and not (value is None and f.metadata.get("omit_if_none")):
+                out[f.name] = _write(value)
+        out.update(_write(self.extra))
+        return out
+
+
+@dataclass
+class Accuracy(Section):
+    """One answer rule over one pass: micro (over questions, the reference's figure), macro
+    (mean over subjects), and per subject."""
+
+    micro: float
+    macro: float
+    correct: int
+    total: int
+    per_subject: dict[str, float]
+
+
+@dataclass
+class Engine(Section):
+    name: str
+    options: dict[str, Any]
+
+
+@dataclass
+class Pass(Section):
+    """One pass (`val` or `infer`) over the questions by one engine."""
+
+    engine: Engine
+    questions: int
+    batches: int
+    prompt_tokens: int
+    whole_time_s: float
+    core_time_s: float
+    compile_time_s: float
+    whole_tok_per_s: float | None
+    core_tok_per_s: float | None
+    mfu: float | None
+    computed_tokens: int
+    padded_tokens: int
+    attention_pairs: int
+    logit_rows: int
+    computed_tok_per_s: float | None
+    executed_flops: float
+    mfu_computed: float | None
+    torch_peak_allocated_bytes: int | None
+    accuracy: dict[str, Accuracy]  # by answer rule: "reference", "choices"
+    # One row per batch: [questions, prompt tokens, core seconds, seconds since pass start].
+    timeline: list[list[float]]
+    per_rank: list[dict[str, Any]]
+    oom_backoff_count: int = 0
+    oom_backoffs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Metrics(Section):
+    """The reference table's figures and what they were computed from."""
+
+    precision: str
+    e2e_time_s: float
+    p_val_whole_tok_per_s: float | None
+    p_val_core_tok_per_s: float | None
+    p_infer_whole_tok_per_s: float | None
+    p_infer_core_tok_per_s: float | None
+    mfu: float | None
+    mfu_computed: float | None
+    computed_tokens: int
+    acc_infer: float
+    acc_val: float | None
+    mem_peak_used_bytes: int | None
+    mem_total_bytes: int | None
+    torch_peak_allocated_bytes: int | None
+    flops_per_token: float | None
+    peak_flops_per_s: float | None
+    peak_flops_source: str | None
+    devices: int
+    questions: int
+    prompt_tokens: int
+    truncated_prompts: int
+    shareable_prompts: int
+
+
+@dataclass
+class Agreement(Section):
+    """How often the val and infer passes agree (fractions of questions)."""
+
+    same_top_token: float
+    same_letter_reference: float
+    same_letter_choices: float
+
+
+@dataclass
+class AccuracySummary(Section):
+    rule: str  # the rule the table's accuracy follows
+    agreement_val_infer: Agreement | None
+
+
+@dataclass
+class Model(Section):
+    path: str
+    architecture: str
+    n_params: int
+    dtype: str
+    device: str
+    random_weights: bool
+    num_hidden_layers: int
+    hidden_size: int
+    intermediate_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    vocab_size: int
+    load_time_s: float
+    # sha256 of config.json's content (keys sorted): which model, whatever the folder's name.
+    config_sha256: str | None = field(default=None, metadata=OMIT_IF_NONE)
+
+
+@dataclass
+class Memory(Section):
+    """Device memory used on the whole device (the reference's `mem`), over its total."""
+
+    device_index: int | None
+    peak_used_bytes: int | None
+    total_bytes: int | None
+    torch_peak_allocated_bytes: int | None
+    torch_peak_reserved_bytes: int | None
+    source: str
+    samples: list[list[float]]  # [seconds since the run began, used bytes]
+    per_device: list[Memory] | None = field(default=None, metadata=OMIT_IF_NONE)
+
+
+@dataclass
+class Git(Section):
+    commit: str | None
+    dirty: bool | None
+
+
+@dataclass
+class Environment(Section):
+    date_utc: str
+    hostname: str
+    platform: str
+    python: str
+    mmlubench: str
+    git: Git
+    torch: str
+    transformers: str
+    tokenizers: str
+    cuda: str | None
+    cudnn: int | None
+    driver: str | None
+    device: str
+    device_name: str | None
+    device_count: int
+    cpu_count: int | None
+    command: list[str]
+
+
+@dataclass
+class RunConfig(Section):
+    """The validated config of the run (config.Config.to_dict(), in its order); keys added
+    there before they are declared here are kept in `extra`."""
+
+    case: str
+    data_dir: str
+    weight_dir: str
+    mmlu_dir: str
+    split: str
+    subjects: list[str] | None
+    limit: int | None
+    few_shots: int
+    max_seq_len: int
+    prompt_style: str
+    scoring: str
+    precision: str
+    device: str
+    random_weights: bool
+    seed: int
+    validation: bool
+    val_engine: str
+    engine: str
+    engines: dict[str, dict[str, Any]]
+    flops_per_token: str | None
+    peak_flops: float | None
+    mem_sample_interval_s: float
+    output_dir: str
+    run_name: str | None
+    progress: bool
+
+
+@dataclass
+class Result(Section):
+    """The whole result.json of a finished run."""
+
+    schema: str
+    case: str
+    random_weights: bool
+    accuracy_meaningful: bool
+    warnings: list[str]
+    metrics: Metrics
+    accuracy: AccuracySummary
+    passes: dict[str, Pass]
+    timings: dict[str, float]
+    model: Model
+    memory: Memory
+    environment: Environment
+    config: RunConfig
+    # The sessions of a resumed run and how their timings were combined; null for one session.
+    resume: dict[str, Any] | None = None
+
+    @property
+    def infer(self) -> Pass:
+        return self.passes["infer"]
+
+    @property
+    def val(self) -> Pass | None:
+        return self.passes.get("val")
+
+    def pass_names(self) -> list[str]:
+        """The passes present, in run order."""
+        return [n for n in ("val", "infer") if n in self.passes]
+
+    def rule_accuracy(self, name: str, rule: str | None = None) -> Accuracy:
+        """Accuracy of pass `name` under `rule` (default: the run's scoring rule)."""
+        return self.passes[name].accuracy[rule or self.accuracy.rule]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data in result.json's key order (`resume` after `warnings`; the field
+        comes last here only because it has a default)."""
+        data = super().to_json()
+        head = ["schema", "case", "random_weights", "accuracy_meaningful", "warnings", "resume"]
+        return {**{k: data.pop(k) for k in head if k in data}, **data}
+
+
+def from_json(data: Any, source: str | Path = "result.json") -> Result:
+    """A parsed document as typed sections; DocumentError names `source` and the bad key."""
+    if not isinstance(data, dict):
+        raise DocumentError(f"{source}: not a result document (a JSON object is expected)")
+    try:
+        return Result.from_json(data)
+    except _Bad as e:
+        raise DocumentError(f"{source}: {e} (not a complete mmlubench result)") from None
+
+
+def load(run: str | Path) -> Result:
+    """The result of a run folder (or of its result.json file)."""
+    path = Path(run)
+    if path.is_dir():
+        path = path / "result.json"
+    if not path.is_file():
+        raise DocumentError(f"{path}: no result.json here (is this a run folder?)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DocumentError(f"{path}: not valid JSON: {e}") from None
+    except OSError as e:
+        raise DocumentError(f"{path}: cannot read: {e.strerror}") from None
+    return from_json(data, path)
