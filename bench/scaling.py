@@ -12,11 +12,14 @@ import argparse
 import json
 from pathlib import Path
 
+from mmlubench import document
+from mmlubench.document import Result
 
-def load(run: str) -> tuple[dict, list[dict]]:
-    d = Path(run)
-    result = json.loads((d / "result.json").read_text())
-    preds = [json.loads(line) for line in (d / "predictions.jsonl").open()]
+
+def load(run: str) -> tuple[Result, list[dict]]:
+    """A run's result document and its predictions.jsonl rows."""
+    result = document.load(run)
+    preds = [json.loads(line) for line in (Path(run) / "predictions.jsonl").open()]
     return result, preds
 
 
@@ -27,14 +30,14 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     base, base_preds = load(args.one)
-    b = base["metrics"]["p_infer_core_tok_per_s"]
+    b = base.metrics.p_infer_core_tok_per_s
     rows = [{"run": args.one, "devices": 1, "p_infer_core_tok_per_s": b, "efficiency": 1.0,
-             "p_val_core_tok_per_s": base["metrics"]["p_val_core_tok_per_s"],
-             "e2e_time_s": base["metrics"]["e2e_time_s"]}]
+             "p_val_core_tok_per_s": base.metrics.p_val_core_tok_per_s,
+             "e2e_time_s": base.metrics.e2e_time_s}]
     for run in args.many:
         r, preds = load(run)
-        n = r["metrics"]["devices"]
-        p = r["metrics"]["p_infer_core_tok_per_s"]
+        n = r.metrics.devices
+        p = r.metrics.p_infer_core_tok_per_s
         same = {}
         keys = [(x["subject"], x["index"]) for x in preds]
         if keys != [(y["subject"], y["index"]) for y in base_preds]:
@@ -45,18 +48,18 @@ def main() -> None:
                                  for x, y in zip(preds, base_preds, strict=True)) / len(preds)
         rows.append({
             "run": run, "devices": n, "p_infer_core_tok_per_s": p, "efficiency": p / (n * b),
-            "p_val_core_tok_per_s": r["metrics"]["p_val_core_tok_per_s"],
-            "e2e_time_s": r["metrics"]["e2e_time_s"],
+            "p_val_core_tok_per_s": r.metrics.p_val_core_tok_per_s,
+            "e2e_time_s": r.metrics.e2e_time_s,
             "same_predictions_as_1gpu": same,
-            "per_rank_infer": r["passes"]["infer"]["per_rank"],
-            "mem_peak_used_bytes": r["metrics"]["mem_peak_used_bytes"],
-            "questions": r["metrics"]["questions"],
+            "per_rank_infer": r.infer.per_rank,
+            "mem_peak_used_bytes": r.metrics.mem_peak_used_bytes,
+            "questions": r.metrics.questions,
         })
-    env = base["environment"]
-    doc = {"device_name": env["device_name"], "torch": env["torch"],
-           "transformers": env["transformers"], "date_utc": env["date_utc"], "rows": rows}
+    env = base.environment
+    doc = {"device_name": env.device_name, "torch": env.torch,
+           "transformers": env.transformers, "date_utc": env.date_utc, "rows": rows}
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"\n{env['device_name']}, torch {env['torch']}")
+    print(f"\n{env.device_name}, torch {env.torch}")
     print("| GPUs | p_infer_core tok/s | efficiency | p_val_core tok/s | e2e s | same preds |")
     print("|---|---|---|---|---|---|")
     for r in rows:

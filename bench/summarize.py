@@ -12,33 +12,35 @@ import argparse
 import json
 from pathlib import Path
 
-GIB = 1024**3
+from mmlubench import document
+from mmlubench.display import GIB
+from mmlubench.document import Result
 
 
-def rows_of(result: dict) -> list[dict]:
+def rows_of(result: Result) -> list[dict]:
+    """One row per pass of a run: its figures and the run's memory and e2e time."""
     out = []
-    env, m = result["environment"], result["metrics"]
-    for name, p in result["passes"].items():
+    for name, p in result.passes.items():
         out.append({
-            "run": result.get("config", {}).get("run_name"),
+            "run": result.config.run_name,
             "pass": name,
-            "engine": p["engine"]["name"],
-            "engine_options": p["engine"]["options"],
-            "device_name": env["device_name"],
-            "questions": p["questions"],
-            "prompt_tokens": p["prompt_tokens"],
-            "core_tok_per_s": p["core_tok_per_s"],
-            "whole_tok_per_s": p["whole_tok_per_s"],
-            "computed_tokens": p["computed_tokens"],
-            "computed_tok_per_s": p["computed_tok_per_s"],
-            "mfu": p["mfu"],
-            "mfu_computed": p["mfu_computed"],
-            "compile_time_s": p["compile_time_s"],
-            "core_time_s": p["core_time_s"],
-            "whole_time_s": p["whole_time_s"],
-            "torch_peak_allocated_bytes": p["torch_peak_allocated_bytes"],
-            "run_mem_peak_used_bytes": m["mem_peak_used_bytes"],
-            "run_e2e_time_s": m["e2e_time_s"],
+            "engine": p.engine.name,
+            "engine_options": p.engine.options,
+            "device_name": result.environment.device_name,
+            "questions": p.questions,
+            "prompt_tokens": p.prompt_tokens,
+            "core_tok_per_s": p.core_tok_per_s,
+            "whole_tok_per_s": p.whole_tok_per_s,
+            "computed_tokens": p.computed_tokens,
+            "computed_tok_per_s": p.computed_tok_per_s,
+            "mfu": p.mfu,
+            "mfu_computed": p.mfu_computed,
+            "compile_time_s": p.compile_time_s,
+            "core_time_s": p.core_time_s,
+            "whole_time_s": p.whole_time_s,
+            "torch_peak_allocated_bytes": p.torch_peak_allocated_bytes,
+            "run_mem_peak_used_bytes": result.metrics.mem_peak_used_bytes,
+            "run_e2e_time_s": result.metrics.e2e_time_s,
         })
     return out
 
@@ -53,17 +55,17 @@ def main() -> None:
     ap.add_argument("--parity")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    results = [json.loads((Path(r) / "result.json").read_text()) for r in args.runs]
+    results = [document.load(r) for r in args.runs]
     rows = [row for r in results for row in rows_of(r)]
-    env = results[0]["environment"]
+    env = results[0].environment
     doc = {
-        "device_name": env["device_name"],
-        "driver": env["driver"],
-        "torch": env["torch"],
-        "transformers": env["transformers"],
-        "cuda": env["cuda"],
-        "date_utc": env["date_utc"],
-        "git": env["git"],
+        "device_name": env.device_name,
+        "driver": env.driver,
+        "torch": env.torch,
+        "transformers": env.transformers,
+        "cuda": env.cuda,
+        "date_utc": env.date_utc,
+        "git": env.git.to_json(),
         "rows": rows,
     }
     by = {(r["engine"], r["pass"]): r for r in rows}

@@ -11,6 +11,7 @@ prompt tokens per second (benchmarks/deepseek_7b_mmlu/pytorch/forward.py, cal_pe
 
 from __future__ import annotations
 
+from mmlubench.display import GIB
 from mmlubench.document import Result
 
 # inference/run_inference.py, the `infer_info` dict logged as "Finish Info", in its order.
@@ -19,7 +20,6 @@ FINISH_INFO = ["vendor", "compiler", "precision", "batchsize", "flops", "e2e_tim
                "*p_inference_core(qps)", "val_average_acc", "infer_average_acc"]
 # inference/run.py, added on the host after parsing that line.
 HOST_KEYS = ["vendor_usage(GiB)", "vendor_max_mem(GiB)", "*MFU"]
-GIB = 1024.0**3
 
 
 def _round(x: float | None, digits: int) -> float | None:
