@@ -5,107 +5,27 @@
 never through string keys. Keys carry units: `_s` seconds, `_bytes`, `_tok_per_s` prompt
 tokens per second, `_flops`/`_flops_per_s`; `mfu*`, `acc_*` and accuracies are fractions (0..1).
 
-Reading is tolerant in one direction only: a key a section does not declare (written by a newer
-mmlubench, or a field a part of the tool adds before it is declared here) is kept in the
-section's `extra` and written back unchanged; a declared key without a default that is missing
-is an error naming the file and the key.
+Reading (see `sections`) is tolerant in one direction only: a key a section does not declare
+(written by a newer mmlubench, or a field added where the document is built before it is
+declared here) is kept in the section's `extra` and written back unchanged; a declared key
+without a default that is missing is an error naming the file and the key.
 """
 
 from __future__ import annotations
 
 import json
-import types
-import typing
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from mmlubench.errors import MmlubenchError
+from mmlubench.sections import OMIT_IF_NONE, BadKey, Section
 
 SCHEMA = "mmlubench.result/1"
-OMIT_IF_NONE = {"omit_if_none": True}  # field metadata: no key at all when the value is None
-S = TypeVar("S", bound="Section")
 
 
 class DocumentError(MmlubenchError):
     """A result document that cannot be read: names the file and the key at fault."""
-
-
-class _Bad(Exception):
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{problem} {key!r}" if key else problem)
-
-
-_LEAVES: dict[Any, tuple[type, ...]] = {float: (int, float), int: (int,), str: (str,),
-                                        bool: (bool,)}
-
-
-def _read(tp: Any, value: Any, key: str) -> Any:
-    """`value` (parsed JSON) as type `tp`; nested sections built, leaves checked."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        return _read(next(a for a in args if a is not type(None)), value, key)
-    if value is None and tp is not Any:
-        raise _Bad(key, "null value for key")
-    if isinstance(tp, type) and issubclass(tp, Section):
-        if not isinstance(value, dict):
-            raise _Bad(key, "not an object:")
-        return tp.from_json(value, key)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise _Bad(key, "not an object:")
-        return {k: _read(args[1], v, f"{key}.{k}") for k, v in value.items()}
-    if origin is list:
-        if not isinstance(value, list):
-            raise _Bad(key, "not a list:")
-        return [_read(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
-    ok = _LEAVES.get(tp)
-    if ok and (not isinstance(value, ok) or (tp is not bool and isinstance(value, bool))):
-        raise _Bad(key, f"not a {tp.__name__}:")
-    return value
-
-
-def _write(value: Any) -> Any:
-    if isinstance(value, Section):
-        return value.to_json()
-    if isinstance(value, dict):
-        return {k: _write(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_write(v) for v in value]
-    return value
-
-
-@dataclass
-class Section:
-    """A JSON object with declared keys (the dataclass fields, in document order)."""
-
-    extra: dict[str, Any] = field(default_factory=dict, kw_only=True, repr=False)
-
-    @classmethod
-    def from_json(cls: type[S], data: dict[str, Any], key: str = "") -> S:
-        hints = typing.get_type_hints(cls)
-        known, values = set(), {}
-        for f in fields(cls):
-            if f.name == "extra":
-                continue
-            known.add(f.name)
-            where = f"{key}.{f.name}" if key else f.name
-            if f.name in data:
-                values[f.name] = _read(hints[f.name], data[f.name], where)
-            elif f.default is MISSING and f.default_factory is MISSING:
-                raise _Bad(where, "missing key")
-        return cls(**values, extra={k: v for k, v in data.items() if k not in known})
-
-    def to_json(self) -> dict[str, Any]:
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name != "extra" and not (value is None and f.metadata.get("omit_if_none")):
-                out[f.name] = _write(value)
-        out.update(_write(self.extra))
-        return out
 
 
 @dataclass
@@ -341,7 +261,7 @@ def from_json(data: Any, source: str | Path = "result.json") -> Result:
         raise DocumentError(f"{source}: not a result document (a JSON object is expected)")
     try:
         return Result.from_json(data)
-    except _Bad as e:
+    except BadKey as e:
         raise DocumentError(f"{source}: {e} (not a complete mmlubench result)") from None
 
 
