@@ -126,7 +126,7 @@ def test_predictions(inductor_run, questions, raw_tokenizer):
 def test_report_reprints_the_table(inductor_run, capsys):
     run_dir, _, stdout = inductor_run
     printed = table_lines(stdout)
-    assert printed[0].startswith("| tool | precision | e2e_time | p_val_whole | p_val_core |")
+    assert printed[0].startswith("| tool | precision | e2e_time (s) | p_val_whole (tok/s) |")
     assert printed[2].startswith("| inductor | fp32 |")
     assert main(["report", str(run_dir)]) == 0
     assert table_lines(capsys.readouterr().out) == printed
