@@ -97,10 +97,10 @@ class MemorySampler:
         self.sample()
         peak_alloc = peak_reserved = None
         if self.index is not None:
-            import torch
+            from mmlubench import accel
 
-            peak_alloc = int(torch.cuda.max_memory_allocated(self.index))
-            peak_reserved = int(torch.cuda.max_memory_reserved(self.index))
+            peak_alloc = accel.peak_allocated_bytes(f"cuda:{self.index}")
+            peak_reserved = accel.peak_reserved_bytes(f"cuda:{self.index}")
         return MemoryReport(
             device_index=self.index,
             peak_used_bytes=max((u for _, u in self.samples), default=None),

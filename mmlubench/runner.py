@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmlubench import environment, faults, fingerprint, results
+from mmlubench import accel, environment, faults, fingerprint, results
 from mmlubench.config import Config, parse_flops_per_token
 from mmlubench.data import load_mmlu
 from mmlubench.distributed import Dist, agree, all_gather, deal, init_from_env, shutdown
@@ -63,11 +63,6 @@ class PassResult:
     backoffs: list[dict] = field(default_factory=list)  # batches split after running out of memory
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def make_engine(cfg: Config, name: str, model: torch.nn.Module) -> Engine:
     cls = engine_class(name)
     return cls(model, engine_options(name, cfg.engine_options(name), "config"), cfg.device)
@@ -75,8 +70,7 @@ def make_engine(cfg: Config, name: str, model: torch.nn.Module) -> Engine:
 
 def _free_device_memory(device: torch.device) -> None:
     gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    accel.empty_cache(device)
 
 
 def back_off(name: str, engine: Engine, batch: Batch, labels: Sequence[str] | None
@@ -128,8 +122,7 @@ def run_pass(
     from tqdm import tqdm
 
     device = engine.device
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    accel.reset_peak_memory(device)
     n = len(requests)
     if answered is None:
         top_ids = np.full(n, -1, dtype=np.int64)
@@ -160,7 +153,7 @@ def run_pass(
         except torch.OutOfMemoryError:
             raise RunError(f"{name} pass: out of device memory during the warm-up/compile of "
                            f"engine {engine.name}: lower its batch or pack size") from None
-        synchronize(device)
+        accel.synchronize(device)
         compile_s = time.perf_counter() - t0
         if on_record is not None:
             on_record({"kind": "pass_start", "engine": engine.describe(),
@@ -186,10 +179,10 @@ def run_pass(
                 if attempt in inject_oom:
                     raise torch.OutOfMemoryError(f"injected by {faults.OOM} (test hook)")
                 inputs = engine.load(batch)
-                synchronize(device)
+                accel.synchronize(device)
                 t = time.perf_counter()
                 logits = engine.forward(inputs)
-                synchronize(device)
+                accel.synchronize(device)
             except torch.OutOfMemoryError:
                 failed = True
             else:
@@ -250,7 +243,7 @@ def run_pass(
     missing = np.flatnonzero(mine & (top_ids < 0))
     if len(missing):
         raise RuntimeError(f"engine {engine.name} left {len(missing)} question(s) unanswered")
-    peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+    peak = accel.peak_allocated_bytes(device)
     if on_record is not None:
         on_record({"kind": "pass_end", "whole_s": whole_s, "torch_peak_allocated_bytes": peak,
                    "t_s": whole_s})

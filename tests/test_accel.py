@@ -1,0 +1,67 @@
+"""accel.py: the device calls of the runner and the memory code, generic over accelerators."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+
+from mmlubench import accel
+
+
+def test_cpu_calls_do_nothing_and_report_no_statistics():
+    for device in ("cpu", torch.device("cpu")):
+        assert accel.synchronize(device) is None
+        accel.reset_peak_memory(device)
+        accel.empty_cache(device)
+        assert accel.peak_allocated_bytes(device) is None
+        assert accel.peak_reserved_bytes(device) is None
+
+
+def fake_accelerator(calls: list) -> types.SimpleNamespace:
+    """torch.accelerator as a build with a CUDA device would have it, recording each call."""
+    return types.SimpleNamespace(
+        is_available=lambda: True,
+        current_accelerator=lambda: torch.device("cuda"),
+        synchronize=lambda d: calls.append(("synchronize", d)),
+        reset_peak_memory_stats=lambda d: calls.append(("reset", d)),
+        max_memory_allocated=lambda d: 123,
+        max_memory_reserved=lambda d: 456,
+        empty_cache=lambda: calls.append(("empty_cache",)),
+    )
+
+
+def test_torch_accelerator_is_used_for_its_device_type(monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(torch, "accelerator", fake_accelerator(calls))
+    dev = torch.device("cuda:1")
+    accel.synchronize("cuda:1")
+    accel.reset_peak_memory(dev)
+    accel.empty_cache(dev)
+    assert calls == [("synchronize", dev), ("reset", dev), ("empty_cache",)]
+    assert accel.peak_allocated_bytes(dev) == 123 and accel.peak_reserved_bytes(dev) == 456
+    calls.clear()
+    accel.synchronize("cpu")  # the CPU never goes to the accelerator
+    assert calls == [] and accel.peak_allocated_bytes("cpu") is None
+
+
+def test_registered_ops_win_and_missing_ones_fall_back(monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(torch, "accelerator", fake_accelerator(calls))
+    monkeypatch.setattr(accel, "_REGISTERED", {})
+    accel.register("cuda", accel.DeviceOps(synchronize=lambda d: calls.append(("vendor", d)),
+                                           peak_allocated_bytes=lambda d: 7))
+    accel.synchronize("cuda")
+    assert calls == [("vendor", torch.device("cuda"))]
+    assert accel.peak_allocated_bytes("cuda") == 7
+    assert accel.peak_reserved_bytes("cuda") == 456  # not registered: torch.accelerator's
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_real_cuda_device():
+    x = torch.ones(1024, device="cuda")
+    accel.reset_peak_memory("cuda")
+    (x * 2).sum().item()
+    accel.synchronize("cuda")
+    assert accel.peak_allocated_bytes("cuda") >= 4096
