@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 import transformers
@@ -23,8 +25,11 @@ from mmlubench.data import load_mmlu
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request
 from mmlubench.model import load_model
+from mmlubench.passes import run_pass
 from mmlubench.prompts import build_prompts, choice_token_ids, load_tokenizer
-from mmlubench.runner import run_pass
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from logits import KeepLogits
 
 
 def compare(ref: torch.Tensor, other: torch.Tensor) -> dict:
@@ -59,9 +64,10 @@ def main() -> None:
     cids = choice_token_ids(tok)
 
     def run(name: str, **options) -> tuple[torch.Tensor, float]:
-        engine = engine_class(name)(model, engine_options(name, options), args.device)
-        r = run_pass(name, engine, reqs, cids, progress=False, keep_logits=True)
-        return r.logits, r.core_s
+        engine = KeepLogits(engine_class(name)(model, engine_options(name, options), args.device),
+                            len(reqs))
+        r = run_pass(name, engine, reqs, cids, progress=False)
+        return engine.logits, r.core_time_s
 
     sp_opts = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     ref, ref_s = run("eager", batch_size=1, full_logits=False)

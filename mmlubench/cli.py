@@ -122,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     resume = getattr(args, "resume", None)
     if resume and not args.config:
-        from mmlubench.progress import resume_config_path
+        from mmlubench.rundir import resume_config_path
 
         # The interrupted run's own validated config; flags given again must agree with it.
         args.config = str(resume_config_path(resume))

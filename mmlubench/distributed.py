@@ -11,20 +11,26 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import torch
 
+from mmlubench.engines.base import Batch
 from mmlubench.errors import RunError
+
+T = TypeVar("T")
 
 
 @dataclass
 class Dist:
+    """This process's place in the job: its rank, the number of ranks, its device."""
+
     rank: int = 0
     world: int = 1
-    local_rank: int = 0
+    device: str = "cpu"
     group: Any = None  # gloo process group for control messages
 
     @property
@@ -36,14 +42,14 @@ class Dist:
         return self.world > 1
 
 
-def init_from_env(device: str, timeout_min: float = 60.0) -> tuple[Dist, str]:
-    """Join the torchrun job described by the environment, if any; returns (Dist, device).
+def init_from_env(device: str, timeout_min: float = 60.0) -> Dist:
+    """Join the torchrun job described by the environment, if any.
 
     On CUDA each rank takes the GPU of its LOCAL_RANK ("cuda" becomes "cuda:LOCAL_RANK").
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Dist(), device
+        return Dist(device=device)
     import torch.distributed as dist
 
     rank = int(os.environ["RANK"])
@@ -58,15 +64,28 @@ def init_from_env(device: str, timeout_min: float = 60.0) -> tuple[Dist, str]:
     if not dist.is_initialized():
         # Only host-side control messages cross ranks: gloo is enough and never hangs a GPU.
         dist.init_process_group("gloo", timeout=timeout)
-    return Dist(rank, world, local, dist.group.WORLD), device
+    return Dist(rank, world, device, dist.group.WORLD)
 
 
 def shutdown(d: Dist) -> None:
+    """Leave the job after a successful run: wait for every rank, then destroy the group."""
     if d.active:
         import torch.distributed as dist
 
         if dist.is_initialized():
+            dist.barrier(group=d.group)
             dist.destroy_process_group()
+
+
+def exit_now(status: int, line: str) -> NoReturn:
+    """Print `line` to stderr and end the process at once with `status`, skipping the
+    interpreter's shutdown. Used when a data-parallel run fails: once a peer rank has gone,
+    tearing down gloo's threads sometimes aborts the process ("terminate called without an
+    active exception", status -6) after the right message was printed."""
+    print(line, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def deal(costs: Sequence[float], world: int) -> list[list[int]]:
@@ -81,6 +100,15 @@ def deal(costs: Sequence[float], world: int) -> list[list[int]]:
     return [sorted(s) for s in shares]
 
 
+def sharer(d: Dist, cost: Callable[[Batch], float]
+           ) -> Callable[[list[Batch]], list[Batch]] | None:
+    """What picks this rank's batches out of all planned ones (`deal` by `cost`); None when
+    the run is not data parallel."""
+    if not d.active:
+        return None
+    return lambda batches: [batches[i] for i in deal([cost(b) for b in batches], d.world)[d.rank]]
+
+
 def all_gather(d: Dist, obj: Any) -> list[Any]:
     """Every rank's `obj`, in rank order (just [obj] without torchrun)."""
     if not d.active:
@@ -90,6 +118,18 @@ def all_gather(d: Dist, obj: Any) -> list[Any]:
     out: list[Any] = [None] * d.world
     dist.all_gather_object(out, obj, group=d.group)
     return out
+
+
+def step(d: Dist, what: str, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` on every rank; if it fails on any rank, it fails on every rank, with an
+    error naming the ranks (without torchrun: fn's own error)."""
+    error, value = None, None
+    try:
+        value = fn(*args)
+    except Exception as e:  # re-raised on every rank by agree()
+        error = e
+    agree(d, error, what)
+    return value  # type: ignore[return-value]
 
 
 def agree(d: Dist, error: BaseException | None, what: str) -> None:

@@ -74,6 +74,7 @@ class Pass(Section):
     per_rank: list[dict[str, Any]]
     oom_backoff_count: int = 0
     oom_backoffs: list[dict[str, Any]] = field(default_factory=list)
+    plan_time_s: float = 0.0  # engine.plan, inside whole_time_s (older runs: 0)
 
 
 @dataclass

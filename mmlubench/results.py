@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from mmlubench.config import Config
     from mmlubench.memory import MemoryReport
     from mmlubench.model import ModelInfo
+    from mmlubench.passes import PassResult
     from mmlubench.prompts import Prompt
-    from mmlubench.runner import PassResult
 
 
 def _max(values) -> int | None:
@@ -54,30 +54,32 @@ def pass_section(p: PassResult, shape: ModelShape, peak: float | None, devices: 
         questions=len(p.top_ids),
         batches=p.batches,
         prompt_tokens=p.prompt_tokens,
-        whole_time_s=p.whole_s,
-        core_time_s=p.core_s,
-        compile_time_s=p.compile_s,
-        whole_tok_per_s=throughput(p.prompt_tokens, p.whole_s),
-        core_tok_per_s=throughput(p.prompt_tokens, p.core_s),
+        whole_time_s=p.whole_time_s,
+        core_time_s=p.core_time_s,
+        compile_time_s=p.compile_time_s,
+        plan_time_s=p.plan_time_s,
+        whole_tok_per_s=throughput(p.prompt_tokens, p.whole_time_s),
+        core_tok_per_s=throughput(p.prompt_tokens, p.core_time_s),
         # The reference's formula on the tokens the engine computed: for engines that run every
         # prompt whole (the reference) this is flops_per_token x p_core / peak; an engine that
         # shares prefixes computes fewer tokens than it answers for, and MFU stays <= 100%.
-        mfu=mfu(fpt, throughput(p.work.tokens, p.core_s), peak, devices),
+        mfu=mfu(fpt, throughput(p.work.tokens, p.core_time_s), peak, devices),
         computed_tokens=p.work.tokens,
         padded_tokens=p.work.padded_tokens,
         attention_pairs=p.work.attention_pairs,
         logit_rows=p.work.logit_rows,
-        computed_tok_per_s=throughput(p.work.tokens, p.core_s),
+        computed_tok_per_s=throughput(p.work.tokens, p.core_time_s),
         executed_flops=flops,
-        mfu_computed=(flops / p.core_s / (peak * devices)) if peak and p.core_s > 0 else None,
+        mfu_computed=(flops / p.core_time_s / (peak * devices))
+        if peak and p.core_time_s > 0 else None,
         torch_peak_allocated_bytes=p.torch_peak_allocated_bytes,
         accuracy={rule: doc.Accuracy(**asdict(accuracy(subjects, answers, predicted[rule])))
                   for rule in predicted},
         timeline=p.timeline,
         per_rank=p.per_rank,
-        # Batches that ran out of device memory and were retried split (see runner.back_off).
-        oom_backoff_count=len(p.backoffs),
-        oom_backoffs=p.backoffs,
+        # Batches that ran out of device memory and were retried split (see passes.back_off).
+        oom_backoff_count=len(p.oom_backoffs),
+        oom_backoffs=p.oom_backoffs,
     )
 
 
@@ -163,8 +165,8 @@ def _warnings(cfg: Config, env: dict, passes: Mapping[str, PassResult], peak: fl
         out.append(f"RESUMED: this run was interrupted and resumed ({len(resume['sessions'])} "
                    "sessions); times are sums over the sessions (see resume.timing_rule)")
     for name, p in passes.items():
-        if p.backoffs:
-            out.append(f"{name} pass: {len(p.backoffs)} batch(es) ran out of device memory "
+        if p.oom_backoffs:
+            out.append(f"{name} pass: {len(p.oom_backoffs)} batch(es) ran out of device memory "
                        f"and were retried in smaller batches (see passes.{name}.oom_backoffs)")
     return out
 

@@ -19,8 +19,6 @@ import torch
 
 from mmlubench.data import LETTERS
 
-RULES = ("reference", "choices")
-
 
 @dataclass
 class Reduced:

@@ -16,12 +16,14 @@ import pytest
 import torch
 from test_shared_prefix import requests_from, tiny_llama
 
+from bench.logits import KeepLogits
+from mmlubench import faults
 from mmlubench.cli import main
 from mmlubench.data import load_mmlu
 from mmlubench.engines import engine_class, engine_options
+from mmlubench.passes import run_pass
 from mmlubench.prompts import build_prompts
 from mmlubench.results import write_json_atomic, write_predictions
-from mmlubench.runner import run_pass
 
 SUBJECTS = ["abstract_algebra", "college_computer_science", "global_facts"]
 
@@ -109,8 +111,11 @@ def test_shared_prefix_split_keeps_pack_length_and_answers(monkeypatch):
     def one_pass():
         engine = engine_class("shared-prefix")(
             model, engine_options("shared-prefix", options), "cpu")
-        return engine, run_pass("infer", engine, requests, [65, 66, 67, 68], progress=False,
-                                keep_logits=True)
+        kept = KeepLogits(engine, len(requests))
+        result = run_pass("infer", faults.wrap(kept, "infer"), requests, [65, 66, 67, 68],
+                          progress=False)
+        result.logits = kept.logits
+        return engine, result
 
     engine, plain = one_pass()
     (pack,) = engine.plan(requests)
@@ -123,7 +128,7 @@ def test_shared_prefix_split_keeps_pack_length_and_answers(monkeypatch):
 
     monkeypatch.setenv("MMLUBENCH_INJECT_OOM", "infer:0")
     _, split = one_pass()
-    assert split.batches == len(parts) and len(split.backoffs) == 1
+    assert split.batches == len(parts) and len(split.oom_backoffs) == 1
     assert np.array_equal(split.top_ids, plain.top_ids)
     assert (split.logits - plain.logits).abs().max().item() <= 1e-5
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mmlubench.cli import main
-from mmlubench.progress import read_records
+from mmlubench.resume import read_records
 
 SUBJECTS = "abstract_algebra,anatomy,global_facts"
 QUESTIONS = 9  # 3 subjects x --limit 3; eager batches of 2: 5 batches a pass
@@ -62,8 +62,9 @@ def killed(tmp_path_factory, tiny_model_dir, mmlu_dir):
 
 def test_killed_run_left_progress_and_no_result(killed):
     _, run_dir = killed
+    # run.lock: left by the killed process, whose lock the system dropped when it died.
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "config.yaml", "fingerprint.json", "progress.jsonl"]
+        "config.yaml", "fingerprint.json", "progress.jsonl", "run.lock"]
     batches = [r for r in lines(run_dir / "progress.jsonl") if r["kind"] == "batch"]
     assert [r["pass"] for r in batches] == ["val"] * 5 + ["infer"] * 2
 
@@ -114,7 +115,9 @@ def test_resume_finishes_the_run_exactly(killed, tmp_path):
     # As if the kill had struck while a line was being written: a torn line without "\n".
     with open(run_dir / "progress.jsonl", "a", encoding="utf-8") as f:
         f.write('{"session": 0, "pass": "infer", "kind": "batch", "rows": [0, 1], "top_')
-    rc, log = finish(start(["run", "--resume", str(run_dir), "--no-progress"]))
+    # Metric-only keys may differ: they change no answer (a bad value must not lock the work in).
+    rc, log = finish(start(["run", "--resume", str(run_dir), "--no-progress",
+                            "--flops-per-token", "2*params", "--peak-flops", "1e12"]))
     assert rc == 0, log
     assert f"resumed run folder: {run_dir}" in log
     predictions = (run_dir / "predictions.jsonl").read_text()
@@ -138,7 +141,7 @@ def test_resume_finishes_the_run_exactly(killed, tmp_path):
     assert "val" not in resume["sessions"][1]["passes"]
     assert any(w.startswith("RESUMED") for w in result["warnings"])
     infer = result["passes"]["infer"]
-    cores = [r["core_s"] for r in records if r["kind"] == "batch" and r["pass"] == "infer"]
+    cores = [r["core_time_s"] for r in records if r["kind"] == "batch" and r["pass"] == "infer"]
     assert infer["core_time_s"] == pytest.approx(sum(cores))
     assert infer["whole_time_s"] == pytest.approx(
         sum(s["passes"]["infer"]["whole_time_s"] for s in resume["sessions"]))
@@ -149,6 +152,7 @@ def test_resume_finishes_the_run_exactly(killed, tmp_path):
     assert infer["computed_tokens"] == ref["passes"]["infer"]["computed_tokens"]
     times = [t[3] for t in infer["timeline"]]
     assert times == sorted(times)  # one timeline, the second session after the first
+    assert result["metrics"]["peak_flops_per_s"] == 1e12 and result["metrics"]["mfu"] > 0
     assert main(["run", "--resume", str(run_dir)]) == 2  # finished: nothing to resume
 
 
@@ -156,25 +160,29 @@ def test_progress_log_reader(tmp_path):
     """A torn last line is cut off the file; a corrupt line elsewhere is an error naming it;
     a batch whose answers do not match its rows is refused."""
     from mmlubench.errors import RunError
-    from mmlubench.progress import ProgressLog
+    from mmlubench.resume import RunLog
 
     batch = {"kind": "batch", "session": 0, "e2e_s": 1.0, "pass": "infer", "rows": [2, 0],
              "top_ids": [7, 8], "choice_logits": [[0, 1, 2, 3], [4, 5, 6, 7]],
-             "prompt_tokens": 9, "work": [9, 0, 2, 9], "core_s": 0.5, "t_s": 0.6}
+             "prompt_tokens": 9, "work": {"tokens": 9, "attention_pairs": 0, "logit_rows": 2,
+                                          "padded_tokens": 9},
+             "core_time_s": 0.5, "t_s": 0.6}
     path = tmp_path / "progress.jsonl"
     good = json.dumps(batch) + "\n"
     path.write_text(good + '{"kind": "batch", "ses')
     assert read_records(path) == [batch]
     assert path.read_text() == good  # appending starts on a fresh line
-    log = ProgressLog(tmp_path, read_records(path), 0.0)
-    top, choice = log.answered("infer", 3)
-    assert top.tolist() == [8, -1, 7] and choice[2].tolist() == [0, 1, 2, 3]
+    log = RunLog(tmp_path, 3, 0.0, read_records(path))
+    ((session, part),) = log.earlier("infer")
+    assert session == 0 and log.session == 1
+    assert part.top_ids.tolist() == [8, -1, 7] and part.choice_logits[2].tolist() == [0, 1, 2, 3]
+    assert part.work.tokens == 9 and part.core_time_s == 0.5 and part.whole_time_s == 0.6
     log.close()
     path.write_text("not json\n" + good)
     with pytest.raises(RunError, match=r"progress.jsonl:1: corrupt progress record"):
         read_records(path)
     path.write_text(json.dumps({**batch, "top_ids": [7]}) + "\n")
-    log = ProgressLog(tmp_path, read_records(path), 0.0)
+    log = RunLog(tmp_path, 3, 0.0, read_records(path))
     with pytest.raises(RunError, match="answers that do not match its rows"):
-        log.answered("infer", 3)
+        log.earlier("infer")
     log.close()

@@ -166,6 +166,31 @@ def test_null_engine_without_validation(tmp_path, tiny_model_dir, mmlu_dir):
     assert m["acc_infer"] == 0.0
 
 
+def test_warm_up_is_announced_with_its_time(tmp_path, tiny_model_dir, mmlu_dir, capfd):
+    """With progress shown, each pass says when its engine starts and ends warming up."""
+    args = ["run", "--data-dir", str(tiny_model_dir.parent), "--weight-dir", tiny_model_dir.name,
+            "--mmlu-dir", str(mmlu_dir), "--subjects", "global_facts", "--limit", "1",
+            "--device", "cpu", "--precision", "fp32", "--random-weights", "--engine", "null",
+            "--output-dir", str(tmp_path)]
+    assert main(args) == 0
+    lines = [x.split("\r")[-1] for x in capfd.readouterr().err.splitlines()]
+    for name, engine in (("val", "eager"), ("infer", "null")):
+        start = lines.index(f"{name}: compiling/warming up {engine} ...")
+        end = next(i for i, x in enumerate(lines)
+                   if x.startswith(f"{name}: {engine} compiled/warmed up in "))
+        assert start < end and lines[end].endswith(" s")
+    (run_dir,) = tmp_path.iterdir()
+    result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    timings = result["timings"]
+    assert set(timings) == {"data_load_s", "tokenize_s", "model_load_s", "val_plan_s",
+                            "infer_plan_s"}
+    assert all(v >= 0 for v in timings.values())
+    for name in ("val", "infer"):
+        p = result["passes"][name]
+        assert p["plan_time_s"] == timings[f"{name}_plan_s"]
+        assert p["whole_time_s"] >= p["plan_time_s"] + p["compile_time_s"] + p["core_time_s"]
+
+
 def test_e2e_time_counts_from_the_call(tmp_path, tiny_model_dir, mmlu_dir):
     time.sleep(1.0)  # mmlubench.cli was imported before this test started
     t0 = time.perf_counter()

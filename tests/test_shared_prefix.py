@@ -12,13 +12,14 @@ import pytest
 import torch
 from conftest import TINY_CONFIG
 
+from bench.logits import KeepLogits
 from mmlubench.data import load_mmlu
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request, causal_pairs
 from mmlubench.engines.shared_prefix import block_layout, plan_packs
 from mmlubench.errors import RunError
+from mmlubench.passes import run_pass
 from mmlubench.prompts import build_prompts, choice_token_ids
-from mmlubench.runner import run_pass
 
 # Short and long subjects; high_school_european_history prompts need truncation.
 SUBJECTS = ["abstract_algebra", "high_school_european_history", "college_computer_science"]
@@ -39,9 +40,10 @@ def prompts(mmlu_dir, tokenizer):
 
 
 def logits_of(model, name: str, requests, tokenizer, **options):
-    engine = engine_class(name)(model, engine_options(name, options), "cpu")
-    result = run_pass(name, engine, requests, choice_token_ids(tokenizer), progress=False,
-                      keep_logits=True)
+    engine = KeepLogits(engine_class(name)(model, engine_options(name, options), "cpu"),
+                        len(requests))
+    result = run_pass(name, engine, requests, choice_token_ids(tokenizer), progress=False)
+    result.logits = engine.logits
     return result
 
 

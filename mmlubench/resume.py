@@ -1,0 +1,298 @@
+"""Resume: the run's event log, its fingerprints, and how the sessions of a run combine.
+
+A run folder (rundir.py) holds, from the start of a single-process run:
+- fingerprint.json  hashes of what the run computes (`fingerprint`): the config without the
+  keys that change no answer (where things are, output, progress bars, memory sampling, and
+  the metric-only keys flops_per_token, peak_flops, scoring: a bad metric value never makes
+  recorded work unrecoverable); every prompt's token ids and the answer-letter ids; the model
+  (config.json's bytes, the weight files' names and sizes, or the seed of random weights);
+- progress.jsonl    one JSON line per event, appended, flushed and fsynced before the run goes on:
+    session      a process started (or resumed) the run
+    pass_start   a pass planned its batches and warmed up (engine, plan and compile seconds)
+    batch        a batch finished: the rows it answered, their top ids and choice logits, their
+                 prompt tokens, the work and the core seconds of the batch
+    oom_backoff  a batch ran out of device memory and was split
+    pass_end     a pass finished (whole seconds, torch peak memory)
+  Every line carries its session number, `t_s` (seconds since its pass started, where it
+  belongs to a pass) and `e2e_s` (seconds since its session's command started). A line torn
+  by a crash (no final newline) is dropped when resuming; a question is recorded once.
+
+Each earlier session's records of a pass become one PassResult; the pass is those and this
+session's, joined by passes.merge (the merge of data-parallel ranks, with times added up).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mmlubench.engines.base import Work
+from mmlubench.errors import RunError
+from mmlubench.model import WEIGHT_FILES
+from mmlubench.passes import PassResult, Record, merge, no_record
+from mmlubench.rundir import FINGERPRINT, PROGRESS
+
+if TYPE_CHECKING:
+    from mmlubench.config import Config
+    from mmlubench.prompts import Prompt
+
+SCHEMA = "mmlubench.fingerprint/2"
+EXCLUDED = ("data_dir", "weight_dir", "mmlu_dir", "output_dir", "run_name", "progress",
+            "mem_sample_interval_s", "flops_per_token", "peak_flops", "scoring")
+TIMING_RULE = (
+    "core_time_s of a pass = sum of the core times recorded for its batches in all sessions; "
+    "whole_time_s, compile_time_s, plan_time_s and e2e_time_s = sums over the sessions, where "
+    "a session that ended without a result counts up to its last record in progress.jsonl "
+    "(work after it was lost and redone later); memory figures and timings.* are the last "
+    "session's"
+)
+# The keys each kind of record must have (besides kind, session and e2e_s).
+FIELDS = {
+    "session": ("started",),
+    "pass_start": ("pass", "engine", "compile_time_s", "t_s"),
+    "batch": ("pass", "rows", "top_ids", "choice_logits", "prompt_tokens", "work",
+              "core_time_s", "t_s"),
+    "oom_backoff": ("pass", "backoff", "t_s"),
+    "pass_end": ("pass", "whole_time_s", "t_s"),
+}
+
+
+def _sha256(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=True).encode()
+                          ).hexdigest()
+
+
+def _model_part(path: Path, random_weights: bool, seed: int) -> dict[str, Any]:
+    cfg = Path(path) / "config.json"
+    out: dict[str, Any] = {"config_json_sha256": hashlib.sha256(cfg.read_bytes()).hexdigest()
+                           if cfg.is_file() else None}
+    if random_weights:
+        out["random_weights_seed"] = seed
+    else:
+        files = {f for pattern in WEIGHT_FILES for f in Path(path).glob(pattern) if f.is_file()}
+        out["weight_files"] = sorted([f.name, f.stat().st_size] for f in files)
+    return out
+
+
+def fingerprint(cfg: Config, prompts: Sequence[Prompt], choice_ids: Sequence[int],
+                world_size: int = 1) -> dict[str, Any]:
+    """The fingerprint document of a run (stored as fingerprint.json)."""
+    config = {k: v for k, v in cfg.to_dict().items() if k not in EXCLUDED}
+    model = _model_part(cfg.weight_path, cfg.random_weights, cfg.seed)
+    h = hashlib.sha256(json.dumps([int(i) for i in choice_ids]).encode())
+    for p in prompts:
+        h.update(json.dumps([p.subject, p.index, p.answer, p.prefix_len, len(p.ids)]).encode())
+        h.update(np.asarray(p.ids, dtype="<i4").tobytes())
+    return {"schema": SCHEMA, "config_sha256": _sha256(config), "prompts_sha256": h.hexdigest(),
+            "questions": len(prompts), "model_sha256": _sha256(model), "world_size": world_size,
+            "config": config, "model": model}
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _changed(what: str, then: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    a, b = _flat(then), _flat(now)
+    keys = sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>"))
+    return f"{what} differs: " + "; ".join(
+        f"{k}: {a.get(k, '<unset>')!r} then, {b.get(k, '<unset>')!r} now" for k in keys)
+
+
+def differences(then: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """Why `now` may not continue the run fingerprinted `then`; empty when it may."""
+    if then.get("schema") != SCHEMA:
+        return [f"fingerprint schema {then.get('schema')!r} is not {SCHEMA!r}"]
+    out = []
+    if then["config_sha256"] != now["config_sha256"]:
+        out.append(_changed("config", then["config"], now["config"]))
+    if then["prompts_sha256"] != now["prompts_sha256"]:
+        out.append(f"prompt token ids differ ({then['questions']} questions then, "
+                   f"{now['questions']} now): the MMLU files, the tokenizer or the prompt rule "
+                   "changed")
+    if then["model_sha256"] != now["model_sha256"]:
+        out.append(_changed("model", then["model"], now["model"]))
+    return out
+
+
+def read_records(path: Path) -> list[dict]:
+    """The complete lines of progress.jsonl. A torn last line (a crash while writing it) is
+    cut off the file, so that appending starts on a fresh line."""
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(end)
+    records = []
+    for n, line in enumerate(data[:end].splitlines(), 1):
+        try:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RunError(f"{path}:{n}: corrupt progress record: {e}") from None
+        need = ("kind", "session", "e2e_s", *FIELDS.get(
+            rec.get("kind") if isinstance(rec, dict) else None, ("?",)))
+        if not isinstance(rec, dict) or any(k not in rec for k in need):
+            raise RunError(f"{path}:{n}: corrupt progress record: expected an event with "
+                           f"{', '.join(need)}")
+        records.append(rec)
+    return records
+
+
+class NoLog:
+    """The log of a run that keeps none (data-parallel runs): records and remembers nothing."""
+
+    session = 0
+
+    def recorder(self, pass_name: str) -> Record:
+        return no_record
+
+    def earlier(self, pass_name: str) -> list[tuple[int, PassResult]]:
+        """(session, what it answered) of each earlier session that ran the pass."""
+        return []
+
+    def combine(self, earlier: list[tuple[int, PassResult]], now: PassResult | None
+                ) -> PassResult:
+        """The whole pass: the earlier sessions' parts and this session's `now` (None when
+        the earlier sessions answered every question)."""
+        parts = [*earlier, *([(self.session, now)] if now is not None else [])]
+        return merge([p for _, p in parts], [s for s, _ in parts], parallel=False,
+                     tag="session")
+
+    def summary(self, e2e_s: float) -> tuple[dict | None, float]:
+        """The "resume" section of result.json (None: the run was done in one session) and
+        the run's e2e time over all sessions."""
+        return None, e2e_s
+
+    def close(self) -> None:
+        pass
+
+
+class RunLog(NoLog):
+    """progress.jsonl open for appending, and the records of the sessions before this one."""
+
+    def __init__(self, run_dir: Path, questions: int, e2e_start: float,
+                 records: list[dict] | None = None):
+        self.path = Path(run_dir) / PROGRESS
+        self.questions = questions
+        self.records = records or []
+        self.session = 1 + max((r["session"] for r in self.records), default=-1)
+        self.e2e_start = e2e_start
+        self.current: dict[str, dict] = {}  # this session's figures of each pass
+        self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+        self._write({"kind": "session", "started": self.started, "pid": os.getpid()})
+
+    @classmethod
+    def resume(cls, run_dir: Path, fp: dict, e2e_start: float) -> RunLog:
+        """Go on with an interrupted run, if its fingerprint matches `fp` (else RunError)."""
+        path = Path(run_dir) / FINGERPRINT
+        try:
+            then = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(then, dict) or not isinstance(then.get("world_size", 1), int):
+                raise ValueError("not a fingerprint document")
+        except (OSError, ValueError) as e:
+            raise RunError(f"{path}: cannot read the run's fingerprint: {e}") from None
+        if then.get("world_size", 1) > 1:
+            raise RunError(f"{run_dir}: this run was data parallel ({then['world_size']} "
+                           "ranks); data-parallel runs keep no progress and cannot be resumed")
+        try:
+            why = differences(then, fp)
+        except (KeyError, TypeError, AttributeError) as e:
+            raise RunError(f"{path}: not a fingerprint document ({type(e).__name__}: {e})"
+                           ) from None
+        if why:
+            raise RunError(f"{run_dir}: cannot resume, this is not the same run: "
+                           + " | ".join(why) + " (start a new run instead)")
+        return cls(run_dir, fp["questions"], e2e_start, read_records(Path(run_dir) / PROGRESS))
+
+    def _write(self, record: dict) -> None:
+        rec = {"session": self.session, **record,
+               "e2e_s": round(time.perf_counter() - self.e2e_start, 6)}
+        self._file.write(json.dumps(rec, allow_nan=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())  # on disk before the next batch starts
+
+    def recorder(self, pass_name: str) -> Record:
+        """The `record` hook of passes.run_pass for one pass."""
+        return lambda kind, **fields: self._write({"kind": kind, "pass": pass_name, **fields})
+
+    def _session_pass(self, pass_name: str, session: int) -> PassResult:
+        recs = [r for r in self.records if r.get("pass") == pass_name and r["session"] == session]
+        of = {kind: [r for r in recs if r["kind"] == kind] for kind in FIELDS}
+        starts, ends = of["pass_start"], of["pass_end"]
+        p = PassResult.empty(pass_name, starts[-1]["engine"] if starts else {}, self.questions)
+        for r in of["batch"]:
+            try:
+                rows = np.asarray(r["rows"], dtype=np.int64).reshape(-1)
+                ids = np.asarray(r["top_ids"], dtype=np.int64)
+                logits = np.asarray(r["choice_logits"], dtype=np.float32)
+                ok = ids.shape == rows.shape and logits.shape == (len(rows), 4) and (
+                    not len(rows) or (rows.min() >= 0 and rows.max() < self.questions
+                                      and not p.answered[rows].any()))
+                if ok:
+                    p.add(rows, ids, logits, r["prompt_tokens"], Work(**r["work"]),
+                          r["core_time_s"], r["t_s"])
+            except (TypeError, ValueError):  # wrong types or lengths
+                ok = False
+            if not ok:
+                raise RunError(f"{self.path}: corrupt progress: a {pass_name} batch of session "
+                               f"{session} records a row twice, out of range, or answers that "
+                               "do not match its rows")
+        p.compile_time_s = sum(r["compile_time_s"] for r in starts)
+        p.plan_time_s = sum(r.get("plan_time_s", 0.0) for r in starts)
+        p.whole_time_s = ends[-1]["whole_time_s"] if ends else max(r["t_s"] for r in recs)
+        p.torch_peak_allocated_bytes = ends[-1].get("torch_peak_allocated_bytes") if ends \
+            else None
+        p.oom_backoffs = [r["backoff"] for r in recs if r["kind"] == "oom_backoff"]
+        return p
+
+    def earlier(self, pass_name: str) -> list[tuple[int, PassResult]]:
+        sessions = sorted({r["session"] for r in self.records if r.get("pass") == pass_name})
+        out = [(s, self._session_pass(pass_name, s)) for s in sessions]
+        seen = np.zeros(self.questions, dtype=bool)
+        for s, p in out:
+            if (seen & p.answered).any():
+                raise RunError(f"{self.path}: corrupt progress: session {s} answers a "
+                               f"{pass_name} question that an earlier session answered")
+            seen |= p.answered
+        return out
+
+    def combine(self, earlier: list[tuple[int, PassResult]], now: PassResult | None
+                ) -> PassResult:
+        if now is not None:
+            self.current[now.name] = now.figures()
+        return super().combine(earlier, now)
+
+    def summary(self, e2e_s: float) -> tuple[dict | None, float]:
+        if self.session == 0:
+            return None, e2e_s
+        sessions = []
+        for s in sorted({r["session"] for r in self.records}):
+            recs = [r for r in self.records if r["session"] == s]
+            start = next((r for r in recs if r["kind"] == "session"), {})
+            passes = {name: self._session_pass(name, s).figures()
+                      for name in dict.fromkeys(r["pass"] for r in recs if "pass" in r)}
+            sessions.append({"session": s, "started": start.get("started"), "completed": False,
+                             "e2e_time_s": max(r["e2e_s"] for r in recs), "passes": passes})
+        sessions.append({"session": self.session, "started": self.started, "completed": True,
+                         "e2e_time_s": e2e_s, "passes": self.current})
+        total = sum(s["e2e_time_s"] for s in sessions)
+        return {"resumed": True, "sessions": sessions, "timing_rule": TIMING_RULE}, total
+
+    def close(self) -> None:
+        self._file.close()
