@@ -66,20 +66,13 @@ def choices_letter(choice_logits: Sequence[float]) -> str:
 
 @dataclass
 class Accuracy:
+    """One answer rule over a set of questions (fractions of 1; subjects sorted)."""
+
     micro: float
     macro: float
     correct: int
     total: int
     per_subject: dict[str, float]
-
-    def to_json(self) -> dict:
-        return {
-            "micro": self.micro,
-            "macro": self.macro,
-            "correct": self.correct,
-            "total": self.total,
-            "per_subject": self.per_subject,
-        }
 
 
 def accuracy(subjects: Sequence[str], answers: Sequence[str], predicted: Sequence[str]) -> Accuracy:
