@@ -28,6 +28,8 @@ class DeviceOps:
     peak_allocated_bytes: Callable[[torch.device], int] | None = None
     peak_reserved_bytes: Callable[[torch.device], int] | None = None
     empty_cache: Callable[[torch.device], None] | None = None
+    device_count: Callable[[torch.device], int] | None = None
+    set_device: Callable[[torch.device], None] | None = None
 
 
 _REGISTERED: dict[str, DeviceOps] = {}
@@ -101,3 +103,27 @@ def empty_cache(device: DeviceLike) -> None:
     """Give the caching allocator's unused blocks back (after running out of memory, before a
     retry); no-op on the CPU. torch's call acts on the current device."""
     _run("empty_cache", "empty_cache", device, pass_device=False)
+
+
+def device_count(device_type: str) -> int:
+    """How many devices of `device_type` this process sees (0 for a type nothing here knows;
+    the CPU counts as 1)."""
+    if device_type == "cpu":
+        return 1
+    value = _run("device_count", "device_count", device_type, pass_device=False)
+    return 0 if value is None else int(value)
+
+
+def set_device(device: DeviceLike) -> None:
+    """Make `device` (with an index, e.g. "cuda:1") the process's current device, so that
+    kernels and allocations without an explicit device go there (no-op on the CPU)."""
+    dev = _device(device)
+    ops = _REGISTERED.get(dev.type)
+    if ops is not None and ops.set_device is not None:
+        ops.set_device(dev)
+        return
+    module = _generic(dev)
+    if module is torch.cuda:
+        torch.cuda.set_device(dev)
+    elif module is not None:
+        module.set_device_index(dev.index)

@@ -18,6 +18,7 @@ from typing import Any, NoReturn, TypeVar
 
 import torch
 
+from mmlubench import accel
 from mmlubench.engines.base import Batch
 from mmlubench.errors import RunError
 
@@ -45,7 +46,8 @@ class Dist:
 def init_from_env(device: str, timeout_min: float = 60.0) -> Dist:
     """Join the torchrun job described by the environment, if any.
 
-    On CUDA each rank takes the GPU of its LOCAL_RANK ("cuda" becomes "cuda:LOCAL_RANK").
+    On an accelerator each rank takes the device of its LOCAL_RANK ("cuda" becomes
+    "cuda:LOCAL_RANK"); on the CPU every rank shares it.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -54,16 +56,17 @@ def init_from_env(device: str, timeout_min: float = 60.0) -> Dist:
 
     rank = int(os.environ["RANK"])
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    timeout = dt.timedelta(minutes=timeout_min)
-    if device.startswith("cuda"):
-        if torch.cuda.device_count() <= local:
-            raise RunError(f"rank {rank}: LOCAL_RANK {local} but only "
-                           f"{torch.cuda.device_count()} CUDA device(s) visible")
-        device = f"cuda:{local}"
-        torch.cuda.set_device(local)
+    kind = torch.device(device).type
+    if kind != "cpu":
+        count = accel.device_count(kind)
+        if count <= local:
+            raise RunError(f"rank {rank}: LOCAL_RANK {local} but only {count} {kind} "
+                           "device(s) visible")
+        device = f"{kind}:{local}"
+        accel.set_device(device)
     if not dist.is_initialized():
         # Only host-side control messages cross ranks: gloo is enough and never hangs a GPU.
-        dist.init_process_group("gloo", timeout=timeout)
+        dist.init_process_group("gloo", timeout=dt.timedelta(minutes=timeout_min))
     return Dist(rank, world, device, dist.group.WORLD)
 
 

@@ -17,6 +17,8 @@ def test_cpu_calls_do_nothing_and_report_no_statistics():
         accel.empty_cache(device)
         assert accel.peak_allocated_bytes(device) is None
         assert accel.peak_reserved_bytes(device) is None
+    assert accel.device_count("cpu") == 1
+    accel.set_device("cpu")
 
 
 def fake_accelerator(calls: list) -> types.SimpleNamespace:
@@ -29,6 +31,8 @@ def fake_accelerator(calls: list) -> types.SimpleNamespace:
         max_memory_allocated=lambda d: 123,
         max_memory_reserved=lambda d: 456,
         empty_cache=lambda: calls.append(("empty_cache",)),
+        device_count=lambda: 3,
+        set_device_index=lambda i: calls.append(("set_device", i)),
     )
 
 
@@ -41,6 +45,10 @@ def test_torch_accelerator_is_used_for_its_device_type(monkeypatch):
     accel.empty_cache(dev)
     assert calls == [("synchronize", dev), ("reset", dev), ("empty_cache",)]
     assert accel.peak_allocated_bytes(dev) == 123 and accel.peak_reserved_bytes(dev) == 456
+    assert accel.device_count("cuda") == 3
+    calls.clear()
+    accel.set_device("cuda:2")
+    assert calls == [("set_device", 2)]
     calls.clear()
     accel.synchronize("cpu")  # the CPU never goes to the accelerator
     assert calls == [] and accel.peak_allocated_bytes("cpu") is None
