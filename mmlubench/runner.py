@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmlubench import environment, faults, results, rundir
+from mmlubench import accel, environment, faults, results, rundir
 from mmlubench.config import Config, parse_flops_per_token
 from mmlubench.data import load_mmlu
 from mmlubench.distributed import Dist, all_gather, exit_now, init_from_env, sharer, shutdown, step
@@ -75,16 +75,17 @@ def run_case(cfg: Config, e2e_start: float | None = None,
 
 
 def check_start(cfg: Config, resume: str | Path | None) -> None:
-    """Refuse at once what cannot work: resuming under torchrun, CUDA without a CUDA device."""
+    """Refuse at once what cannot work: resuming under torchrun, a device torch does not see."""
     if resume is not None:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise RunError("--resume runs in one process only, not under torchrun "
                            f"(WORLD_SIZE={os.environ['WORLD_SIZE']}): data-parallel runs keep "
                            "no progress log; resume a single-process run without torchrun")
         rundir.resume_config_path(resume)  # the folder exists, is a run's, and is unfinished
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise RunError("device 'cuda' asked for, but torch sees no CUDA device "
-                       "(use --device cpu, or a CUDA build of torch)")
+    kind = torch.device(cfg.device).type
+    if accel.device_count(kind) == 0:
+        raise RunError(f"device {cfg.device!r} asked for, but torch sees no {kind} device "
+                       f"(use --device cpu, or a build of torch for {kind})")
 
 
 def claim_folder(cfg: Config, resume: str | Path | None, main: bool) -> rundir.RunLock | None:

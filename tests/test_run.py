@@ -199,6 +199,20 @@ def test_e2e_time_counts_from_the_call(tmp_path, tiny_model_dir, mmlu_dir):
     assert result["metrics"]["e2e_time_s"] <= time.perf_counter() - t0
 
 
+def test_a_device_torch_does_not_see_is_one_line(tmp_path, tiny_model_dir, mmlu_dir, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    rc = main(["run", "--data-dir", str(tiny_model_dir.parent), "--weight-dir",
+               tiny_model_dir.name, "--mmlu-dir", str(mmlu_dir), "--subjects", "global_facts",
+               "--limit", "1", "--device", "cuda:1", "--random-weights",
+               "--output-dir", str(tmp_path / "runs"), "--no-progress"])
+    assert rc == 2
+    assert capsys.readouterr().err == (
+        "mmlubench: error: device 'cuda:1' asked for, but torch sees no cuda device (use "
+        "--device cpu, or a build of torch for cuda)\n")
+    assert not (tmp_path / "runs").exists()  # refused before the run folder is made
+
+
 def test_bad_run_input_is_one_line(tmp_path, tiny_model_dir, mmlu_dir, capsys):
     rc = main(["run", "--data-dir", str(tmp_path), "--weight-dir", "missing", "--mmlu-dir",
                str(mmlu_dir), "--subjects", "global_facts", "--limit", "1", "--device", "cpu",
