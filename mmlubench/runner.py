@@ -107,6 +107,7 @@ def claim_folder(cfg: Config, resume: str | Path | None, main: bool) -> rundir.R
 
 def _run_case(cfg: Config, d: Dist, run_dir: Path | None, resumed: bool, e2e_start: float
               ) -> tuple[Path | None, Result | None]:
+    """Questions, run log, model, passes, then (rank 0) the result document and its files."""
     env = environment.collect(cfg.device)
     sampler = MemorySampler(cfg.device, cfg.mem_sample_interval_s).start()
     log: NoLog = NoLog()
