@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The deepseek_7b_MMLU case on one GPU, random weights of the real 7B config, in one call:
+# One case on one GPU (default deepseek_7b_MMLU; CONFIG and MODEL pick another), random weights
+# of the real config, in one call:
 #   reference  the reference method through the CLI: val = eager batch 1 with logits at every
 #              position, infer = inductor (reduce-overhead, dynamic), on a fixed sample
 #              (first 6 questions of each subject: 342 questions)
@@ -7,6 +8,8 @@
 #   fast       the full case through the CLI: val = padded eager, infer = shared-prefix
 # then bench/summarize.py; everything lands in $OUT/case.tar.gz. Data: .devdata/ (bench/README.md).
 #   STAGES="reference parity" OUT=/tmp/x bash bench/device_case.sh
+#   CONFIG=mmlubench/configs/llama3_8b_mmlu.yaml MODEL=.devdata/llama-3-8b STAGES="reference fast" \
+#     bash bench/device_case.sh
 set -uo pipefail
 STAGES=${STAGES:-"reference parity fast"}
 REF_ARGS=${REF_ARGS:-"--limit 6"}

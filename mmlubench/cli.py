@@ -83,9 +83,10 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--random-weights", action="store_true",
                    help="build the model from config.json with random weights (speed only)")
     g.add_argument("--seed", type=int, help="seed of the random weights")
-    g.add_argument("--scoring", choices=["reference", "choices"],
+    g.add_argument("--scoring", choices=["reference", "choices", "token"],
                    help="reference: argmax over the vocabulary, keep A-D (default); "
-                   "choices: argmax over the four answer-letter tokens")
+                   "choices: argmax over the four answer-letter tokens; token: the argmax "
+                   "must be the answer letter's token (FlagPerf llama2_7b_mmlu)")
     g.add_argument("--peak-flops", type=float, help="peak FLOP/s of one device, for MFU on "
                    "devices not in the table")
     g.add_argument("--flops-per-token", help="'2*7e9' (reference) or '2*params'")

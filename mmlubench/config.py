@@ -43,7 +43,7 @@ class Config:
     few_shots: int = 5
     max_seq_len: int = 2048
     prompt_style: Literal["reference", "lm-eval"] = "reference"
-    scoring: Literal["reference", "choices"] = "reference"
+    scoring: Literal["reference", "choices", "token"] = "reference"
     precision: Literal["fp16", "bf16", "fp32"] = "fp16"
     device: str = "cuda"
     # Build the model from config.json with random weights: speed only, accuracy is meaningless.
@@ -57,8 +57,16 @@ class Config:
     engines: dict[str, dict[str, Any]] = field(default_factory=dict)
     # FLOPs per prompt token for MFU: a product such as "2*7e9", or "2*params" (counted).
     flops_per_token: str = "2*7e9"
-    # Dense peak FLOP/s of one device in `precision`; None = look the device up in the table.
-    peak_flops: float | None = None
+    # Dense peak FLOP/s of one device in `precision`, or one per precision ({fp16: 312e12, ...},
+    # as vendor YAMLs give it); None = look the device up in the table (metrics.py).
+    peak_flops: float | dict[str, float] | None = None
+    # Vendor plug-in (mmlubench/vendors): synchronize, device-wide memory, name, energy.
+    # None = the plug-in of the device type (cpu, nvidia for cuda, generic otherwise).
+    vendor: str | None = None
+    # The case's FlagPerf reference result, by precision (cases.ReferenceRow's keys), shown
+    # by `report`/`compare` as "vs reference"; and the HF repo `download` fetches weights from.
+    reference: dict[str, dict[str, Any]] | None = None
+    hf_repo: str | None = None
     mem_sample_interval_s: float = 5.0
     output_dir: str = "runs"
     run_name: str | None = None
@@ -292,16 +300,34 @@ def validate(cfg: Config, sources: Mapping[str, str]) -> None:
         fail("limit", f"must be >= 1 or null, got {cfg.limit}")
     if cfg.subjects is not None and not cfg.subjects:
         fail("subjects", "must name at least one subject, or be null for all")
-    if cfg.peak_flops is not None and cfg.peak_flops <= 0:
-        fail("peak_flops", f"must be positive, got {cfg.peak_flops}")
+    if isinstance(cfg.peak_flops, dict):  # per precision; YAML reads 312e12 as text
+        try:
+            cfg.peak_flops = {str(k): check_value(float, v) for k, v in cfg.peak_flops.items()}
+        except ValueError as e:
+            fail("peak_flops", f"per-precision values: {e}")
+    for peak in (cfg.peak_flops.values() if isinstance(cfg.peak_flops, dict)
+                 else [cfg.peak_flops]):
+        if peak is not None and peak <= 0:
+            fail("peak_flops", f"must be positive, got {peak}")
+    if cfg.reference is not None:
+        from mmlubench.cases import parse_reference
+
+        try:
+            parse_reference(cfg.reference)
+        except ValueError as e:
+            fail("reference", str(e))
     if cfg.mem_sample_interval_s <= 0:
         fail("mem_sample_interval_s", f"must be positive, got {cfg.mem_sample_interval_s}")
     for key in ("case", "run_name"):  # they name the run folder: one path component
         name = getattr(cfg, key)
         if name is not None and re.search(r"[/\\\x00]", name):
             fail(key, f"must be usable in a folder name (no '/', '\\' or NUL), got {name!r}")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", cfg.device):
-        fail("device", f"expected 'cpu', 'cuda' or 'cuda:N', got {cfg.device!r}")
+    from mmlubench.vendors import parse_device  # any type the installed torch knows
+
+    try:
+        parse_device(cfg.device)
+    except ValueError as e:
+        fail("device", str(e))
     try:
         parse_flops_per_token(cfg.flops_per_token)
     except ValueError as e:

@@ -68,13 +68,22 @@ class Pass(Section):
     executed_flops: float
     mfu_computed: float | None
     torch_peak_allocated_bytes: int | None
-    accuracy: dict[str, Accuracy]  # by answer rule: "reference", "choices"
+    accuracy: dict[str, Accuracy]  # by answer rule: "reference", "choices", "token"
     # One row per batch: [questions, prompt tokens, core seconds, seconds since pass start].
     timeline: list[list[float]]
     per_rank: list[dict[str, Any]]
     oom_backoff_count: int = 0
     oom_backoffs: list[dict[str, Any]] = field(default_factory=list)
     plan_time_s: float = 0.0  # engine.plan, inside whole_time_s (older runs: 0)
+    # Energy from the vendor plug-in's counter, read at the pass's start and end (all devices
+    # of a data-parallel pass summed); null when the device has no counter (never estimated).
+    energy_j: float | None = None
+    avg_power_w: float | None = None  # energy_j / energy_window_s
+    tokens_per_joule: float | None = None  # prompt tokens / energy_j
+    joules_per_question: float | None = None
+    energy_source: str | None = None
+    energy_window_s: float | None = None  # the longest device's time between the two reads
+    energy_per_device_j: list[float] | None = None
 
 
 @dataclass
@@ -103,6 +112,12 @@ class Metrics(Section):
     prompt_tokens: int
     truncated_prompts: int
     shareable_prompts: int
+    mem_source: str | None = None  # what measured mem: "nvml", "torch.xpu.mem_get_info", "none"
+    # The infer pass's energy figures (null: the device has no energy counter).
+    energy_j: float | None = None
+    avg_power_w: float | None = None
+    tokens_per_joule: float | None = None
+    joules_per_question: float | None = None
 
 
 @dataclass
@@ -112,6 +127,7 @@ class Agreement(Section):
     same_top_token: float
     same_letter_reference: float
     same_letter_choices: float
+    same_letter_token: float | None = None
 
 
 @dataclass
@@ -151,6 +167,8 @@ class Memory(Section):
     source: str
     samples: list[list[float]]  # [seconds since the run began, used bytes]
     per_device: list[Memory] | None = field(default=None, metadata=OMIT_IF_NONE)
+    vendor: str | None = None  # the vendor plug-in that measured memory and power
+    power_samples: list[list[float]] = field(default_factory=list)  # [seconds, watts]
 
 
 @dataclass
@@ -178,6 +196,8 @@ class Environment(Section):
     device_count: int
     cpu_count: int | None
     command: list[str]
+    vendor: str | None = None  # the vendor plug-in (mmlubench/vendors)
+    vendor_versions: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -205,11 +225,14 @@ class RunConfig(Section):
     engine: str
     engines: dict[str, dict[str, Any]]
     flops_per_token: str | None
-    peak_flops: float | None
+    peak_flops: Any  # FLOP/s, {precision: FLOP/s} (a vendor file's), or null
     mem_sample_interval_s: float
     output_dir: str
     run_name: str | None
     progress: bool
+    vendor: str | None = None
+    reference: dict[str, dict[str, Any]] | None = None  # cases.ReferenceRow by precision
+    hf_repo: str | None = None
 
 
 @dataclass

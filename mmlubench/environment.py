@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 import mmlubench
+from mmlubench.vendors.base import Vendor
 
 
 def git_revision() -> dict:
@@ -32,34 +33,12 @@ def git_revision() -> dict:
         return {"commit": None, "dirty": None}
 
 
-def device_name(device: str) -> str:
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
-    try:  # Linux: the CPU's marketing name
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
-
-
-def driver_version() -> str | None:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        v = pynvml.nvmlSystemGetDriverVersion()
-        return v.decode() if isinstance(v, bytes) else v
-    except Exception:
-        return None
-
-
-def collect(device: str) -> dict:
+def collect(device: str, vendor: Vendor) -> dict:
+    """The environment of a run on `device`, whose vendor plug-in names it and its software."""
     import tokenizers
     import transformers
 
-    cuda = device.startswith("cuda") and torch.cuda.is_available()
+    versions = vendor.versions()
     return {
         "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "hostname": socket.gethostname(),
@@ -70,12 +49,14 @@ def collect(device: str) -> dict:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "tokenizers": tokenizers.__version__,
-        "cuda": torch.version.cuda if cuda else None,
-        "cudnn": torch.backends.cudnn.version() if cuda else None,
-        "driver": driver_version() if cuda else None,
+        "cuda": versions.get("cuda"),
+        "cudnn": versions.get("cudnn"),
+        "driver": versions.get("driver"),
+        "vendor": vendor.name,
+        "vendor_versions": versions,
         "device": device,
-        "device_name": device_name(device),
-        "device_count": torch.cuda.device_count() if cuda else 0,
+        "device_name": vendor.device_name(),
+        "device_count": vendor.device_count(),
         "cpu_count": os.cpu_count(),
         "command": sys.argv,
     }

@@ -1,9 +1,12 @@
-"""Device memory as the reference reports it: memory *used* on the whole device (CUDA context and
-caching allocator included) as NVML sees it, sampled in a background thread, over device total.
+"""Device memory, power and energy as the vendor plug-in measures them.
 
+Memory is what the reference reports: memory *used* on the whole device (context and caching
+allocator included, as nvidia-smi sees it) over device total, sampled in a background thread.
 The reference samples nvidia-smi every 5 s; the interval is configurable, and the runner also
 takes a sample at each pass boundary so a short peak between samples is less likely missed.
-torch's own peak allocation is reported beside it.
+Power is sampled beside memory. Energy is the plug-in's own counter read at the start and end
+of each pass (`EnergyWindow`); a plug-in without one gives null, never an estimate.
+torch's own peak allocation is reported beside the device-wide figure.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+
+from mmlubench import accel
+from mmlubench.vendors.base import Vendor
 
 
 @dataclass
@@ -21,7 +27,9 @@ class MemoryReport:
     torch_peak_allocated_bytes: int | None
     torch_peak_reserved_bytes: int | None
     samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, used)
-    source: str = "nvml"
+    source: str = "none"  # what measured `used`: "nvml", "torch.xpu.mem_get_info", ...
+    power_samples: list[tuple[float, float]] = field(default_factory=list)  # (s, watts)
+    vendor: str | None = None
 
     def to_json(self) -> dict:
         return {
@@ -31,60 +39,58 @@ class MemoryReport:
             "torch_peak_allocated_bytes": self.torch_peak_allocated_bytes,
             "torch_peak_reserved_bytes": self.torch_peak_reserved_bytes,
             "source": self.source,
+            "vendor": self.vendor,
             "samples": [[round(t, 3), u] for t, u in self.samples],
+            "power_samples": [[round(t, 3), round(w, 2)] for t, w in self.power_samples],
         }
 
 
-class MemorySampler:
-    """Samples NVML used memory of one CUDA device every `interval_s` until stopped.
+def _torch_peaks(vendor: Vendor) -> tuple[int | None, int | None]:
+    """torch's peak allocated / reserved bytes on the device (accel: null where not counted)."""
+    if vendor.device.type == "cpu":
+        return None, None
+    return accel.peak_allocated_bytes(vendor.device), accel.peak_reserved_bytes(vendor.device)
 
-    On a CPU run (or without NVML) it records nothing and reports nulls.
+
+class MemorySampler:
+    """Samples the device's used memory and power every `interval_s` until stopped.
+
+    When the plug-in measures neither (a CPU run), it records nothing and reports nulls.
     """
 
-    def __init__(self, device: str, interval_s: float = 5.0):
+    def __init__(self, vendor: Vendor, interval_s: float = 5.0):
+        self.vendor = vendor
         self.interval_s = interval_s
         self.samples: list[tuple[float, int]] = []
+        self.power: list[tuple[float, float]] = []
         self.total: int | None = None
-        self.index: int | None = None
-        self.warning: str | None = None
-        self._handle = None
+        self.warning: str | None = "; ".join(getattr(vendor, "warnings", [])) or None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = time.perf_counter()
-        if not device.startswith("cuda"):
-            return
-        try:
-            import pynvml
-            import torch
-
-            idx = torch.device(device).index
-            self.index = torch.cuda.current_device() if idx is None else idx
-            pynvml.nvmlInit()
-            # NVML numbers devices physically; find ours by UUID (CUDA_VISIBLE_DEVICES-proof).
-            uuid = str(torch.cuda.get_device_properties(self.index).uuid)
-            try:
-                self._handle = pynvml.nvmlDeviceGetHandleByUUID(f"GPU-{uuid}")
-            except pynvml.NVMLError:
-                self._handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
-            self.total = int(pynvml.nvmlDeviceGetMemoryInfo(self._handle).total)
-        except Exception as e:  # no NVML library, no permission: report null, say why
-            self.warning = f"NVML memory sampling unavailable: {type(e).__name__}: {e}"
-            self._handle = None
+        self._lock = threading.Lock()
+        self.active = vendor.memory_source is not None or vendor.power_w() is not None
 
     def sample(self) -> None:
-        if self._handle is None:
+        """Take one memory and power sample now (from any thread)."""
+        if not self.active:
             return
-        import pynvml
-
-        used = int(pynvml.nvmlDeviceGetMemoryInfo(self._handle).used)
-        self.samples.append((time.perf_counter() - self._t0, used))
+        t = time.perf_counter() - self._t0
+        mem = self.vendor.memory_used() if self.vendor.memory_source is not None else None
+        watts = self.vendor.power_w()
+        with self._lock:
+            if mem is not None:
+                self.samples.append((t, mem[0]))
+                self.total = mem[1]
+            if watts is not None:
+                self.power.append((t, watts))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             self.sample()
 
     def start(self) -> MemorySampler:
-        if self._handle is not None:
+        if self.active:
             self.sample()
             self._thread = threading.Thread(target=self._loop, name="mem-sampler", daemon=True)
             self._thread.start()
@@ -95,18 +101,15 @@ class MemorySampler:
         if self._thread is not None:
             self._thread.join()
         self.sample()
-        peak_alloc = peak_reserved = None
-        if self.index is not None:
-            from mmlubench import accel
-
-            peak_alloc = accel.peak_allocated_bytes(f"cuda:{self.index}")
-            peak_reserved = accel.peak_reserved_bytes(f"cuda:{self.index}")
+        peak_alloc, peak_reserved = _torch_peaks(self.vendor)
         return MemoryReport(
-            device_index=self.index,
+            device_index=self.vendor.index,
             peak_used_bytes=max((u for _, u in self.samples), default=None),
             total_bytes=self.total,
             torch_peak_allocated_bytes=peak_alloc,
             torch_peak_reserved_bytes=peak_reserved,
             samples=list(self.samples),
-            source="nvml" if self._handle is not None else "none",
+            source=self.vendor.memory_source if self.samples else "none",
+            power_samples=list(self.power),
+            vendor=self.vendor.name,
         )

@@ -183,16 +183,22 @@ def build_prompts(
 
 
 def choice_token_ids(tokenizer) -> list[int]:
-    """Token ids of " A", " B", " C", " D" (the continuation after "Answer:"), each one token."""
+    """Token ids of the answer letters as they follow "Answer:" in a prompt (" A" ... " D").
+
+    Taken from context, the last token of "Answer: X": SentencePiece tokenizers (Llama-2)
+    encode " A" alone as ["▁", "A"] but "Answer: A" as [..., "▁A"], the token the model
+    predicts. Each letter must be exactly one token after "Answer:"."""
+    anchor = tokenizer("Answer:", add_special_tokens=False)["input_ids"]
     ids = []
     for letter in LETTERS:
-        enc = tokenizer(" " + letter, add_special_tokens=False)["input_ids"]
-        if len(enc) != 1:
+        enc = tokenizer("Answer: " + letter, add_special_tokens=False)["input_ids"]
+        if len(enc) != len(anchor) + 1 or list(enc[: len(anchor)]) != list(anchor):
             raise ModelError(
-                f"the tokenizer encodes {' ' + letter!r} as {len(enc)} tokens {enc}; the "
-                "'choices' scoring rule needs one token per answer letter"
+                f"the tokenizer encodes 'Answer: {letter}' as {enc}, not the tokens of "
+                f"'Answer:' {anchor} plus one token; the answer rules need one token per "
+                "answer letter"
             )
-        ids.append(int(enc[0]))
+        ids.append(int(enc[-1]))
     return ids
 
 

@@ -59,7 +59,7 @@ def accuracy_lines(result: Result) -> list[str]:
     rules = [
         f"{rule} {'/'.join(pct(result.rule_accuracy(n, rule).micro) for n in names)}"
         + (" (the table's)" if rule == result.accuracy.rule else "")
-        for rule in ("reference", "choices") if rule in result.infer.accuracy]
+        for rule in ("reference", "choices", "token") if rule in result.infer.accuracy]
     return [f"accuracy ({'/'.join(names)}) by answer rule: {', '.join(rules)}", RANDOM_NOTE]
 
 
@@ -76,9 +76,21 @@ def context_lines(result: Result) -> list[str]:
     agree = result.accuracy.agreement_val_infer
     if agree:
         rule = result.accuracy.rule
-        same = agree.same_letter_reference if rule == "reference" else agree.same_letter_choices
+        same = getattr(agree, f"same_letter_{rule}", None)
         out.append(f"val/infer agreement: top token {pct(agree.same_top_token)}, "
                    f"letter ({rule} rule) {pct(same)}")
+    return out
+
+
+def energy_lines(result: Result) -> list[str]:
+    """One note per pass with energy figures (the vendor plug-in's counter); none without."""
+    out = []
+    for name in result.pass_names():
+        p = result.passes[name]
+        if p.energy_j is not None:
+            out.append(f"{name} energy: {p.energy_j:,.0f} J, {num(p.avg_power_w)} W average, "
+                       f"{num(p.tokens_per_joule)} prompt tokens/J, "
+                       f"{num(p.joules_per_question, 2)} J/question ({p.energy_source})")
     return out
 
 
@@ -87,6 +99,10 @@ def format_report(result: Result) -> str:
     its legend. The random-weights warning is said once, under the table."""
     out = [f"WARNING: {w}" for w in result.warnings if not w.startswith("RANDOM WEIGHTS")]
     out += context_lines(result)
+    out += energy_lines(result)
+    from mmlubench.cases import vs_reference  # the case's FlagPerf row, if it has one
+
+    out += [line for line in [vs_reference(result)] if line]
     out += ["", markdown_table([table_row(result)]), LEGEND, *accuracy_lines(result)]
     return "\n".join(out)
 

@@ -20,9 +20,9 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from mmlubench import document as doc
-from mmlubench.metrics import ModelShape, mfu, peak_flops, throughput, work_flops
-from mmlubench.prompts import json_line
-from mmlubench.scoring import Decoder, accuracy, choices_letter, reference_letter
+from mmlubench.metrics import ModelShape, mfu, resolve_peak, throughput, work_flops
+from mmlubench.prompts import choice_token_ids, json_line
+from mmlubench.scoring import Decoder, accuracy, choices_letter, reference_letter, token_letter
 
 if TYPE_CHECKING:
     from mmlubench.config import Config
@@ -37,17 +37,19 @@ def _max(values) -> int | None:
     return max(present) if present else None
 
 
-def letters(p: PassResult, decode: Decoder) -> dict[str, list[str]]:
-    """Each question's predicted letter under both answer rules."""
+def letters(p: PassResult, decode: Decoder, choice_ids: Sequence[int]) -> dict[str, list[str]]:
+    """Each question's predicted letter under each answer rule (scoring.RULES)."""
     return {
         "reference": [reference_letter(int(i), decode) for i in p.top_ids],
         "choices": [choices_letter(row.tolist()) for row in p.choice_logits],
+        "token": [token_letter(int(i), choice_ids) for i in p.top_ids],
     }
 
 
 def pass_section(p: PassResult, shape: ModelShape, peak: float | None, devices: int,
                  fpt: float | None, subjects: Sequence[str], answers: Sequence[str],
-                 predicted: Mapping[str, list[str]]) -> doc.Pass:
+                 predicted: Mapping[str, list[str]], energy: Mapping | None = None) -> doc.Pass:
+    """One pass's section; `energy`: its figures from energy.pass_energy (null: unmeasured)."""
     flops = work_flops(shape, p.work.tokens, p.work.attention_pairs, p.work.logit_rows)
     return doc.Pass(
         engine=doc.Engine(p.engine["name"], p.engine["options"]),
@@ -80,6 +82,7 @@ def pass_section(p: PassResult, shape: ModelShape, peak: float | None, devices: 
         # Batches that ran out of device memory and were retried split (see passes.back_off).
         oom_backoff_count=len(p.oom_backoffs),
         oom_backoffs=p.oom_backoffs,
+        **(energy or {}),
     )
 
 
@@ -95,12 +98,13 @@ def _agreement(passes: Mapping[str, PassResult],
 
     return doc.Agreement(
         same_top_token=float(np.mean(passes["val"].top_ids == passes["infer"].top_ids)),
-        same_letter_reference=same("reference"), same_letter_choices=same("choices"))
+        same_letter_reference=same("reference"), same_letter_choices=same("choices"),
+        same_letter_token=same("token"))
 
 
 def _metrics(cfg: Config, sections: Mapping[str, doc.Pass], memory: Sequence[MemoryReport],
              prompts: Sequence[Prompt], e2e_s: float, fpt: float | None, peak: float | None,
-             devices: int) -> doc.Metrics:
+             peak_source: str | None, devices: int) -> doc.Metrics:
     """The reference table's row and what it was computed from."""
     val, infer = sections.get("val"), sections["infer"]
     rule = cfg.scoring
@@ -121,12 +125,18 @@ def _metrics(cfg: Config, sections: Mapping[str, doc.Pass], memory: Sequence[Mem
         torch_peak_allocated_bytes=_max(m.torch_peak_allocated_bytes for m in memory),
         flops_per_token=fpt,
         peak_flops_per_s=peak,
-        peak_flops_source=("config" if cfg.peak_flops else "table") if peak else None,
+        peak_flops_source=peak_source,
         devices=devices,
         questions=len(prompts),
         prompt_tokens=sum(len(p.ids) for p in prompts),
         truncated_prompts=sum(1 for p in prompts if p.dropped),
         shareable_prompts=sum(1 for p in prompts if p.prefix_len),
+        mem_source=memory[0].source,
+        # The infer pass's energy (each pass's own figures are in its section).
+        energy_j=infer.energy_j,
+        avg_power_w=infer.avg_power_w,
+        tokens_per_joule=infer.tokens_per_joule,
+        joules_per_question=infer.joules_per_question,
     )
 
 
@@ -186,19 +196,23 @@ def assemble(
     warnings: list[str],
     devices: int = 1,
     resume: dict | None = None,
+    energy: Mapping[str, Mapping] | None = None,
 ) -> doc.Result:
     """Build the result document of a run. `memory` has one report per device (rank);
-    `resume` describes the sessions of a resumed run and how their timings were combined."""
+    `resume` describes the sessions of a resumed run and how their timings were combined;
+    `energy` has each pass's energy figures (energy.pass_energy)."""
     decode = Decoder(tokenizer)
     subjects = [p.subject for p in prompts]
     answers = [p.answer for p in prompts]
     shape = ModelShape(model_info.num_hidden_layers, model_info.hidden_size,
                        model_info.intermediate_size, model_info.num_attention_heads,
                        model_info.num_key_value_heads, model_info.vocab_size)
-    peak = cfg.peak_flops or peak_flops(env.get("device_name"), cfg.precision)
-    predicted = {name: letters(p, decode) for name, p in passes.items()}
+    peak, peak_source = resolve_peak(cfg.peak_flops, cfg.precision, env.get("device_name"))
+    choice_ids = choice_token_ids(tokenizer)
+    predicted = {name: letters(p, decode, choice_ids) for name, p in passes.items()}
     sections = {name: pass_section(p, shape, peak, devices, flops_per_token, subjects, answers,
-                                   predicted[name]) for name, p in passes.items()}
+                                   predicted[name], (energy or {}).get(name))
+                for name, p in passes.items()}
     model = doc.Model.from_json(model_info.to_json())
     model.config_sha256 = config_sha256(model_info.path)
     return doc.Result(
@@ -208,7 +222,8 @@ def assemble(
         accuracy_meaningful=not cfg.random_weights,
         warnings=[*warnings, *_warnings(cfg, env, passes, peak, resume)],
         resume=resume,
-        metrics=_metrics(cfg, sections, memory, prompts, e2e_s, flops_per_token, peak, devices),
+        metrics=_metrics(cfg, sections, memory, prompts, e2e_s, flops_per_token, peak,
+                         peak_source, devices),
         accuracy=doc.AccuracySummary(cfg.scoring, _agreement(passes, predicted)),
         passes=sections,
         timings=dict(timings),
@@ -254,6 +269,7 @@ def write_predictions(path: Path, prompts: Sequence[Prompt], passes: Mapping[str
 def _predictions(f: IO[str], prompts: Sequence[Prompt], passes: Mapping[str, PassResult],
                  tokenizer) -> None:
     decode = Decoder(tokenizer)
+    choice_ids = choice_token_ids(tokenizer)
     for i, p in enumerate(prompts):
         row = {"subject": p.subject, "index": p.index, "gold": p.answer,
                "n_tokens": len(p.ids)}
@@ -264,5 +280,6 @@ def _predictions(f: IO[str], prompts: Sequence[Prompt], passes: Mapping[str, Pas
                 "top_token": decode(tid),
                 "reference": reference_letter(tid, decode),
                 "choices": choices_letter(r.choice_logits[i].tolist()),
+                "token": token_letter(tid, choice_ids),
             }
         f.write(json_line(row))

@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmlubench import accel, environment, faults, results, rundir
+from mmlubench import environment, faults, results, rundir, vendors
 from mmlubench.config import Config, parse_flops_per_token
 from mmlubench.data import load_mmlu
 from mmlubench.distributed import Dist, all_gather, exit_now, init_from_env, sharer, shutdown, step
 from mmlubench.document import Result
+from mmlubench.energy import EnergyWindow, pass_energy
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Engine, Request
 from mmlubench.errors import MmlubenchError, RunError
@@ -75,17 +76,15 @@ def run_case(cfg: Config, e2e_start: float | None = None,
 
 
 def check_start(cfg: Config, resume: str | Path | None) -> None:
-    """Refuse at once what cannot work: resuming under torchrun, a device torch does not see."""
+    """Refuse at once what cannot work: resuming under torchrun, a device torch does not know
+    or does not see."""
     if resume is not None:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise RunError("--resume runs in one process only, not under torchrun "
                            f"(WORLD_SIZE={os.environ['WORLD_SIZE']}): data-parallel runs keep "
                            "no progress log; resume a single-process run without torchrun")
         rundir.resume_config_path(resume)  # the folder exists, is a run's, and is unfinished
-    kind = torch.device(cfg.device).type
-    if accel.device_count(kind) == 0:
-        raise RunError(f"device {cfg.device!r} asked for, but torch sees no {kind} device "
-                       f"(use --device cpu, or a build of torch for {kind})")
+    vendors.check_device(cfg.device)
 
 
 def claim_folder(cfg: Config, resume: str | Path | None, main: bool) -> rundir.RunLock | None:
@@ -108,8 +107,10 @@ def claim_folder(cfg: Config, resume: str | Path | None, main: bool) -> rundir.R
 def _run_case(cfg: Config, d: Dist, run_dir: Path | None, resumed: bool, e2e_start: float
               ) -> tuple[Path | None, Result | None]:
     """Questions, run log, model, passes, then (rank 0) the result document and its files."""
-    env = environment.collect(cfg.device)
-    sampler = MemorySampler(cfg.device, cfg.mem_sample_interval_s).start()
+    vendor = vendors.open_vendor(cfg.device, cfg.vendor)
+    env = environment.collect(cfg.device, vendor)
+    sampler = MemorySampler(vendor, cfg.mem_sample_interval_s).start()
+    energy: dict[str, dict] = {}
     log: NoLog = NoLog()
     try:
         q = step(d, "loading data", load_questions, cfg)
@@ -118,11 +119,17 @@ def _run_case(cfg: Config, d: Dist, run_dir: Path | None, resumed: bool, e2e_sta
         sampler.sample()
         passes: dict[str, PassResult] = {}
         for name, engine_name in planned_passes(cfg):
+            window = EnergyWindow(vendor)
             passes[name] = one_pass(cfg, d, name, engine_name, model, q, log)
+            # Earlier sessions of a resumed run were not metered: its energy stays null.
+            reading = None if resumed else window.stop()
+            energy[name] = pass_energy(all_gather(d, reading), passes[name].prompt_tokens,
+                                       len(q.prompts))
             gc.collect()
             sampler.sample()
     finally:
         memory = sampler.stop()
+        vendor.close()
         log.close()
     memories = all_gather(d, memory)
     if not d.is_main:
@@ -134,7 +141,8 @@ def _run_case(cfg: Config, d: Dist, run_dir: Path | None, resumed: bool, e2e_sta
         cfg=cfg, env=env, model_info=info, prompts=q.prompts, passes=passes,
         tokenizer=q.tokenizer, memory=memories, e2e_s=e2e_s, timings=timings,
         flops_per_token=parse_flops_per_token(cfg.flops_per_token, info.n_params),
-        warnings=[w for w in [sampler.warning] if w], devices=d.world, resume=resume_doc)
+        warnings=[w for w in [sampler.warning] if w], devices=d.world, resume=resume_doc,
+        energy=energy)
     write_results(run_dir, q, passes, result)
     return run_dir, result
 

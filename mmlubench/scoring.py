@@ -4,6 +4,8 @@
   that token, keep only the characters A, B, C, D; correct if what is left equals the answer
   letter (" A" counts as A, "Answer" also counts as A, "AB" is wrong).
 - `choices` (original MMLU, lm-eval): argmax over the logits of the four answer-letter tokens.
+- `token` (FlagPerf llama2_7b_mmlu): argmax over the whole vocabulary must be exactly the answer
+  letter's token as it follows "Answer:" (Llama-2: "▁A"); any other token is wrong, even "A".
 
 Reduction happens on the device (`reduce_logits`), so only a few numbers per question travel to
 the host; the rules then work on those.
@@ -57,6 +59,11 @@ class Decoder:
 
 def reference_letter(top_id: int, decode: Decoder) -> str:
     return keep_letters(decode(top_id))
+
+
+def token_letter(top_id: int, choice_ids: Sequence[int]) -> str:
+    """The `token` rule: the letter whose answer token is the top token, else nothing."""
+    return LETTERS[list(choice_ids).index(top_id)] if top_id in choice_ids else ""
 
 
 def choices_letter(choice_logits: Sequence[float]) -> str:

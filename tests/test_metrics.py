@@ -56,12 +56,19 @@ def test_throughput():
     ("Tesla V100-SXM2-16GB", "fp16", 125e12),
     ("Tesla V100-PCIE-32GB", "fp16", 112e12),
     ("Tesla V100-SXM2-16GB", "bf16", None),  # no BF16 on V100
+    ("NVIDIA GeForce RTX 4090", "fp16", 165.2e12),
+    ("NVIDIA GH200 480GB", "fp16", 989.4e12),  # the H100's Hopper GPU
+    ("NVIDIA B200", "bf16", 2250e12),
+    ("AMD Instinct MI300X", "fp16", 1307.4e12),  # ROCm's torch.cuda.get_device_name
+    ("AMD Instinct MI300X", "fp32", 163.4e12),
+    ("AMD Instinct MI325X", "bf16", 1307.4e12),
+    ("AMD Instinct MI250X", "fp16", 383e12),
+    ("AMD Instinct MI210", "fp16", 181e12),
     # Unknown devices: never a guessed number.
     ("AMD EPYC 7B13", "fp32", None),
-    ("NVIDIA GeForce RTX 4090", "fp16", None),
+    ("AMD Instinct MI300A", "fp16", None),  # not the MI300X
     ("NVIDIA A10G", "fp16", None),  # not the A10
     ("NVIDIA RTX A1000 Laptop GPU", "fp16", None),  # not an A100
-    ("NVIDIA GH200 480GB", "fp16", None),
     ("NVIDIA H800", "fp16", None),
     ("Tesla V100S-PCIE-32GB", "fp16", None),
     ("", "fp16", None),

@@ -1,0 +1,153 @@
+"""The packaged cases (FlagPerf's MMLU family) and their reference results.
+
+Each case YAML under configs/ may carry `reference`: the row its FlagPerf README reports, by
+precision, with the keys of `ReferenceRow` (our metric names, so a run compares key by key).
+`report` and `compare` show a run against it; `mmlubench cases` lists the cases.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mmlubench.config import CONFIG_DIR, read_yaml
+
+if TYPE_CHECKING:
+    from mmlubench.document import Result
+
+
+@dataclass(frozen=True)
+class ReferenceRow:
+    """One row of a FlagPerf result table (fractions, not percent; memory in GiB)."""
+
+    device: str
+    tool: str
+    e2e_time_s: float
+    p_val_whole_tok_per_s: float
+    p_val_core_tok_per_s: float
+    p_infer_whole_tok_per_s: float
+    p_infer_core_tok_per_s: float
+    mfu: float
+    acc_infer: float
+    acc_val: float
+    mem_used_gib: float
+    mem_total_gib: float
+    source: str  # where the row was read (repository and path)
+
+
+_NUMBERS = [f.name for f in dataclasses.fields(ReferenceRow) if f.type == "float"]
+
+
+def parse_reference(value: Mapping[str, Any]) -> dict[str, ReferenceRow]:
+    """{precision: ReferenceRow} from the `reference` config value; ValueError names the key."""
+    rows: dict[str, ReferenceRow] = {}
+    names = [f.name for f in dataclasses.fields(ReferenceRow)]
+    for precision, row in value.items():
+        if precision not in ("fp16", "bf16", "fp32"):
+            raise ValueError(f"reference.{precision}: expected a precision (fp16, bf16, fp32)")
+        if not isinstance(row, Mapping):
+            raise ValueError(f"reference.{precision}: expected a mapping, got {row!r}")
+        unknown = sorted(set(row) - set(names))
+        missing = [n for n in names if n not in row]
+        if unknown or missing:
+            raise ValueError(f"reference.{precision}: unknown keys {unknown}, missing keys "
+                             f"{missing}" if unknown else
+                             f"reference.{precision}: missing keys {missing}")
+        fields: dict[str, Any] = {}
+        for name in names:
+            v = row[name]
+            if name in _NUMBERS:
+                try:
+                    v = float(v)  # YAML reads 2305e0 as text
+                except (TypeError, ValueError):
+                    raise ValueError(f"reference.{precision}.{name}: expected a number, "
+                                     f"got {v!r}") from None
+            elif not isinstance(v, str):
+                raise ValueError(f"reference.{precision}.{name}: expected text, got {v!r}")
+            fields[name] = v
+        rows[precision] = ReferenceRow(**fields)
+    return rows
+
+
+def reference_row(result: Result) -> ReferenceRow | None:
+    """The reference row for a run's case and precision, if its config carries one."""
+    ref = result.config.reference
+    if not ref:
+        return None
+    try:
+        return parse_reference(ref).get(result.metrics.precision)
+    except ValueError:  # a result written by another version: no comparison, no failure
+        return None
+
+
+# (label, metric key of result.json's metrics, ReferenceRow field)
+VS_REFERENCE = [
+    ("p_infer_core", "p_infer_core_tok_per_s", "p_infer_core_tok_per_s"),
+    ("p_infer_whole", "p_infer_whole_tok_per_s", "p_infer_whole_tok_per_s"),
+    ("p_val_core", "p_val_core_tok_per_s", "p_val_core_tok_per_s"),
+    ("e2e_time", "e2e_time_s", "e2e_time_s"),
+]
+
+
+def vs_reference(result: Result) -> str | None:
+    """One line: this run's throughputs and e2e time over the case's reference row."""
+    row = reference_row(result)
+    if row is None:
+        return None
+    m = result.metrics
+    parts = []
+    for label, key, field in VS_REFERENCE:
+        ours, theirs = getattr(m, key), getattr(row, field)
+        if ours is not None and theirs:
+            parts.append(f"{label} {ours:,.1f} vs {theirs:,.1f} ({ours / theirs:.2f}x)")
+    if m.acc_infer is not None and not result.random_weights:
+        parts.append(f"acc {100 * m.acc_infer:.1f}% vs {100 * row.acc_infer:.1f}%")
+    return (f"vs reference ({row.tool} on {row.device}, {m.precision}; {row.source}): "
+            + "; ".join(parts))
+
+
+@dataclass(frozen=True)
+class CaseInfo:
+    name: str
+    path: Path
+    hf_repo: str | None
+    weight_dir: str
+    precision: str
+    reference: dict[str, ReferenceRow]
+
+
+def packaged_cases() -> list[CaseInfo]:
+    """Every case YAML under configs/ (the demo included), by name."""
+    out = []
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        doc = read_yaml(path)
+        out.append(CaseInfo(
+            name=str(doc.get("case", path.stem)),
+            path=path,
+            hf_repo=doc.get("hf_repo"),
+            weight_dir=str(doc.get("weight_dir", "")),
+            precision=str(doc.get("precision", "fp16")),
+            reference=parse_reference(doc.get("reference") or {}),
+        ))
+    return out
+
+
+def format_cases(cases: list[CaseInfo]) -> str:
+    """The `mmlubench cases` listing: one block per case."""
+    lines = []
+    for c in cases:
+        lines.append(f"{c.name}  ({c.path.name})")
+        lines.append(f"    model: {c.hf_repo or '-'}   weight folder: DATA_DIR/{c.weight_dir}")
+        for precision, r in c.reference.items():
+            lines.append(
+                f"    reference {precision} ({r.tool}, {r.device}): e2e {r.e2e_time_s:g} s, "
+                f"p_val {r.p_val_whole_tok_per_s:g}/{r.p_val_core_tok_per_s:g}, p_infer "
+                f"{r.p_infer_whole_tok_per_s:g}/{r.p_infer_core_tok_per_s:g} tok/s, MFU "
+                f"{100 * r.mfu:.1f}%, acc {100 * r.acc_infer:.1f}%/{100 * r.acc_val:.1f}%, "
+                f"mem {r.mem_used_gib:g}/{r.mem_total_gib:g} GiB")
+        if not c.reference:
+            lines.append("    reference: none")
+    return "\n".join(lines)
