@@ -78,9 +78,16 @@ def plugin_for(device_type: str) -> str:
 
 
 def open_vendor(device: str | torch.device, name: str | None = None) -> Vendor:
-    """The plug-in object for one device: `name`'s plug-in, or the device type's."""
+    """The plug-in object for one device: `name`'s plug-in, or the device type's.
+
+    An installed plug-in that synchronizes its own way is registered with `accel`, so the
+    runner's device calls (accel.synchronize around every timed call) go through it."""
     device = torch.device(device)
-    return load_plugin(name or plugin_for(device.type))(device)
+    name = name or plugin_for(device.type)
+    vendor = load_plugin(name)(device)
+    if name not in BUILTIN and type(vendor).synchronize is not Vendor.synchronize:
+        accel.register(device.type, accel.DeviceOps(synchronize=lambda _: vendor.synchronize()))
+    return vendor
 
 
 DEVICE_RE = re.compile(r"[a-z][a-z0-9_]*(:\d+)?")
