@@ -16,8 +16,8 @@ from bench.logits import KeepLogits
 from mmlubench.data import load_mmlu
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request
-from mmlubench.prompts import build_prompts, choice_token_ids, load_tokenizer
 from mmlubench.passes import run_pass
+from mmlubench.prompts import build_prompts, choice_token_ids, load_tokenizer
 
 # high_school_european_history prompts need truncation; the others share a 5-shot prefix.
 SUBJECTS = ["abstract_algebra", "high_school_european_history", "college_computer_science"]
