@@ -126,8 +126,8 @@ def check_device(device: str) -> torch.device:
         available = getattr(module, "is_available", None)
         count = int(module.device_count()) if available is not None and available() else 0
     if count == 0:
-        raise RunError(f"device {device!r} asked for, but torch {torch.__version__} sees no "
-                       f"{dev.type} device (use --device cpu, or a torch build for it)")
+        raise RunError(f"device {device!r} asked for, but torch sees no {dev.type} device "
+                       f"(use --device cpu, or a build of torch for {dev.type})")
     if dev.index is not None and dev.index >= count:
         raise RunError(f"device {device!r}: torch sees only {count} {dev.type} device(s) "
                        f"(indices 0 to {count - 1})")
