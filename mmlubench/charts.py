@@ -169,6 +169,31 @@ def memory(result: Result) -> bytes | None:
     return _png(fig)
 
 
+def power(result: Result) -> bytes | None:
+    """Device power (the vendor plug-in's samples) against time since the run began, with each
+    pass's average from its energy counter; None without samples."""
+    samples = result.memory.power_samples
+    if not samples:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    ax.plot([s[0] for s in samples], [s[1] for s in samples], marker="o", markersize=3,
+            label=f"power ({result.memory.vendor or 'device'})")
+    for name in result.pass_names():
+        p = result.passes[name]
+        if p.avg_power_w is not None:
+            ax.axhline(p.avg_power_w, linestyle="--", linewidth=1,
+                       color="C1" if name == "infer" else "C2",
+                       label=f"{name}: {p.avg_power_w:.0f} W average, {p.energy_j:,.0f} J")
+    ax.set_ylim(0, 1.15 * max(s[1] for s in samples))
+    ax.set_xlabel("seconds since the run began")
+    ax.set_ylabel("W")
+    ax.set_title(f"Device power ({len(samples)} samples)")
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
 def comparison(results: Sequence[Result], labels: Sequence[str]) -> bytes:
     """Several runs side by side: the four throughputs, e2e time and accuracy."""
     plt = _pyplot()

@@ -98,6 +98,21 @@ def compare_rows(results: Sequence[Result], labels: Sequence[str]) -> list[list[
     return rows
 
 
+def energy_lines(results: Sequence[Result], labels: Sequence[str]) -> list[str]:
+    """The infer pass's energy of each run that measured it, with ratios to the first run."""
+    first = results[0].metrics
+    out = []
+    for label, r in zip(labels, results, strict=True):
+        m = r.metrics
+        if m.energy_j is not None:
+            out.append(f"energy (infer) {label}: {m.energy_j:,.0f} J"
+                       f"{_ratio(m.energy_j, first.energy_j)}, {m.avg_power_w:.0f} W average, "
+                       f"{m.tokens_per_joule:,.1f} tok/J"
+                       f"{_ratio(m.tokens_per_joule, first.tokens_per_joule)}, "
+                       f"{m.joules_per_question:.2f} J/question")
+    return out
+
+
 def format_compare(results: Sequence[Result], labels: Sequence[str]) -> str:
     """Warnings, then the side-by-side table, its legend and how to read its ratios."""
     out = [f"WARNING: {w}" for w in setting_warnings(results, labels)]
@@ -106,7 +121,7 @@ def format_compare(results: Sequence[Result], labels: Sequence[str]) -> str:
     if out:
         out.append("")
     out.append(markdown_table(compare_rows(results, labels), COMPARE_COLUMNS))
-    out += [LEGEND, RATIO_NOTE]
+    out += [LEGEND, RATIO_NOTE, *energy_lines(results, labels)]
     return "\n".join(out)
 
 

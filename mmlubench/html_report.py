@@ -152,13 +152,29 @@ def _memory(result: Result) -> str:
             "<h2>Device memory over time</h2>\n"
             '<p class="note" id="no-memory">No device memory samples in this run '
             f"(memory source: {esc(mem.source)}; device "
-            f"{esc(result.environment.device)}). Memory is sampled through "
-            "NVML on CUDA devices only: CPU runs, or runs where NVML was unavailable, have "
+            f"{esc(result.environment.device)}). Memory is sampled by the vendor "
+            "plug-in (NVML on NVIDIA, the backend's mem_get_info elsewhere): CPU runs have "
             "none, and the table's mem column shows '-'.</p>\n"
         )
     extra = {k: fmt(k, v) for k, v in mem.to_json().items() if k != "samples"}
     return ("<h2>Device memory over time</h2>\n" + image(png, "device memory over time")
             + kv_table(extra))
+
+
+def _power(result: Result) -> str:
+    """Power over time and each pass's energy figures (null where nothing measured them)."""
+    png = charts.power(result)
+    energy = {f"{name}.{k}": fmt(k, getattr(result.passes[name], k))
+              for name in result.pass_names()
+              for k in ("energy_j", "avg_power_w", "tokens_per_joule", "joules_per_question",
+                        "energy_source")}
+    if png is None:
+        return ("<h2>Power and energy</h2>\n"
+                '<p class="note" id="no-power">No power samples in this run (vendor plug-in '
+                f"{esc(result.memory.vendor or '-')} reads none on device "
+                f"{esc(result.environment.device)}).</p>\n" + kv_table(energy))
+    return ("<h2>Power and energy</h2>\n" + image(png, "device power over time")
+            + kv_table(energy))
 
 
 def render(result: Result, run_name: str = "") -> str:
@@ -172,6 +188,7 @@ def render(result: Result, run_name: str = "") -> str:
         _subjects(result),
         _throughput(result),
         _memory(result),
+        _power(result),
         "<h2>Environment</h2>\n" + kv_table(result.environment.to_json()),
         "<h2>Model</h2>\n" + kv_table(result.model.to_json()),
         "<h2>Config</h2>\n" + kv_table(result.config.to_json()),

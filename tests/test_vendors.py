@@ -127,6 +127,15 @@ def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_di
         assert p["energy_window_s"] >= p["whole_time_s"]  # the window holds the whole pass
     assert m["energy_j"] == COUNTER[3] - COUNTER[2]  # the table's figures: the infer pass
     assert "infer energy: 120 J, " in stdout.getvalue()
+    # The HTML report charts power over time; compare lists each run's energy.
+    from mmlubench import compare, document, html_report
+
+    doc = document.load(run_dir)
+    page = html_report.render(doc)
+    assert 'alt="device power over time"' in page and "infer.energy_j" in page
+    text = compare.format_compare([doc, doc], ["a", "b"])
+    assert "energy (infer) b: 120 J (1.00x), " in text
+    assert f"{(m['prompt_tokens'] / 120):,.1f} tok/J (1.00x)" in text
 
 
 def test_run_without_a_counter_has_null_energy(tmp_path, tiny_model_dir, mmlu_dir):
