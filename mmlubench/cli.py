@@ -137,13 +137,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_prompts(args: argparse.Namespace) -> int:
     from mmlubench.data import load_mmlu
-    from mmlubench.prompts import build_prompts, load_tokenizer, write_jsonl
+    from mmlubench.prompts import build_prompts, load_tokenizer, without_bos, write_jsonl
 
     cfg = config_from_args(args, DATA_FLAGS)
     dataset = load_mmlu(cfg.mmlu_path, cfg.split, cfg.subjects, cfg.limit, cfg.few_shots)
     tokenizer = load_tokenizer(cfg.weight_path)
     prompts = build_prompts(dataset, tokenizer, cfg.prompt_style, cfg.few_shots,
                             cfg.max_seq_len, progress=not args.no_progress)
+    if not cfg.bos and cfg.prompt_style == "reference":
+        prompts = without_bos(prompts, tokenizer.bos_token_id)
     n = write_jsonl(prompts, args.out)
     tokens = sum(len(p.ids) for p in prompts)
     print(f"wrote {n} prompts ({tokens} tokens, {sum(1 for p in prompts if p.dropped)} "

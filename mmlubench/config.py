@@ -43,6 +43,9 @@ class Config:
     few_shots: int = 5
     max_seq_len: int = 2048
     prompt_style: Literal["reference", "lm-eval"] = "reference"
+    # Reference style: one BOS in front of every prompt (false: none, as FlagPerf's
+    # llama3_8b_mmlu ran; its truncation still counts one: docs/CASES.md).
+    bos: bool = True
     scoring: Literal["reference", "choices", "token"] = "reference"
     precision: Literal["fp16", "bf16", "fp32"] = "fp16"
     device: str = "cuda"

@@ -231,6 +231,7 @@ class RunConfig(Section):
     run_name: str | None
     progress: bool
     vendor: str | None = None
+    bos: bool = True
     reference: dict[str, dict[str, Any]] | None = None  # cases.ReferenceRow by precision
     hf_repo: str | None = None
 

@@ -268,3 +268,17 @@ def write_jsonl(prompts: Iterable[Prompt], path: str | Path) -> int:
             f.write(json_line(p.to_json()))
             n += 1
     return n
+
+
+def without_bos(prompts: Sequence[Prompt], bos_id: int | None) -> list[Prompt]:
+    """The prompts without their leading BOS (FlagPerf's llama3_8b_mmlu: Meta's tokenizer of
+    the time added none). Built with the BOS first, so truncation is the reference's own rule
+    for this case too: it counts one token more than the text ("len(tokens) + 1 > 2048")."""
+    out = []
+    for p in prompts:
+        if bos_id is None or len(p.ids) < 2 or int(p.ids[0]) != bos_id:
+            out.append(p)
+            continue
+        out.append(Prompt(p.subject, p.index, p.answer, p.text, p.ids[1:],
+                          max(p.prefix_len - 1, 0), p.dropped))
+    return out

@@ -29,7 +29,13 @@ from mmlubench.memory import MemorySampler
 from mmlubench.metrics import ModelShape, work_flops
 from mmlubench.model import ModelInfo, load_model
 from mmlubench.passes import PassResult, merge, require_complete, run_pass
-from mmlubench.prompts import Prompt, build_prompts, choice_token_ids, load_tokenizer
+from mmlubench.prompts import (
+    Prompt,
+    build_prompts,
+    choice_token_ids,
+    load_tokenizer,
+    without_bos,
+)
 from mmlubench.resume import NoLog, RunLog, fingerprint
 
 
@@ -155,6 +161,8 @@ def load_questions(cfg: Config) -> Questions:
     t_tok = time.perf_counter()
     prompts = build_prompts(dataset, tokenizer, cfg.prompt_style, cfg.few_shots,
                             cfg.max_seq_len, progress=cfg.progress)
+    if not cfg.bos and cfg.prompt_style == "reference":
+        prompts = without_bos(prompts, tokenizer.bos_token_id)
     tokenize_s = time.perf_counter() - t_tok
     return Questions(prompts, tokenizer, choice_token_ids(tokenizer),
                      [Request(p.ids, p.prefix_len) for p in prompts],

@@ -81,9 +81,14 @@ def test_vs_reference_line():
     assert vs_reference(result) is None
 
 
+# FlagPerf's llama3_8b_mmlu ran without a BOS (docs/CASES.md); the other cases with one.
+BOS_IN_PROMPT = {"deepseek_7b_mmlu": True, "llama2_7b_mmlu": True, "llama3_8b_mmlu": False}
+
+
 def expected_tokens(case: str, mmlu_dir: Path, limit: int) -> int:
     """Prompt tokens of the sample, computed independently: the reference prompt text, the raw
-    `tokenizers` library, one BOS prepended by hand (no prompt here needs truncation)."""
+    `tokenizers` library, one BOS prepended by hand where the case has one (no prompt here
+    needs truncation)."""
     from tokenizers import Tokenizer
 
     files = model_files(case)
@@ -94,8 +99,8 @@ def expected_tokens(case: str, mmlu_dir: Path, limit: int) -> int:
     for subject in SUBJECTS:
         dev = read_rows("dev", subject)
         for row in read_rows("test", subject)[:limit]:
-            ids = [raw.token_to_id(bos), *raw.encode(reference_text(subject, dev, row),
-                                                      add_special_tokens=False).ids]
+            ids = [raw.token_to_id(bos)] * BOS_IN_PROMPT[case] + raw.encode(
+                reference_text(subject, dev, row), add_special_tokens=False).ids
             assert len(ids) < 2048
             total += len(ids)
     return total
@@ -152,3 +157,32 @@ def test_token_rule():
     ids = [319, 350, 315, 360]
     assert [token_letter(i, ids) for i in ids] == ["A", "B", "C", "D"]
     assert token_letter(29909, ids) == ""  # "A" without the leading space
+
+
+def test_llama3_prompts_have_no_bos_and_the_reference_truncation(tmp_path, mmlu_dir):
+    """`mmlubench prompts --config llama3_8b_mmlu`: no BOS, and truncation by the reference's
+    rule (drop examples while text tokens + 1 > 2048), computed here with raw `tokenizers`."""
+    from conftest import truncate_reference
+    from tokenizers import Tokenizer
+
+    subject, limit = "high_school_european_history", 6
+    model_dir = make_model_dir("llama3_8b_mmlu", tmp_path / "model")
+    out = tmp_path / "prompts.jsonl"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["prompts", "--config", str(CONFIGS / "llama3_8b_mmlu.yaml"),
+                     "--data-dir", str(tmp_path), "--weight-dir", "model", "--mmlu-dir",
+                     str(mmlu_dir), "--subjects", subject, "--limit", str(limit),
+                     "--out", str(out), "--no-progress"]) == 0
+    got = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    raw = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    dev = read_rows("dev", subject)
+    dropped = 0
+    for p, row in zip(got, read_rows("test", subject)[:limit], strict=True):
+        text, ids, n = truncate_reference(
+            reference_text(subject, dev, row),
+            lambda t: raw.encode(t, add_special_tokens=False).ids)
+        assert p["text"] == text and p["dropped"] == n
+        assert p["ids"] == ids[1:]  # truncate_reference counts a BOS; this case has none
+        assert p["ids"][0] != raw.token_to_id("<|begin_of_text|>")
+        dropped += n
+    assert dropped > 0, "the sample must include truncated prompts"
