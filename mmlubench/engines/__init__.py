@@ -14,7 +14,7 @@ from mmlubench.errors import ConfigError
 
 # name -> "module:Class"
 ENGINES: dict[str, str] = {
-    "eager": "mmlubench.engines.hf:EagerEngine",
+    "eager": "mmlubench.engines.eager:EagerEngine",
     "inductor": "mmlubench.engines.inductor:InductorEngine",
     "shared-prefix": "mmlubench.engines.shared_prefix:SharedPrefixEngine",
     "null": "mmlubench.engines.null:NullEngine",

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from mmlubench.engines.base import Batch
-from mmlubench.engines.hf import EagerEngine
+from mmlubench.engines.eager import EagerEngine
 
 
 @dataclass

@@ -1,0 +1,110 @@
+"""`eager`: the plain Hugging Face model, not compiled (the reference's `val` pass).
+
+Three ways to call it (option `method`), all the unmodified HF model in eager mode:
+- `prefix-cache` (default): each distinct few-shot prefix is computed once with `use_cache=True`
+  (HF's own DynamicCache); then length-sorted batches of question suffixes run against that
+  cache (expanded per row), with an attention mask over prefix + suffix, position ids
+  continuing from the prefix and the last position's logits only. Prompts with nothing to share
+  (prefix_len 0) run whole in padded batches. See engines/prefix_cache.py.
+- `padded`: length-sorted whole prompts in left-padded batches, last-position logits only.
+- `reference`: the reference's own method: one prompt per call, logits at every position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from mmlubench.engines.base import Batch, Engine, Request
+from mmlubench.engines.batching import (
+    Suffixes,
+    padded_inputs,
+    plan_padded,
+    plan_prefix_cache,
+    split_suffixes,
+    suffix_inputs,
+)
+from mmlubench.engines.prefix_cache import PrefixStore
+
+METHODS = ("prefix-cache", "padded", "reference")
+
+
+@dataclass
+class EagerOptions:
+    method: str = field(default="prefix-cache", metadata={"help": (
+        "prefix-cache: each few-shot prefix once through HF's DynamicCache, then batches of "
+        "question suffixes against it; padded: whole prompts in left-padded batches; "
+        "reference: one prompt per call, logits at every position (the reference's val)")})
+    batch_size: int = field(default=64, metadata={"help": (
+        "most questions in one batch (reference: always 1)")})
+    batch_tokens: int = field(default=32768, metadata={"help": (
+        "most positions in one batch: rows x (prefix + longest suffix) with prefix-cache, "
+        "rows x longest prompt when padded; bounds activation and KV-cache memory")})
+    full_logits: bool = field(default=False, metadata={"help": (
+        "logits at every position as the reference computes them (only the last is used); "
+        "needs method padded (method reference sets it)")})
+
+    def check(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.batch_tokens < 1:
+            raise ValueError(f"batch_tokens must be >= 1, got {self.batch_tokens}")
+        if self.full_logits and self.method == "prefix-cache":
+            raise ValueError("full_logits needs method padded (the reference's own val "
+                             "method is method: reference)")
+        if self.method == "reference":  # what the reference does, whatever else was set
+            self.batch_size, self.full_logits = 1, True
+
+
+class EagerEngine(Engine):
+    name = "eager"
+    Options = EagerOptions
+
+    def __init__(self, model: torch.nn.Module, options: Any, device: str):
+        super().__init__(model, options, device)
+        self.call = model  # the inductor engine swaps in the compiled model
+        self.prefixes = PrefixStore(model)
+
+    @property
+    def method(self) -> str:
+        return getattr(self.options, "method", "padded")
+
+    def plan(self, requests: Sequence[Request]) -> list[Batch]:
+        o = self.options
+        if self.method == "prefix-cache":
+            return plan_prefix_cache(requests, o.batch_size, o.batch_tokens)
+        return plan_padded(requests, o.batch_size, o.batch_tokens, o.full_logits)
+
+    def split(self, batch: Batch) -> list[Batch] | None:
+        """Re-plan the rows with half the batch size and half the positions."""
+        if len(batch.rows) < 2:
+            return None
+        size = (len(batch.rows) + 1) // 2
+        if isinstance(batch.payload, Suffixes):
+            return split_suffixes(batch, size)
+        tokens = max(1, batch.work.padded_tokens // 2)
+        return plan_padded(batch.payload.requests, size, tokens, self.options.full_logits,
+                           rows=batch.rows)
+
+    def load(self, batch: Batch) -> dict[str, Any]:
+        if isinstance(batch.payload, Suffixes):
+            return suffix_inputs(batch.payload, self.device)
+        return padded_inputs([r.ids for r in batch.payload.requests], self.device)
+
+    def forward(self, inputs: dict[str, Any]) -> torch.Tensor:
+        if "prefix" in inputs:
+            return self.prefixes.forward(inputs)
+        keep = 0 if self.options.full_logits else 1  # 0 = logits at every position
+        out = self.call(**inputs, use_cache=False, logits_to_keep=keep)
+        return out.logits[:, -1, :]
+
+    def describe(self) -> dict:
+        info = super().describe()
+        info["val_method"] = self.method
+        return info
+

@@ -1,0 +1,121 @@
+"""The eager engine's methods compute what the plain model computes, one prompt at a time.
+
+Reference values: the HF model's own last-position logits, one prompt per call with its ids
+only (method `reference`), on real prompts of real subjects, truncated ones included (CPU, fp32).
+Checked: `prefix-cache` (HF DynamicCache of each prefix, then batches of suffixes) and `padded`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_CONFIG
+
+from mmlubench.data import load_mmlu
+from mmlubench.engines import engine_class, engine_options
+from mmlubench.engines.base import Request, causal_pairs
+from mmlubench.engines.batching import Suffixes, plan_prefix_cache
+from mmlubench.errors import ConfigError
+from mmlubench.prompts import build_prompts, choice_token_ids
+from mmlubench.runner import run_pass
+
+# Short and long subjects; high_school_european_history prompts need truncation.
+SUBJECTS = ["abstract_algebra", "high_school_european_history", "college_computer_science"]
+
+
+def tiny_llama(**overrides):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(2)
+    model = LlamaForCausalLM(LlamaConfig(**{**TINY_CONFIG, **overrides})).eval()
+    model.requires_grad_(False)
+    return model
+
+
+@pytest.fixture(scope="module")
+def prompts(mmlu_dir, tokenizer):
+    return build_prompts(load_mmlu(mmlu_dir, "test", SUBJECTS, limit=10), tokenizer)
+
+
+def run(model, requests, tokenizer, **options):
+    engine = engine_class("eager")(model, engine_options("eager", options), "cpu")
+    return run_pass("val", engine, requests, choice_token_ids(tokenizer), progress=False,
+                    keep_logits=True)
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2])  # MHA, and GQA as Llama-3's
+def test_prefix_cache_matches_one_prompt_per_call(prompts, tokenizer, kv_heads):
+    assert any(p.dropped for p in prompts), "the sample must include truncated prompts"
+    model = tiny_llama(num_key_value_heads=kv_heads)
+    # Two prompts opt out of sharing (prefix_len 0): they run whole, padded, and must match too.
+    requests = [Request(p.ids, 0 if i in (3, 17) else p.prefix_len)
+                for i, p in enumerate(prompts)]
+    ref = run(model, requests, tokenizer, method="reference")
+    fast = run(model, requests, tokenizer, method="prefix-cache", batch_size=4,
+               batch_tokens=4096)
+    assert fast.engine["val_method"] == "prefix-cache"
+    assert ref.engine["val_method"] == "reference"
+    assert fast.batches > len({p.subject for p in prompts})  # several batches per prefix
+    assert (fast.logits - ref.logits).abs().max().item() <= 1e-4
+    assert np.array_equal(fast.top_ids, ref.top_ids)
+    # Each distinct prefix computed once: far fewer tokens than the prompts hold.
+    prefixes = {r.ids[: r.prefix_len].tobytes(): r.prefix_len for r in requests if r.prefix_len}
+    suffixes = sum(len(r.ids) - r.prefix_len for r in requests)
+    assert fast.work.tokens == suffixes + sum(prefixes.values())
+
+
+def test_padded_matches_one_prompt_per_call(prompts, tokenizer):
+    model = tiny_llama()
+    requests = [Request(p.ids, p.prefix_len) for p in prompts[:12]]
+    ref = run(model, requests, tokenizer, method="reference")
+    padded = run(model, requests, tokenizer, method="padded", batch_size=5)
+    assert (padded.logits - ref.logits).abs().max().item() <= 1e-4
+    assert np.array_equal(padded.top_ids, ref.top_ids)
+
+
+def test_plan_prefix_cache_batches():
+    rng = np.random.default_rng(0)
+    prefix = rng.integers(5, 900, size=20)
+    lengths = [7, 3, 9, 1, 5]
+    requests = [Request(np.concatenate([prefix, rng.integers(5, 900, size=n)]).astype(np.int32),
+                        20) for n in lengths]
+    requests.append(Request(rng.integers(5, 900, size=12).astype(np.int32), 0))  # whole
+    batches = plan_prefix_cache(requests, batch_size=2, batch_tokens=1000)
+    assert sorted(r for b in batches for r in b.rows) == list(range(6))
+    cached = [b for b in batches if isinstance(b.payload, Suffixes)]
+    # Longest suffixes first, at most two per batch; the payload holds the batch's requests.
+    assert [b.rows for b in cached] == [[2, 0], [4, 1], [3]]
+    for b in cached:
+        assert [id(r) for r in b.payload.requests] == [id(requests[i]) for i in b.rows]
+    # The prefix's work is counted once, in the first batch.
+    assert cached[0].work.tokens == 20 + 9 + 7
+    assert cached[0].work.attention_pairs == (causal_pairs(20) + causal_pairs(9, 20)
+                                              + causal_pairs(7, 20))
+    assert cached[1].work.tokens == 5 + 3
+    # rows x (prefix + longest suffix) bounds a batch: even 2 x (20 + 3) > 40.
+    tight = plan_prefix_cache(requests[:5], batch_size=8, batch_tokens=40)
+    assert [len(b.rows) for b in tight] == [1, 1, 1, 1, 1]
+
+
+def test_split_halves_a_prefix_batch(prompts, tokenizer):
+    model = tiny_llama()
+    requests = [Request(p.ids, p.prefix_len) for p in prompts[:8]]
+    engine = engine_class("eager")(model, engine_options("eager", {"batch_size": 8}), "cpu")
+    (batch, *_) = engine.plan(requests)
+    parts = engine.split(batch)
+    assert sorted(r for p in parts for r in p.rows) == sorted(batch.rows)
+    assert all(len(p.rows) < len(batch.rows) for p in parts)
+    assert sum(p.work.tokens for p in parts) < batch.work.tokens  # prefix not counted again
+
+
+@pytest.mark.parametrize("bad", [{"method": "fast"}, {"batch_size": 0},
+                                 {"method": "prefix-cache", "full_logits": True}])
+def test_bad_options_are_rejected(bad):
+    with pytest.raises(ConfigError, match=r"engines\.eager"):
+        engine_options("eager", bad)
+
+
+def test_reference_method_is_batch_one_with_all_logits():
+    opts = engine_options("eager", {"method": "reference", "batch_size": 32})
+    assert (opts.batch_size, opts.full_logits) == (1, True)
