@@ -25,7 +25,7 @@ pid_fast=$!
 job parity-reference 1 ref bash -c "python3 bench/parity.py --model-dir $MODEL --mmlu-dir $MMLU \
   --device $DEVICE --precision $PREC --out $WORK/parity.json ${PARITY_ARGS:-} && \
   python3 -m mmlubench run ${common[*]} --engine inductor ${REF_ARGS:---limit 6} \
-  --run-name reference --set engines.eager.batch_size=1 --set engines.eager.full_logits=true"
+  --run-name reference --set engines.eager.method=reference"
 pid_ref=$!
 # shellcheck disable=SC2086
 job dp2 2,3 dp2 python3 -m torch.distributed.run --nproc-per-node 2 -m mmlubench run \

@@ -24,7 +24,7 @@ for stage in $STAGES; do
     reference)
       # shellcheck disable=SC2086
       python3 -m mmlubench run "${common[@]}" --engine inductor $REF_ARGS --run-name reference \
-        --set engines.eager.batch_size=1 --set engines.eager.full_logits=true
+        --set engines.eager.method=reference
       runs+=("$WORK"/runs/*_reference) ;;
     parity)
       python3 bench/parity.py --model-dir "$MODEL" --mmlu-dir "$MMLU" --device "$DEVICE" \

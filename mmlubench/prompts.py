@@ -19,6 +19,7 @@ then the prompt must be computed whole.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from mmlubench.data import LETTERS, Dataset, Question
-from mmlubench.errors import ModelError, RunError
+from mmlubench.errors import RunError
+from mmlubench.tokenization import (  # noqa: F401 - re-exported: the prompt API in one place
+    PromptTokenizer,
+    SplicedEncoder,
+    choice_token_ids,
+    load_tokenizer,
+)
+
+log = logging.getLogger("mmlubench")
 
 STYLES = ("reference", "lm-eval")
 
@@ -97,31 +106,74 @@ def drop_first_example(text: str) -> str:
     return "\n\n".join(parts)
 
 
-class PromptTokenizer:
-    """Tokenizes prompts the way the chosen style wants: forced single BOS, or the default."""
+def subject_prefixes(dataset: Dataset, few_shots: int, style: str) -> dict[str, str]:
+    return {s: few_shot_prefix(s, dataset.dev[s], few_shots, style) for s in dataset.subjects}
 
-    def __init__(self, tokenizer, style: str):
-        if style not in STYLES:
-            raise ValueError(f"unknown prompt style {style!r}")
-        self.tokenizer = tokenizer
-        self.style = style
-        if style == "reference":
-            if tokenizer.bos_token_id is None:
-                raise ModelError("the tokenizer defines no BOS token, which the reference "
-                                 "prompt style requires (use --prompt-style lm-eval)")
-            self.head: list[int] = [int(tokenizer.bos_token_id)]
-        else:
-            # lm-eval defers to the tokenizer: see what it adds in front of an empty text.
-            self.head = [int(i) for i in tokenizer("", add_special_tokens=True)["input_ids"]]
 
-    def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
-        if not texts:
-            return []
-        body = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        return [self.head + list(ids) for ids in body]
+class _Encoders:
+    """One SplicedEncoder per prefix text (a subject's prefix after k truncation drops)."""
 
-    def encode(self, text: str) -> list[int]:
-        return self.encode_many([text])[0]
+    def __init__(self, pt: PromptTokenizer):
+        self.pt = pt
+        self.by_text: dict[str, SplicedEncoder] = {}
+
+    def encode(self, prefix: str, tails: Sequence[str]) -> list[list[int]]:
+        if prefix not in self.by_text:
+            self.by_text[prefix] = SplicedEncoder(self.pt, prefix)
+        return [self.pt.head + ids for ids in self.by_text[prefix].encode_checked(tails)]
+
+
+def _truncate(questions: Sequence[Question], tails: list[str], prefix: list[str],
+              ids: list[list[int]], dropped: list[int], encoders: _Encoders,
+              max_seq_len: int) -> None:
+    """The reference's loop, for every too-long prompt at once: drop the first remaining
+    example (split on "\n\n", pop element 1, join) until the prompt fits. Element 1 lies in
+    the few-shot prefix while the prefix has an example left, so dropping it from the prefix
+    alone gives the same text."""
+    pending = [i for i in range(len(ids)) if len(ids[i]) > max_seq_len]
+    while pending:
+        groups: dict[str, list[int]] = {}
+        for i in pending:
+            if len(prefix[i].split("\n\n")) <= 2:  # no example left to drop
+                q = questions[i]
+                raise RunError(
+                    f"{q.path}:{q.line}: question {q.subject}#{q.index} does not fit in "
+                    f"max_seq_len={max_seq_len} tokens even without few-shot examples "
+                    f"({len(ids[i])} tokens)"
+                )
+            prefix[i] = drop_first_example(prefix[i])
+            dropped[i] += 1
+            groups.setdefault(prefix[i], []).append(i)
+        for text, members in groups.items():
+            for i, new in zip(members, encoders.encode(text, [tails[i] for i in members]),
+                              strict=True):
+                ids[i] = new
+        pending = [i for i in pending if len(ids[i]) > max_seq_len]
+
+
+def shared_prefix_lengths(prefix: Sequence[str], ids: Sequence[np.ndarray],
+                          pt: PromptTokenizer) -> list[int]:
+    """For the prompts of each prefix text: the longest run of leading ids that all of them
+    and the prefix tokenized alone have in common (exact by construction: these are the
+    prompts' own ids), at most all but one id of each prompt. Warns when a prefix shares
+    more than two tokens less than its own tokenization holds."""
+    groups: dict[str, list[int]] = {}
+    for i, text in enumerate(prefix):
+        groups.setdefault(text, []).append(i)
+    out = [0] * len(ids)
+    for text, members in groups.items():
+        alone = np.asarray(pt.encode(text), dtype=np.int64)
+        width = min(len(alone), min(len(ids[i]) for i in members) - 1)
+        rows = np.stack([ids[i][:width] for i in members])
+        same = (rows == alone[None, :width]).all(axis=0)
+        shared = width if same.all() else int(np.argmin(same))
+        if len(alone) - shared > 2:
+            log.warning("prompts of %r share only %d of the %d tokens of their few-shot "
+                        "prefix: the tokenizer merges across the seam", text[:60], shared,
+                        len(alone))
+        for i in members:
+            out[i] = shared
+    return out
 
 
 def build_prompts(
@@ -131,121 +183,37 @@ def build_prompts(
     few_shots: int = 5,
     max_seq_len: int = 2048,
     progress: bool = False,
-    chunk: int = 256,
 ) -> list[Prompt]:
     """Build and tokenize the prompt of every question of `dataset`, in dataset order."""
     from tqdm import tqdm
 
+    if style not in STYLES:
+        raise ValueError(f"unknown prompt style {style!r}")
     pt = PromptTokenizer(tokenizer, style)
-    prefixes = {
-        s: few_shot_prefix(s, dataset.dev[s], few_shots, style) for s in dataset.subjects
-    }
-    prefix_ids: dict[str, np.ndarray] = {}
-
-    def prefix_tokens(text: str) -> np.ndarray:
-        if text not in prefix_ids:
-            prefix_ids[text] = np.asarray(pt.encode(text), dtype=np.int32)
-        return prefix_ids[text]
-
-    out: list[Prompt] = []
-    bar = tqdm(total=len(dataset.questions), desc="tokenize", unit="q", disable=not progress)
+    encoders = _Encoders(pt)
     questions = dataset.questions
-    for start in range(0, len(questions), chunk):
-        block = questions[start : start + chunk]
-        tails = [format_example(q, style, with_answer=False) for q in block]
-        texts = [prefixes[q.subject] + tail for q, tail in zip(block, tails, strict=True)]
-        encoded = pt.encode_many(texts)
-        for q, tail, text, ids in zip(block, tails, texts, encoded, strict=True):
-            dropped = 0
-            while len(ids) > max_seq_len:
-                if text.count("\n\n") < 1 or len(text.split("\n\n")) <= 2 + tail.count("\n\n"):
-                    raise RunError(
-                        f"{q.path}:{q.line}: question {q.subject}#{q.index} does not fit in "
-                        f"max_seq_len={max_seq_len} tokens even without few-shot examples "
-                        f"({len(ids)} tokens)"
-                    )
-                text = drop_first_example(text)
-                dropped += 1
-                ids = pt.encode(text)
-            arr = np.asarray(ids, dtype=np.int32)
-            prefix_len = 0
-            if text.endswith(tail):
-                pre = prefix_tokens(text[: len(text) - len(tail)])
-                # Exactness guard: share the prefix only if the whole prompt's tokens start
-                # with the prefix's own tokens (no BPE merge across the seam).
-                if len(pre) < len(arr) and np.array_equal(arr[: len(pre)], pre):
-                    prefix_len = len(pre)
-            out.append(Prompt(q.subject, q.index, q.answer, text, arr, prefix_len, dropped))
-        bar.update(len(block))
-        bar.set_postfix(tokens=sum(len(p.ids) for p in out[-len(block) :]))
-    bar.close()
-    return out
-
-
-def choice_token_ids(tokenizer) -> list[int]:
-    """Token ids of the answer letters as they follow "Answer:" in a prompt (" A" ... " D").
-
-    Taken from context, the last token of "Answer: X": SentencePiece tokenizers (Llama-2)
-    encode " A" alone as ["▁", "A"] but "Answer: A" as [..., "▁A"], the token the model
-    predicts. Each letter must be exactly one token after "Answer:"."""
-    anchor = tokenizer("Answer:", add_special_tokens=False)["input_ids"]
-    ids = []
-    for letter in LETTERS:
-        enc = tokenizer("Answer: " + letter, add_special_tokens=False)["input_ids"]
-        if len(enc) != len(anchor) + 1 or list(enc[: len(anchor)]) != list(anchor):
-            raise ModelError(
-                f"the tokenizer encodes 'Answer: {letter}' as {enc}, not the tokens of "
-                f"'Answer:' {anchor} plus one token; the answer rules need one token per "
-                "answer letter"
-            )
-        ids.append(int(enc[-1]))
-    return ids
-
-
-def load_tokenizer(path: str | Path):
-    """The tokenizer of the model folder, exactly as its tokenizer.json defines it.
-
-    The reference calls AutoTokenizer, which with transformers 4.x meant tokenizer.json as is.
-    transformers 5.x may map `tokenizer_class: LlamaTokenizerFast` to a SentencePiece-style
-    class that re-normalizes the text (5.17 turns "Hello world" into other ids and drops
-    newlines), so tokenizer.json is loaded directly; the special tokens come from
-    tokenizer_config.json. Folders with only a SentencePiece model go through AutoTokenizer.
-    """
-    import json
-
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    path = Path(path)
-    if not path.is_dir():
-        raise ModelError(f"{path}: tokenizer folder not found")
-    tok_json, tok_cfg = path / "tokenizer.json", path / "tokenizer_config.json"
-    if tok_json.is_file():
-        cfg = {}
-        if tok_cfg.is_file():
-            try:
-                cfg = json.loads(tok_cfg.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise ModelError(f"{tok_cfg}: not valid JSON: {e}") from None
-            if not isinstance(cfg, dict):
-                raise ModelError(f"{tok_cfg}: expected a JSON object, got {type(cfg).__name__}")
-        special = {}
-        for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
-            value = cfg.get(key)
-            if isinstance(value, dict):  # {"__type": "AddedToken", "content": ...}
-                value = value.get("content")
-            if isinstance(value, str):
-                special[key] = value
-        where = tok_json
-    elif (path / "tokenizer.model").is_file():
-        where = path
-    else:
-        raise ModelError(f"{path}: no tokenizer.json or tokenizer.model in this folder")
-    try:
-        if where == tok_json:
-            return PreTrainedTokenizerFast(tokenizer_file=str(tok_json), **special)
-        return AutoTokenizer.from_pretrained(str(path))
-    except Exception as e:  # tokenizers/transformers raise many types for a broken file
-        raise ModelError(f"{where}: cannot load the tokenizer: {type(e).__name__}: {e}") from None
+    base = subject_prefixes(dataset, few_shots, style)
+    tails = [format_example(q, style, with_answer=False) for q in questions]
+    prefix = [base[q.subject] for q in questions]
+    by_subject: dict[str, list[int]] = {}
+    for i, q in enumerate(questions):
+        by_subject.setdefault(q.subject, []).append(i)
+    ids: list[list[int]] = [[] for _ in questions]
+    total = 0
+    with tqdm(total=len(questions), desc="tokenize", unit="q", disable=not progress) as bar:
+        for subject, members in by_subject.items():
+            encoded = encoders.encode(base[subject], [tails[i] for i in members])
+            for i, new in zip(members, encoded, strict=True):
+                ids[i] = new
+            total += sum(len(x) for x in encoded)
+            bar.update(len(members))
+            bar.set_postfix(tokens=f"{total:,}")
+    dropped = [0] * len(questions)
+    _truncate(questions, tails, prefix, ids, dropped, encoders, max_seq_len)
+    arrays = [np.asarray(x, dtype=np.int32) for x in ids]
+    shared = shared_prefix_lengths(prefix, arrays, pt)
+    return [Prompt(q.subject, q.index, q.answer, prefix[i] + tails[i], arrays[i], shared[i],
+                   dropped[i]) for i, q in enumerate(questions)]
 
 
 # Characters that str.splitlines() and many editors take as line breaks, but that json.dumps
