@@ -56,6 +56,7 @@ def test_oom_batch_is_split_and_recorded(tmp_path, tiny_model_dir, mmlu_dir, pro
     monkeypatch.setenv("MMLUBENCH_INJECT_OOM", "infer:0")
     with caplog.at_level(logging.WARNING, logger="mmlubench"):
         rc, _, err = run(tiny_model_dir, mmlu_dir, tmp_path, "--engine", "eager",
+                         "--set", "engines.eager.method=padded",
                          "--set", "engines.eager.batch_size=4")
     assert rc == 0, err
     assert "infer pass: out of device memory on a batch of 4 questions" in caplog.text
@@ -75,7 +76,7 @@ def test_oom_batch_is_split_and_recorded(tmp_path, tiny_model_dir, mmlu_dir, pro
     # The same answers as without the fault (same model: random weights of seed 0).
     monkeypatch.delenv("MMLUBENCH_INJECT_OOM")
     rc, _, err = run(tiny_model_dir, mmlu_dir, tmp_path / "plain", "--engine", "eager",
-                     "--set", "engines.eager.batch_size=4")
+                     "--set", "engines.eager.method=padded", "--set", "engines.eager.batch_size=4")
     assert rc == 0, err
     (plain,) = (tmp_path / "plain").iterdir()
     assert (plain / "predictions.jsonl").read_text() == (run_dir / "predictions.jsonl").read_text()
@@ -85,7 +86,7 @@ def test_a_question_that_cannot_fit_alone_is_named(tmp_path, tiny_model_dir, mml
                                                    monkeypatch):
     monkeypatch.setenv("MMLUBENCH_INJECT_OOM", "infer:0,infer:1")  # the batch, then its half
     rc, _, err = run(tiny_model_dir, mmlu_dir, tmp_path, "--engine", "eager",
-                     "--set", "engines.eager.batch_size=2")
+                     "--set", "engines.eager.method=padded", "--set", "engines.eager.batch_size=2")
     assert rc == 2
     assert err.startswith(f"mmlubench: error: infer pass: question {longest(prompts)} (")
     assert "does not fit in device memory even alone" in err and "Traceback" not in err
@@ -155,6 +156,7 @@ def test_nan_logits_name_the_question_and_leave_no_result(tmp_path, tokenizer_di
     token, (k,) = next((t, ks) for t, ks in sorted(counts.items()) if len(ks) == 1)
     model = nan_checkpoint(tmp_path, tokenizer_dir, token)
     rc, out, err = run(model, mmlu_dir, tmp_path / "runs", "--engine", "eager",
+                       "--set", "engines.eager.method=padded",
                        "--set", "engines.eager.batch_size=4", random=False)
     assert rc == 2, out + err
     label = f"{prompts[k].subject}#{prompts[k].index}"

@@ -16,7 +16,7 @@ from bench.logits import KeepLogits
 from mmlubench.data import load_mmlu
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request, causal_pairs
-from mmlubench.engines.shared_prefix import block_layout, plan_packs
+from mmlubench.engines.packing import block_layout, plan_packs
 from mmlubench.errors import RunError
 from mmlubench.passes import run_pass
 from mmlubench.prompts import build_prompts, choice_token_ids

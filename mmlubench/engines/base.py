@@ -63,14 +63,6 @@ class Batch:
     payload: Any = field(default=None, repr=False)
 
 
-def renumber(batches: Sequence[Batch], rows: Sequence[int]) -> list[Batch]:
-    """Batches planned on the requests `rows` (local row i is request rows[i]), with their rows
-    turned back into indices of the whole request list."""
-    from dataclasses import replace
-
-    return [replace(b, rows=[rows[i] for i in b.rows]) for b in batches]
-
-
 def causal_pairs(n: int, context: int = 0) -> int:
     """Pairs attended by n causal queries that also see `context` earlier keys."""
     return n * context + n * (n + 1) // 2

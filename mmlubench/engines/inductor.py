@@ -10,7 +10,7 @@ first seen after the warm-up stay inside core time.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -21,14 +21,18 @@ from mmlubench.engines.eager import EagerEngine
 
 @dataclass
 class InductorOptions:
-    # torch.compile mode: null (default), reduce-overhead, max-autotune, ...
-    mode: str | None = "reduce-overhead"
-    dynamic: bool | None = True
-    warmup_iters: int = 10
-    warmup_times: int = 10
-    batch_size: int = 1
-    batch_tokens: int = 32768
-    full_logits: bool = True
+    mode: str | None = field(default="reduce-overhead", metadata={"help": (
+        "torch.compile mode: null (default), reduce-overhead, max-autotune, ...")})
+    dynamic: bool | None = field(default=True, metadata={"help": (
+        "torch.compile dynamic shapes (null: automatic)")})
+    warmup_iters: int = field(default=10, metadata={"help": (
+        "prompts warmed up before timing (the reference's warm-up)")})
+    warmup_times: int = field(default=10, metadata={"help": "extra calls on each of them"})
+    batch_size: int = field(default=1, metadata={"help": "prompts per call"})
+    batch_tokens: int = field(default=32768, metadata={"help": (
+        "most positions in one padded batch (rows x longest prompt)")})
+    full_logits: bool = field(default=True, metadata={"help": (
+        "logits at every position as the reference computes them")})
 
     def check(self) -> None:
         modes = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

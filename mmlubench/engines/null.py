@@ -4,7 +4,7 @@ scoring, bookkeeping); its logits are zeros, so its predictions mean nothing."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,7 @@ from mmlubench.engines.base import Batch, Engine, Request, Work
 
 @dataclass
 class NullOptions:
-    batch_size: int = 1
+    batch_size: int = field(default=1, metadata={"help": "questions per (empty) batch"})
 
     def check(self) -> None:
         if self.batch_size < 1:
@@ -27,16 +27,16 @@ class NullEngine(Engine):
     Options = NullOptions
 
     def plan(self, requests: Sequence[Request]) -> list[Batch]:
-        self._requests = requests
         bs = self.options.batch_size
         return [
             Batch(rows=list(range(s, min(s + bs, len(requests)))),
-                  prompt_tokens=sum(len(r.ids) for r in requests[s : s + bs]), work=Work())
+                  prompt_tokens=sum(len(r.ids) for r in requests[s : s + bs]), work=Work(),
+                  payload=list(requests[s : s + bs]))
             for s in range(0, len(requests), bs)
         ]
 
     def load(self, batch: Batch) -> Any:
-        ids = np.concatenate([self._requests[i].ids for i in batch.rows])
+        ids = np.concatenate([r.ids for r in batch.payload])
         return len(batch.rows), torch.from_numpy(ids.astype(np.int64)).to(self.device)
 
     def forward(self, inputs: Any) -> torch.Tensor:

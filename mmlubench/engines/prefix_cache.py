@@ -37,7 +37,7 @@ class PrefixStore:
         """Run the prefix once through the HF model with use_cache=True; keep its cache."""
         self.key, self.kv = None, []  # free the previous prefix first
         out = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1)
-        cache = getattr(out, "past_key_values", None) or out.cache
+        cache = getattr(out, "cache", None) or out.past_key_values  # renamed in 5.24
         self.kv = [(layer.keys, layer.values) for layer in cache.layers]
         self.key = key
 

@@ -24,7 +24,7 @@ the prefix's own tokens); prefix_len 0 makes a request its own segment with no s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,26 +32,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmlubench.engines.base import Batch, Engine, Request, Work, causal_pairs, renumber
+from mmlubench.engines.base import Batch, Engine, Request
+from mmlubench.engines.packing import Pack, plan_packs
 from mmlubench.errors import RunError
 
 
 @dataclass
 class SharedPrefixOptions:
-    # Tokens per packed forward; every pack has exactly this length (one compiled shape).
-    pack_tokens: int = 32768
-    # Most questions per pack.
-    max_questions: int = 1024
-    # Share few-shot prefixes; false computes every prompt whole (for comparison).
-    share_prefix: bool = True
-    # torch.compile the decoder layer (FlexAttention needs it to be fast).
-    compile: bool = True
-    compile_mode: str | None = None
-    # Fuse q/k/v and gate/up weights into one tensor each; the HF modules then hold views of
-    # them, so memory does not grow and the HF model computes exactly as before.
-    fuse_weights: bool = True
-    # FlexAttention block size (tokens per mask block).
-    block_size: int = 128
+    pack_tokens: int = field(default=32768, metadata={"help": (
+        "tokens per packed forward; every pack has exactly this length (one compiled shape)")})
+    max_questions: int = field(default=1024, metadata={"help": "most questions per pack"})
+    share_prefix: bool = field(default=True, metadata={"help": (
+        "share few-shot prefixes; false computes every prompt whole (for comparison)")})
+    compile: bool = field(default=True, metadata={"help": (
+        "torch.compile the decoder layer (FlexAttention needs it to be fast)")})
+    compile_mode: str | None = field(default=None, metadata={"help": (
+        "torch.compile mode of the decoder layer: null (default), max-autotune-no-cudagraphs, "
+        "...")})
+    fuse_weights: bool = field(default=True, metadata={"help": (
+        "fuse q/k/v and gate/up weights into one tensor each (the HF modules then hold views "
+        "of them: memory does not grow, the HF model computes exactly as before)")})
+    block_size: int = field(default=128, metadata={"help": (
+        "FlexAttention block size (tokens per mask block)")})
 
     def check(self) -> None:
         if self.block_size < 16 or self.pack_tokens % self.block_size:
@@ -59,125 +61,6 @@ class SharedPrefixOptions:
                              f"block_size ({self.block_size}), which must be >= 16")
         if self.max_questions < 1:
             raise ValueError(f"max_questions must be >= 1, got {self.max_questions}")
-
-
-@dataclass
-class Pack:
-    """Host-side description of one packed sequence."""
-
-    ids: np.ndarray  # [T] token ids (padding 0)
-    pos: np.ndarray  # [T] position ids
-    seg_start: np.ndarray  # [T] start of each token's own segment (prefix or suffix)
-    pre_start: np.ndarray  # [T] start of the prefix a suffix token also sees
-    pre_end: np.ndarray  # [T] end (exclusive) of that prefix; == pre_start when none
-    last: np.ndarray  # [q] index of each question's last token
-    blocks: tuple[np.ndarray, ...] = ()  # block_layout(): the FlexAttention block sparsity
-
-
-def block_layout(seg: np.ndarray, ps: np.ndarray, pe: np.ndarray, block: int
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Which key blocks each query block touches, for BlockMask.from_kv_blocks.
-
-    Token t may see keys [seg[t], t] (its own segment, causally) and [ps[t], pe[t]) (its
-    prefix). A key block is "full" for a query block when every pair in it is allowed by one of
-    the two ranges, "partial" when some are (the mask function decides those elementwise).
-    Computed on the host while planning, so no device time or compiled mask builder is spent.
-    Returns (partial count [nq], partial indices [nq, nk], full count, full indices), int32.
-    """
-    T = len(seg)
-    nb = T // block
-    t = np.arange(T)[:, None]
-    lo = (np.arange(nb) * block)[None]  # key block j covers [lo, hi]
-    hi = lo + block - 1
-    seg, ps, pe = seg[:, None], ps[:, None], pe[:, None]
-    touched = ((lo <= t) & (hi >= seg)) | ((lo < pe) & (hi >= ps) & (pe > ps))
-    covered = ((lo >= seg) & (hi <= t)) | ((lo >= ps) & (hi < pe))
-    touched = touched.reshape(nb, block, nb).any(1)
-    full = covered.reshape(nb, block, nb).all(1)
-    partial = touched & ~full
-
-    def indices(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        order = np.argsort(~m, axis=1, kind="stable").astype(np.int32)  # True columns first
-        return m.sum(1).astype(np.int32), order
-
-    return (*indices(partial), *indices(full))
-
-
-def plan_packs(requests: Sequence[Request], pack_tokens: int, max_questions: int,
-               share_prefix: bool, block_size: int = 128) -> list[Batch]:
-    """Greedy packing in request order: a group's prefix is (re)placed once per pack that holds
-    any of its questions; a pack closes when the next segment does not fit."""
-    groups: dict[bytes, list[int]] = {}
-    order: list[bytes] = []
-    for i, r in enumerate(requests):
-        p = r.prefix_len if share_prefix else 0
-        # Unshared requests are groups of one with an empty prefix.
-        key = r.ids[:p].tobytes() if p else b"solo:%d" % i
-        if key not in groups:
-            groups[key] = []
-            order.append(key)
-        groups[key].append(i)
-
-    batches: list[Batch] = []
-    T = pack_tokens
-    state: dict[str, Any] = {}
-
-    def open_pack() -> None:
-        state.update(
-            ids=np.zeros(T, np.int64), pos=np.zeros(T, np.int64),
-            seg=np.arange(T, dtype=np.int32), ps=np.zeros(T, np.int32),
-            pe=np.zeros(T, np.int32), last=[], rows=[], fill=0, group=None,
-            prompt_tokens=0, work=Work(padded_tokens=T),
-        )
-
-    def close_pack() -> None:
-        if state["rows"]:
-            pack = Pack(state["ids"], state["pos"], state["seg"], state["ps"], state["pe"],
-                        np.asarray(state["last"], np.int64),
-                        block_layout(state["seg"], state["ps"], state["pe"], block_size))
-            state["work"].logit_rows = len(state["rows"])
-            batches.append(Batch(rows=state["rows"], prompt_tokens=state["prompt_tokens"],
-                                 work=state["work"], payload=pack))
-        open_pack()
-
-    open_pack()
-    for key in order:
-        members = groups[key]
-        p = 0 if key.startswith(b"solo:") else requests[members[0]].prefix_len
-        prefix = requests[members[0]].ids[:p]
-        for i in members:
-            ids = requests[i].ids
-            n = len(ids) - p
-            if p + n > T:
-                raise RunError(f"a prompt of {len(ids)} tokens does not fit in pack_tokens={T}; "
-                               "raise engines.shared-prefix.pack_tokens")
-            need = n + (p if state["group"] != key else 0)
-            if state["fill"] + need > T or len(state["rows"]) >= max_questions:
-                close_pack()
-            f = state["fill"]
-            if state["group"] != key:  # place the prefix in this pack
-                state["ids"][f : f + p] = prefix
-                state["pos"][f : f + p] = np.arange(p)
-                state["seg"][f : f + p] = f
-                state["pre_here"] = (f, f + p)
-                state["work"].tokens += p
-                state["work"].attention_pairs += causal_pairs(p)
-                state["group"] = key
-                f += p
-            ps, pe = state["pre_here"]
-            state["ids"][f : f + n] = ids[p:]
-            state["pos"][f : f + n] = np.arange(p, p + n)
-            state["seg"][f : f + n] = f
-            state["ps"][f : f + n] = ps
-            state["pe"][f : f + n] = pe
-            state["last"].append(f + n - 1)
-            state["rows"].append(i)
-            state["prompt_tokens"] += len(ids)
-            state["work"].tokens += n
-            state["work"].attention_pairs += causal_pairs(n, context=p)
-            state["fill"] = f + n
-    close_pack()
-    return batches
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -282,7 +165,6 @@ class SharedPrefixEngine(Engine):
                                           mode=options.compile_mode)
 
     def plan(self, requests: Sequence[Request]) -> list[Batch]:
-        self._requests = requests
         o = self.options
         return plan_packs(requests, o.pack_tokens, o.max_questions, o.share_prefix,
                           o.block_size)
@@ -291,13 +173,11 @@ class SharedPrefixEngine(Engine):
         """Re-pack the rows with at most half as many questions per pack. The pack length is
         the compiled shape and stays `pack_tokens`: a smaller pack holds fewer questions (less
         attention work and fewer LM-head rows), not fewer positions."""
-        rows = batch.rows
-        if len(rows) < 2:
+        if len(batch.rows) < 2:
             return None
         o = self.options
-        sub = [self._requests[i] for i in rows]
-        return renumber(plan_packs(sub, o.pack_tokens, (len(rows) + 1) // 2, o.share_prefix,
-                                   o.block_size), rows)
+        return plan_packs(batch.payload.requests, o.pack_tokens, (len(batch.rows) + 1) // 2,
+                          o.share_prefix, o.block_size, rows=batch.rows)
 
     def warmup(self, batches: Sequence[Batch]) -> None:
         # Compile on the first pack; a second call checks that nothing recompiles.
