@@ -15,7 +15,7 @@ from conftest import TINY_CONFIG
 from mmlubench.data import load_mmlu
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request, causal_pairs
-from mmlubench.engines.batching import Suffixes, plan_prefix_cache
+from mmlubench.engines.batching import Suffixes, cut_sorted, plan_prefix_cache
 from mmlubench.errors import ConfigError
 from mmlubench.prompts import build_prompts, choice_token_ids
 from mmlubench.runner import run_pass
@@ -77,25 +77,48 @@ def test_padded_matches_one_prompt_per_call(prompts, tokenizer):
 def test_plan_prefix_cache_batches():
     rng = np.random.default_rng(0)
     prefix = rng.integers(5, 900, size=20)
-    lengths = [7, 3, 9, 1, 5]
+    lengths = [8, 2, 9, 1, 5]
     requests = [Request(np.concatenate([prefix, rng.integers(5, 900, size=n)]).astype(np.int32),
                         20) for n in lengths]
     requests.append(Request(rng.integers(5, 900, size=12).astype(np.int32), 0))  # whole
     batches = plan_prefix_cache(requests, batch_size=2, batch_tokens=1000)
     assert sorted(r for b in batches for r in b.rows) == list(range(6))
     cached = [b for b in batches if isinstance(b.payload, Suffixes)]
-    # Longest suffixes first, at most two per batch; the payload holds the batch's requests.
-    assert [b.rows for b in cached] == [[2, 0], [4, 1], [3]]
+    # Longest suffixes first, at most two per batch, the fewest batches (3) and among those
+    # the least padding: [9, 8] [5] [2, 1] pads 1 token, [9] [8, 5] [2, 1] would pad 3.
+    assert [b.rows for b in cached] == [[2, 0], [4], [1, 3]]
     for b in cached:
         assert [id(r) for r in b.payload.requests] == [id(requests[i]) for i in b.rows]
     # The prefix's work is counted once, in the first batch.
-    assert cached[0].work.tokens == 20 + 9 + 7
+    assert cached[0].work.tokens == 20 + 9 + 8
     assert cached[0].work.attention_pairs == (causal_pairs(20) + causal_pairs(9, 20)
-                                              + causal_pairs(7, 20))
-    assert cached[1].work.tokens == 5 + 3
-    # rows x (prefix + longest suffix) bounds a batch: even 2 x (20 + 3) > 40.
+                                              + causal_pairs(8, 20))
+    assert cached[1].work.tokens == 5
+    assert cached[2].work.padded_tokens == 2 * 2
+    # rows x (prefix + longest suffix) bounds a batch: even 2 x (20 + 2) > 40.
     tight = plan_prefix_cache(requests[:5], batch_size=8, batch_tokens=40)
     assert [len(b.rows) for b in tight] == [1, 1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cut_sorted_is_the_cheapest_partition(seed):
+    import itertools
+
+    rng = np.random.default_rng(seed)
+    widths = sorted(rng.integers(1, 60, size=7).tolist(), reverse=True)
+    prefix, size, tokens, cost = 10, 3, 160, 20
+
+    def price(cuts):
+        total = 0
+        for a, b in itertools.pairwise(cuts):
+            if b - a > size or ((b - a) * (prefix + widths[a]) > tokens and b - a > 1):
+                return None
+            total += (b - a) * widths[a] + cost
+        return total
+
+    every = [[0, *inner, 7] for k in range(7) for inner in itertools.combinations(range(1, 7), k)]
+    best = min(p for c in every if (p := price(c)) is not None)
+    assert price(cut_sorted(widths, prefix, size, tokens, cost)) == best
 
 
 def test_split_halves_a_prefix_batch(prompts, tokenizer):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -91,23 +92,46 @@ class Suffixes:
     requests: list[Request]
 
 
+# What one more batch costs, in padded suffix tokens (kernel launches, short GEMMs): the cut
+# below trades padding against the number of batches with it.
+BATCH_COST_TOKENS = 512
+
+
+def cut_sorted(widths: Sequence[int], prefix: int, batch_size: int, batch_tokens: int,
+               batch_cost: int = BATCH_COST_TOKENS) -> list[int]:
+    """Where to cut suffix widths sorted longest first into batches: the cuts minimizing
+    padded suffix tokens + batch_cost per batch (dynamic programming), each batch at most
+    `batch_size` rows with rows x (prefix + its longest) <= batch_tokens (at least one row).
+    Returns the cut positions, 0 first and len(widths) last."""
+    n = len(widths)
+    w = np.asarray(widths, dtype=np.float64)
+    best = np.zeros(n + 1)
+    nxt = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n - 1, -1, -1):
+        most = max(1, min(batch_size, n - i, batch_tokens // max(1, prefix + int(w[i]))))
+        rows = np.arange(1, most + 1)
+        cost = rows * w[i] + batch_cost + best[i + 1 : i + 1 + most]
+        k = int(np.argmin(cost))
+        best[i], nxt[i] = cost[k], i + 1 + k
+    cuts, i = [0], 0
+    while i < n:
+        i = int(nxt[i])
+        cuts.append(i)
+    return cuts
+
+
 def plan_group(requests: Sequence[Request], rows: Sequence[int], batch_size: int,
                batch_tokens: int, with_prefix: bool = True) -> list[Batch]:
-    """Batches of one prefix's requests: suffixes longest first, each batch under both limits
-    (rows x (prefix + longest suffix) <= batch_tokens). The first batch's work includes the
-    prefix (computed once) when `with_prefix`."""
+    """Batches of one prefix's requests: suffixes longest first, cut where padding and batch
+    count cost least (`cut_sorted`), each batch under both limits. The first batch's work
+    includes the prefix (computed once) when `with_prefix`."""
     p = requests[0].prefix_len
     prefix = np.asarray(requests[0].ids[:p])
     key = prefix.tobytes()
     n = [len(r.ids) - p for r in requests]
     order = sorted(range(len(requests)), key=lambda i: (-n[i], rows[i]))
-    groups: list[list[int]] = []
-    for i in order:
-        cur = groups[-1] if groups else None
-        if cur is None or len(cur) >= batch_size or (len(cur) + 1) * (p + n[cur[0]]) > batch_tokens:
-            groups.append([i])
-        else:
-            cur.append(i)
+    cuts = cut_sorted([n[i] for i in order], p, batch_size, batch_tokens)
+    groups = [order[a:b] for a, b in pairwise(cuts)]
     batches = []
     for k, group in enumerate(groups):
         sizes = [n[i] for i in group]
