@@ -25,6 +25,7 @@ device: cpu
 precision: fp32
 engines:
   eager:
+    method: padded
     batch_size: 4
     full_logits: true
   inductor:
@@ -47,7 +48,8 @@ def test_layering(tmp_path):
     assert cfg.few_shots == 3  # case only
     assert cfg.precision == "bf16"  # vendor over case
     assert cfg.limit == 11  # command line over vendor over case
-    assert cfg.engines["eager"] == {"batch_size": 2, "full_logits": True}  # merged key by key
+    assert cfg.engines["eager"] == {"method": "padded", "batch_size": 2,
+                                    "full_logits": True}  # merged key by key
     assert cfg.engines["inductor"] == {"warmup_iters": 5, "mode": None}
     assert cfg.max_seq_len == 2048 and cfg.engine == "shared-prefix"  # unset: dataclass defaults
     # Without the overrides and the vendor, each layer shows through.

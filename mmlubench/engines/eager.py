@@ -38,9 +38,9 @@ class EagerOptions:
         "prefix-cache: each few-shot prefix once through HF's DynamicCache, then batches of "
         "question suffixes against it; padded: whole prompts in left-padded batches; "
         "reference: one prompt per call, logits at every position (the reference's val)")})
-    batch_size: int = field(default=64, metadata={"help": (
+    batch_size: int = field(default=128, metadata={"help": (
         "most questions in one batch (reference: always 1)")})
-    batch_tokens: int = field(default=32768, metadata={"help": (
+    batch_tokens: int = field(default=49152, metadata={"help": (
         "most positions in one batch: rows x (prefix + longest suffix) with prefix-cache, "
         "rows x longest prompt when padded; bounds activation and KV-cache memory")})
     full_logits: bool = field(default=False, metadata={"help": (
