@@ -75,6 +75,8 @@ def main() -> None:
     ap.add_argument("--only", default=",".join(CHECKED),
                     help=f"comma-separated subset of {', '.join(CHECKED)}")
     ap.add_argument("--set", action="append", default=[], help="shared-prefix option=value")
+    ap.add_argument("--speed-first", action="store_true",
+                    help="first time the default eager val over the whole split (valspeed.py)")
     args = ap.parse_args()
 
     tok = load_tokenizer(args.model_dir)
@@ -95,6 +97,17 @@ def main() -> None:
     if "shared_prefix" in checked:
         checked["shared_prefix"] = ("shared-prefix", sp_opts)
     print(f"tokenized in {tokenize_s:.1f} s; {len(reqs)} questions; model ready", flush=True)
+    speed = None
+    if args.speed_first:
+        from valspeed import measure  # bench/ is on sys.path when run as a script
+
+        everything = [Request(p.ids, p.prefix_len) for p in prompts]
+        engine = engine_class("eager")(model, engine_options("eager", {}), args.device)
+        speed = {"options": engine.describe(), **measure(engine, everything, args.device)}
+        del engine
+        print("whole split, eager default:", json.dumps(speed), flush=True)
+        with open(args.out, "w") as f:
+            json.dump({"val_speed_whole_split": speed}, f, indent=2)
     ref, ref_s = run("eager", {"method": "padded", "batch_size": 1})
     print(f"eager batch 1: core {ref_s:.1f} s", flush=True)
     doc = {
@@ -109,6 +122,7 @@ def main() -> None:
         "core_s": {"eager_b1": ref_s},
         "options": {k: v[1] for k, v in checked.items()},
         "model": info.to_json(),
+        "val_speed_whole_split": speed,
     }
     for key, (name, options) in checked.items():
         logits, core_s = run(name, options)

@@ -19,14 +19,15 @@ from mmlubench.cli import main
 from mmlubench.resume import read_records
 
 SUBJECTS = "abstract_algebra,anatomy,global_facts"
-QUESTIONS = 9  # 3 subjects x --limit 3; eager batches of 2: 5 batches a pass
+QUESTIONS = 9  # 3 subjects x --limit 3; eager padded batches of 2: 5 batches a pass
 
 
 def run_args(model_dir: Path, mmlu_dir: Path, out: Path) -> list[str]:
     return ["run", "--random-weights", "--data-dir", "/", "--weight-dir", str(model_dir),
             "--mmlu-dir", str(mmlu_dir), "--subjects", SUBJECTS, "--limit", "3",
             "--device", "cpu", "--precision", "fp32", "--engine", "eager",
-            "--set", "engines.eager.batch_size=2", "--output-dir", str(out), "--no-progress"]
+            "--set", "engines.eager.method=padded", "--set", "engines.eager.batch_size=2",
+            "--output-dir", str(out), "--no-progress"]
 
 
 def start(args: list[str], **env: str) -> subprocess.Popen:

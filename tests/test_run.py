@@ -103,8 +103,11 @@ def test_prompt_tokens_and_throughputs(inductor_run, questions, reference_prompt
     assert infer["whole_time_s"] >= infer["core_time_s"] + infer["compile_time_s"]
     assert infer["compile_time_s"] > 0
     assert m["e2e_time_s"] >= val["whole_time_s"] + infer["whole_time_s"]
-    # Each engine computed every prompt token once.
-    assert val["computed_tokens"] == infer["computed_tokens"] == tokens
+    # The reference method's infer computed every prompt token once; the prefix-cache val
+    # computed each few-shot prefix once and every question's own tokens.
+    assert infer["computed_tokens"] == tokens
+    assert val["engine"]["val_method"] == "prefix-cache"
+    assert val["computed_tokens"] < tokens
 
 
 def test_predictions(inductor_run, questions, raw_tokenizer):
@@ -138,7 +141,8 @@ def test_report_reprints_the_table(inductor_run, capsys):
 def test_eager_with_peak_flops(tmp_path, tiny_model_dir, mmlu_dir, questions):
     _, result, stdout = run_cli(tiny_model_dir, mmlu_dir, tmp_path, "--engine", "eager",
                                 "--peak-flops", "1e12", "--flops-per-token", "2*params",
-                                "--scoring", "choices", "--set", "engines.eager.batch_size=4")
+                                "--scoring", "choices", "--set", "engines.eager.method=padded",
+                                "--set", "engines.eager.batch_size=4")
     m = result["metrics"]
     assert m["flops_per_token"] == 2 * TINY_PARAMS
     assert m["peak_flops_per_s"] == 1e12 and m["peak_flops_source"] == "config"
@@ -261,8 +265,8 @@ def test_batched_left_padded_eager_matches_batch_one(mmlu_dir, tokenizer, tiny_m
                 out[batch.rows] = engine.forward(engine.load(batch)).float()
         return out, batches
 
-    one, batches1 = last_logits(batch_size=1)
-    eight, batches8 = last_logits(batch_size=8)
+    one, batches1 = last_logits(method="padded", batch_size=1)
+    eight, batches8 = last_logits(method="padded", batch_size=8)
     assert len(batches1) == 12 and [len(b.rows) for b in batches8] == [8, 4]
     assert torch.isfinite(one).all() and torch.isfinite(eight).all()
     assert (eight - one).abs().max().item() < 1e-4
@@ -276,5 +280,5 @@ def test_batched_left_padded_eager_matches_batch_one(mmlu_dir, tokenizer, tiny_m
             torch.testing.assert_close(one[k], direct, rtol=1e-5, atol=1e-5)
     # The reference's call: batch 1, logits at every position (the short prompts only: the
     # logits of a 2000-token prompt alone take 0.8 GB).
-    full, _ = last_logits(6, batch_size=1, full_logits=True)
+    full, _ = last_logits(6, method="reference")
     assert (full - one[:6]).abs().max().item() < 1e-5
