@@ -12,13 +12,14 @@ import pytest
 import torch
 from conftest import TINY_CONFIG
 
+from bench.logits import KeepLogits
 from mmlubench.data import load_mmlu
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request, causal_pairs
 from mmlubench.engines.batching import Suffixes, cut_sorted, plan_prefix_cache
 from mmlubench.errors import ConfigError
+from mmlubench.passes import run_pass
 from mmlubench.prompts import build_prompts, choice_token_ids
-from mmlubench.runner import run_pass
 
 # Short and long subjects; high_school_european_history prompts need truncation.
 SUBJECTS = ["abstract_algebra", "high_school_european_history", "college_computer_science"]
@@ -39,9 +40,11 @@ def prompts(mmlu_dir, tokenizer):
 
 
 def run(model, requests, tokenizer, **options):
-    engine = engine_class("eager")(model, engine_options("eager", options), "cpu")
-    return run_pass("val", engine, requests, choice_token_ids(tokenizer), progress=False,
-                    keep_logits=True)
+    engine = KeepLogits(engine_class("eager")(model, engine_options("eager", options), "cpu"),
+                        len(requests))
+    result = run_pass("val", engine, requests, choice_token_ids(tokenizer), progress=False)
+    result.logits = engine.logits
+    return result
 
 
 @pytest.mark.parametrize("kv_heads", [4, 2])  # MHA, and GQA as Llama-3's
@@ -54,8 +57,8 @@ def test_prefix_cache_matches_one_prompt_per_call(prompts, tokenizer, kv_heads):
     ref = run(model, requests, tokenizer, method="reference")
     fast = run(model, requests, tokenizer, method="prefix-cache", batch_size=4,
                batch_tokens=4096)
-    assert fast.engine["val_method"] == "prefix-cache"
-    assert ref.engine["val_method"] == "reference"
+    assert fast.engine["options"]["method"] == "prefix-cache"
+    assert ref.engine["options"]["method"] == "reference"
     assert fast.batches > len({p.subject for p in prompts})  # several batches per prefix
     assert (fast.logits - ref.logits).abs().max().item() <= 1e-4
     assert np.array_equal(fast.top_ids, ref.top_ids)

@@ -103,8 +103,3 @@ class EagerEngine(Engine):
         out = self.call(**inputs, use_cache=False, logits_to_keep=keep)
         return out.logits[:, -1, :]
 
-    def describe(self) -> dict:
-        info = super().describe()
-        info["val_method"] = self.method
-        return info
-
