@@ -38,7 +38,9 @@ def demo_runs(factory: pytest.TempPathFactory) -> dict[str, Path]:
         root = factory.mktemp("demo_runs")
         make_demo(root)
         base = {"data_dir": str(root), "output_dir": str(root / "runs"), "progress": False}
-        runs = {"inductor": {}, "eager_random": {"engine": "eager", "random_weights": True}}
+        # eager_random's infer is the padded eager method: every prompt token computed.
+        runs = {"inductor": {}, "eager_random": {"engine": "eager", "random_weights": True,
+                                                 "engines": {"eager": {"method": "padded"}}}}
         for name, extra in runs.items():
             cfg = load_config(CONFIG_DIR / "demo.yaml", None,
                               {**base, **extra, "run_name": name})
