@@ -13,7 +13,7 @@ from mmlubench import charts
 from mmlubench.display import GIB, commit_label, pct
 from mmlubench.document import Result
 from mmlubench.htmlpage import esc, image, kv_table, page, table
-from mmlubench.report import COLUMNS, LEGEND, accuracy_lines, table_row
+from mmlubench.report import COLUMNS, LEGEND, accuracy_lines, agreement_line, table_row
 
 RANDOM_BANNER = ("RANDOM WEIGHTS: this run used a model with random weights. Accuracy is "
                  "meaningless; throughput, MFU and memory are real.")
@@ -77,13 +77,8 @@ def _result_table(result: Result) -> str:
         f"infer: compile/warm-up {infer.compile_time_s:.1f} s, core "
         f"{infer.core_time_s:.1f} s, computed tokens {infer.computed_tokens}",
     ]
-    agree = result.accuracy.agreement_val_infer
-    if agree:
-        rule = result.accuracy.rule
-        same = agree.same_letter_reference if rule == "reference" else agree.same_letter_choices
-        lines.append(f"val/infer agreement: top token {pct(agree.same_top_token)}, "
-                     f"letter ({esc(rule)} rule) {pct(same)}")
-    lines += [esc(line) for line in accuracy_lines(result)[:1]]  # both rules, random weights
+    lines += [esc(line) for line in [agreement_line(result), *accuracy_lines(result)[:1]]
+              if line]  # [:1]: both rules' accuracy; the random-weights banner is above
     return (
         "<h2>Result (reference columns)</h2>\n"
         + table(COLUMNS, [table_row(result)], "metrics", numeric_from=2)

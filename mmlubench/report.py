@@ -73,13 +73,17 @@ def context_lines(result: Result) -> list[str]:
         f"computed tokens {infer.computed_tokens} ({num(infer.computed_tok_per_s)} tok/s), "
         f"mfu_computed {pct(infer.mfu_computed)}",
     ]
-    agree = result.accuracy.agreement_val_infer
-    if agree:
-        rule = result.accuracy.rule
-        same = getattr(agree, f"same_letter_{rule}", None)
-        out.append(f"val/infer agreement: top token {pct(agree.same_top_token)}, "
-                   f"letter ({rule} rule) {pct(same)}")
-    return out
+    agreement = agreement_line(result)
+    return out + ([agreement] if agreement else [])
+
+
+def agreement_line(result: Result) -> str | None:
+    """How often the val and infer passes agree; None when only one pass ran."""
+    agree, rule = result.accuracy.agreement_val_infer, result.accuracy.rule
+    if agree is None:
+        return None
+    return (f"val/infer agreement: top token {pct(agree.same_top_token)}, "
+            f"letter ({rule} rule) {pct(agree.same_letter(rule))}")
 
 
 def energy_lines(result: Result) -> list[str]:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmlubench.display import flatten
 from mmlubench.engines.base import Work
 from mmlubench.errors import RunError
 from mmlubench.model import WEIGHT_FILES
@@ -95,18 +96,8 @@ def fingerprint(cfg: Config, prompts: Sequence[Prompt], choice_ids: Sequence[int
             "config": config, "model": model}
 
 
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _changed(what: str, then: Mapping[str, Any], now: Mapping[str, Any]) -> str:
-    a, b = _flat(then), _flat(now)
+    a, b = flatten(then), flatten(now)
     keys = sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>"))
     return f"{what} differs: " + "; ".join(
         f"{k}: {a.get(k, '<unset>')!r} then, {b.get(k, '<unset>')!r} now" for k in keys)
