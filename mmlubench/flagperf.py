@@ -28,9 +28,8 @@ def _round(x: float | None, digits: int) -> float | None:
 
 def _vendor(result: Result) -> str:
     """The vendor plug-in's name where the run recorded one, else the device type."""
-    named = result.environment.extra.get("vendor")
-    if named:
-        return str(named)
+    if result.environment.vendor:
+        return result.environment.vendor
     device = result.environment.device.split(":")[0]
     return "nvidia" if device == "cuda" else device
 
