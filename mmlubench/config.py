@@ -7,24 +7,23 @@ every error names the key and the layer (file or "command line") that set it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import re
-import types
-import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from mmlubench.errors import ConfigError
+from mmlubench.typed import build_dataclass, check_value
+from mmlubench.yamlfile import COMMAND_LINE, dotted_to_nested, parse_set, read_yaml
+
+__all__ = ["COMMAND_LINE", "Config", "build_dataclass", "check_value", "dotted_to_nested",
+           "load_config", "parse_flops_per_token", "parse_set", "read_yaml"]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CASE = CONFIG_DIR / "deepseek_7b_mmlu.yaml"
-COMMAND_LINE = "command line"
 
 
 @dataclass
@@ -93,51 +92,6 @@ class Config:
 Layer = tuple[str, Mapping[str, Any]]
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; a missing file, bad syntax or a non-mapping names the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{p}: not UTF-8 text: {e}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping of keys to values, got {type(data).__name__}")
-    return data
-
-
-def parse_set(item: str) -> tuple[str, Any]:
-    """Parse one `--set key=value` (value read as YAML, so `true`, `3`, `[a, b]` work)."""
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"{COMMAND_LINE}: --set expects key=value, got {item!r}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{COMMAND_LINE}: --set {key}: value is not valid YAML: {e}") from None
-    return key, value
-
-
-def dotted_to_nested(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
-    """Turn [("engines.eager.batch_size", 8)] into {"engines": {"eager": {"batch_size": 8}}}."""
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        parts = key.split(".")
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"{COMMAND_LINE}: key {key!r} sets both a value and a sub-key")
-        node[parts[-1]] = value
-    return out
-
-
 def _flatten(mapping: Mapping[str, Any], source: str) -> dict[str, tuple[Any, str]]:
     """{key: (value, source)}; only `engines.<name>.<option>` is split into dotted keys."""
     out: dict[str, tuple[Any, str]] = {}
@@ -166,108 +120,6 @@ def merge_layers(layers: Iterable[Layer]) -> dict[str, tuple[Any, str]]:
     return merged
 
 
-def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    return getattr(tp, "__name__", str(tp)).replace("NoneType", "null")
-
-
-def check_value(tp: Any, value: Any) -> Any:
-    """Return `value` converted to type `tp`, or raise ValueError saying what was expected."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return check_value(arg, value)
-            except ValueError as e:
-                errors.append(str(e))
-        raise ValueError(" or ".join(errors) + (" or null" if type(None) in args else ""))
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise ValueError(f"expected {_type_name(tp)}, got {value!r}")
-        return value
-    if origin is list:
-        (item_tp,) = typing.get_args(tp)
-        if isinstance(value, str):  # "a,b" on the command line
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise ValueError(f"expected a list, got {value!r}")
-        return [check_value(item_tp, v) for v in value]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"expected a mapping, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        number = math.nan
-        if not isinstance(value, bool) and isinstance(value, (int, float, str)):
-            # "abc", or an integer beyond the float range, is no number either.
-            with contextlib.suppress(ValueError, OverflowError):
-                number = float(value)
-        if not math.isfinite(number):  # NaN/inf are no rate or interval
-            raise ValueError(f"expected a finite number, got {value!r}")
-        return number
-    if tp is str:
-        if not isinstance(value, str):
-            raise ValueError(f"expected text, got {value!r}")
-        return value
-    if tp is Any:
-        return value
-    raise TypeError(f"unsupported config type {tp}")
-
-
-def build_dataclass(cls: type, merged: Mapping[str, tuple[Any, str]], what: str = "key") -> Any:
-    """Fill dataclass `cls` from {key: (value, source)}; errors name the key and its source.
-
-    Keys `engines.<name>.<option>` are gathered, still with their sources, into
-    `engines[name][option] = (value, source)` for the engine to validate.
-    """
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    engines: dict[str, dict[str, tuple[Any, str]]] = {}
-    for key, (value, source) in merged.items():
-        top, _, rest = key.partition(".")
-        if top not in names:
-            known = ", ".join(sorted(names))
-            raise ConfigError(f"{source}: unknown {what} {key!r} (known: {known})")
-        if top == "engines" and "engines" in names:
-            if not rest:
-                raise ConfigError(f"{source}: key 'engines': expected a mapping, got {value!r}")
-            name, _, opt = rest.partition(".")
-            if not opt:
-                if value is not None and not isinstance(value, Mapping):
-                    raise ConfigError(
-                        f"{source}: key {key!r}: expected a mapping of options, got {value!r}"
-                    )
-                engines.setdefault(name, {})
-                continue
-            engines.setdefault(name, {})[opt] = (value, source)
-            continue
-        if rest:  # "limit.x": only engines.<name>.<option> has sub-keys
-            raise ConfigError(f"{source}: unknown {what} {key!r} ({top!r} has no sub-keys)")
-        try:
-            kwargs[key] = check_value(hints[key], value)
-        except ValueError as e:
-            raise ConfigError(f"{source}: {what} {key!r}: {e}") from None
-    if "engines" in names:
-        kwargs["engines"] = engines
-    return cls(**kwargs)
-
-
 _FLOPS_RE = re.compile(r"^\s*([0-9.eE+\-]+|params)(\s*\*\s*([0-9.eE+\-]+|params))*\s*$")
 
 
@@ -287,6 +139,17 @@ def parse_flops_per_token(expr: str, n_params: int | None = None) -> float | Non
     if not 0 < value < math.inf:
         raise ValueError(f"must be positive and finite, got {expr!r}")
     return value
+
+
+def check_flops_per_token(expr: str) -> None:
+    """Raise ValueError unless `expr` gives a positive, finite count for any model size.
+
+    Checked before any work: a "params" expression can only be evaluated once the model is
+    loaded, so it is tried at both ends of the sizes a model can have (1 to 1e13 parameters);
+    the value grows with the parameter count, so both ends positive and finite means all are.
+    """
+    for n_params in (1, 10**13):
+        parse_flops_per_token(expr, n_params)
 
 
 def validate(cfg: Config, sources: Mapping[str, str]) -> None:
@@ -331,8 +194,10 @@ def validate(cfg: Config, sources: Mapping[str, str]) -> None:
         parse_device(cfg.device)
     except ValueError as e:
         fail("device", str(e))
+    if not 0 <= cfg.seed < 2**64:  # what torch.manual_seed accepts
+        fail("seed", f"must be between 0 and 2**64-1, got {cfg.seed}")
     try:
-        parse_flops_per_token(cfg.flops_per_token)
+        check_flops_per_token(cfg.flops_per_token)
     except ValueError as e:
         fail("flops_per_token", str(e))
 
@@ -355,6 +220,14 @@ def validate(cfg: Config, sources: Mapping[str, str]) -> None:
         engine_options_from(name, cfg.engines.get(name, {}))  # ConfigError names the option
 
 
+def packaged(name: str | Path, folder: Path) -> Path:
+    """A YAML file given by path, or by the name of a packaged one (`demo` is configs/demo.yaml)."""
+    path = Path(name)
+    if not path.exists() and (folder / f"{name}.yaml").is_file():
+        return folder / f"{name}.yaml"
+    return path
+
+
 def load_config(
     case: str | Path | None = None,
     vendor: str | Path | None = None,
@@ -362,12 +235,10 @@ def load_config(
 ) -> Config:
     """Build the Config from case YAML < vendor YAML < command-line overrides, validated once."""
     layers: list[Layer] = []
-    case_path = Path(case) if case else DEFAULT_CASE
+    case_path = packaged(case, CONFIG_DIR) if case else DEFAULT_CASE
     layers.append((str(case_path), read_yaml(case_path)))
     if vendor:
-        vendor_path = Path(vendor)
-        if not vendor_path.is_file() and (CONFIG_DIR / "vendors" / f"{vendor}.yaml").is_file():
-            vendor_path = CONFIG_DIR / "vendors" / f"{vendor}.yaml"
+        vendor_path = packaged(vendor, CONFIG_DIR / "vendors")
         layers.append((str(vendor_path), read_yaml(vendor_path)))
     if overrides:
         layers.append((COMMAND_LINE, dict(overrides)))

@@ -51,10 +51,17 @@ def split_file(mmlu_dir: Path, split: str, subject: str) -> Path:
 
 def read_questions(path: Path, subject: str) -> list[Question]:
     """Read and validate one CSV file: 6 fields a row, answer letter A-D, non-empty question."""
+    if path.is_dir():  # not "not found": downloading again would not help
+        raise DataError(f"{path}: is a folder, expected an MMLU CSV file")
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path}: not a regular file (a pipe or device?), expected a CSV file")
     if not path.is_file():
         raise DataError(f"{path}: file not found; {DOWNLOAD_HINT}")
     try:
         raw = path.read_bytes()
+    except OSError as e:  # permission denied, I/O error
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1

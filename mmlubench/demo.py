@@ -5,13 +5,30 @@
 - a byte-level BPE tokenizer trained on that text, with a BOS token;
 - a tiny random Llama checkpoint, saved with save_pretrained so the run loads it back through
   from_pretrained exactly as it would load the real model.
+
+It goes to the user's cache folder (never into the clone or the current folder), with a marker
+file so that `--data-dir DEMO_DIR` alone selects the demo's case file (configs/demo.yaml).
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import random
 from pathlib import Path
+
+MARKER = "MMLUBENCH_DEMO"
+
+
+def default_dir() -> Path:
+    """$XDG_CACHE_HOME/mmlubench/demo, or ~/.cache/mmlubench/demo."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "mmlubench" / "demo"
+
+
+def is_demo_dir(path: str | Path) -> bool:
+    return (Path(path) / MARKER).is_file()
+
 
 SUBJECTS = ("arithmetic", "geometry_basics", "number_words")
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
@@ -106,10 +123,14 @@ def make_demo(root: str | Path, seed: int = 0) -> Path:
 
     root = Path(root)
     mmlu_dir, model_dir = root / "mmlu", root / "model"
-    if not (model_dir / "config.json").is_file():
+    if not (root / MARKER).is_file():  # written last: a half-made demo is made again
         make_dataset(mmlu_dir, seed)
         ds = load_mmlu(mmlu_dir, "test")
         texts = [few_shot_prefix(s, ds.dev[s], 5, "reference") for s in ds.subjects]
         texts += [format_example(q, "reference", with_answer=True) for q in ds.questions]
         make_model(model_dir, make_tokenizer(texts * 20), seed)
+        (root / MARKER).write_text(
+            "Made by `mmlubench demo`: model/ and mmlu/ for configs/demo.yaml. "
+            "`mmlubench prompts|run --data-dir THIS_FOLDER` use that case file.\n",
+            encoding="utf-8")
     return root

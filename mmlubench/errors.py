@@ -22,3 +22,7 @@ class ModelError(MmlubenchError):
 
 class RunError(MmlubenchError):
     """A run cannot go on (numerical fault, question that cannot fit, mismatching resume)."""
+
+
+class DownloadError(MmlubenchError):
+    """The Hugging Face Hub (or the mirror in HF_ENDPOINT) cannot be reached or refuses a file."""
