@@ -169,7 +169,7 @@ def test_unreadable_file(tmp_path, text, words):
     path = write(tmp_path / "bad.yaml", text)
     with pytest.raises(ConfigError) as e:
         load_config(path)
-    assert str(e.value).startswith(f"{path}: ") and words in str(e.value)
+    assert str(e.value).startswith(f"{path}:") and words in str(e.value)  # and the line
 
 
 def test_not_utf8(tmp_path):
@@ -235,3 +235,69 @@ def test_unquoted_null_engine_section(tmp_path):
     cfg = load_config(path)
     assert cfg.engine == "null"
     assert cfg.engines["null"] == {"batch_size": 2}
+
+
+# ---- issue 11: duplicate keys, one-line YAML errors, seed and flops checked up front --------
+
+@pytest.mark.parametrize("text,line,key,first", [
+    ("case: a\nlimit: 1\nfew_shots: 5\nlimit: 2\n", 4, "limit", 2),
+    ("engines:\n  eager:\n    batch_size: 2\n    batch_size: 4\n", 4, "batch_size", 3),
+    ("engines:\n  eager: {batch_size: 2}\n  eager: {batch_size: 3}\n", 3, "eager", 2),
+])
+def test_yaml_key_given_twice(tmp_path, text, line, key, first):
+    case = write(tmp_path / "case.yaml", text)
+    with pytest.raises(ConfigError) as e:
+        load_config(case)
+    assert str(e.value) == (f"{case}:{line}: key {key!r} given twice (first on line {first}); "
+                            "remove one")
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path):
+    """`<<: *anchor` followed by one of its keys is YAML's override, not a duplicate."""
+    case = write(tmp_path / "case.yaml", "x: &base {batch_size: 2, full_logits: true}\n")
+    text = "engines:\n  eager:\n    <<: {batch_size: 2, full_logits: true}\n    batch_size: 4\n"
+    assert load_config(write(case, text)).engines["eager"] == {"batch_size": 4,
+                                                                 "full_logits": True}
+
+
+def test_yaml_syntax_error_is_one_line_with_the_line(tmp_path):
+    case = write(tmp_path / "case.yaml", "case: a\nlimit: [1, 2\nfew_shots: 5\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(case)
+    assert str(e.value).startswith(f"{case}:") and "not valid YAML" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_config_folder_is_not_a_file(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder, expected a YAML config file"):
+        load_config(tmp_path)
+
+
+def test_packaged_case_by_name():
+    assert load_config("demo").case == "demo"
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, 99999999999999999999999])
+def test_seed_out_of_range(seed):
+    with pytest.raises(ConfigError, match=r"command line: key 'seed': must be between 0 and "):
+        load_config(None, None, {"seed": seed})
+
+
+def test_seed_range_is_what_torch_accepts():
+    import torch
+
+    for seed in (0, 2**64 - 1):
+        assert load_config(None, None, {"seed": seed}).seed == seed
+        torch.manual_seed(seed)
+
+
+@pytest.mark.parametrize("expr", ["params*0", "0*params", "params*1e-400",
+                                  "params*params*params*1e300", "1e300*params*params"])
+def test_degenerate_flops_expressions_refused_up_front(expr):
+    with pytest.raises(ConfigError, match="command line: key 'flops_per_token'"):
+        load_config(None, None, {"flops_per_token": expr})
+
+
+@pytest.mark.parametrize("expr", ["2*params", "2*7e9", "params", "6*params"])
+def test_sound_flops_expressions_accepted(expr):
+    assert load_config(None, None, {"flops_per_token": expr}).flops_per_token == expr

@@ -226,3 +226,55 @@ def test_real_crlf_file_matches_the_csv_module(mmlu_dir):
     assert [[q.question, *q.choices, q.answer] for q in ds.questions] == expected
     assert ds.questions[0].question.endswith("(as of 2020)?\n")
     assert not any("\r" in c for row in expected for c in row)
+
+
+# ---- issue 11: files that exist but cannot be read as a CSV --------------------------------
+
+def test_unreadable_csv_is_one_error(tmp_path, monkeypatch):
+    """Tests run as root, where chmod 000 does not stop a read: the read itself is made to fail
+    as it does for a user without permission (what this proves: an OSError from the read is
+    reported naming the file, not how the OS decides permissions)."""
+    mmlu = make_mmlu(tmp_path)
+    bad = mmlu / "test" / "toy_test.csv"
+    real = Path.read_bytes
+
+    def read_bytes(self):
+        if self == bad:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    with pytest.raises(DataError) as e:
+        load_mmlu(mmlu, "test")
+    assert str(e.value) == f"{bad}: cannot read: Permission denied"
+
+
+def test_io_error_while_reading(tmp_path):
+    """A real failing read, root or not: /proc/self/mem is a regular file whose read fails."""
+    mmlu = make_mmlu(tmp_path)
+    bad = mmlu / "test" / "toy_test.csv"
+    bad.unlink()
+    bad.symlink_to("/proc/self/mem")
+    with pytest.raises(DataError, match=f"^{re.escape(str(bad))}: cannot read: "):
+        load_mmlu(mmlu, "test")
+
+
+def test_folder_where_a_csv_should_be(tmp_path):
+    mmlu = make_mmlu(tmp_path)
+    bad = mmlu / "dev" / "toy_dev.csv"
+    bad.unlink()
+    bad.mkdir()
+    with pytest.raises(DataError) as e:
+        load_mmlu(mmlu, "test")
+    assert str(e.value) == f"{bad}: is a folder, expected an MMLU CSV file"
+
+
+def test_pipe_where_a_csv_should_be(tmp_path):
+    import os
+
+    mmlu = make_mmlu(tmp_path)
+    bad = mmlu / "test" / "toy_test.csv"
+    bad.unlink()
+    os.mkfifo(bad)  # reading it would block forever
+    with pytest.raises(DataError, match="not a regular file"):
+        load_mmlu(mmlu, "test")

@@ -85,3 +85,80 @@ def test_path_escaping_the_folder_is_refused(tmp_path):
     with pytest.raises(DataError, match="cannot unpack"):
         unpack_data_tar(tar, tmp_path / "a" / "dest")
     assert not list(tmp_path.rglob("escaped.txt"))
+
+
+# ---- issue 11: no network, a refusing Hub, a local data.tar --------------------------------
+
+class Unreachable(OSError):
+    pass
+
+
+def test_unreachable_hub_creates_nothing(tmp_path, monkeypatch):
+    """The quick check fails before any folder is made (the subprocess version with a real
+    unreachable endpoint is in test_attacks.py)."""
+    import huggingface_hub
+
+    from mmlubench.download import download_weights
+    from mmlubench.errors import DownloadError
+
+    def refuse(*args, **kwargs):
+        raise Unreachable("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", refuse)
+    dest = tmp_path / "data" / "deepseek_7b_hf"
+    with pytest.raises(DownloadError) as e:
+        download_weights(dest, "org/model")
+    assert "org/model" in str(e.value) and "Connection refused" in str(e.value)
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("fetched", [False, True])
+def test_failed_download_leaves_no_model_folder(tmp_path, monkeypatch, fetched):
+    """A download that breaks off: nothing under the model folder's name; files already
+    fetched are kept under NAME.partial (and said so), an empty partial folder is removed."""
+    import huggingface_hub
+
+    from mmlubench.download import download_weights
+    from mmlubench.errors import DownloadError
+
+    def snapshot(repo_id: str, local_dir: str) -> None:
+        if fetched:
+            (Path(local_dir) / "config.json").write_text("{}")
+        raise Unreachable("connection reset")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", lambda *a, **k: None)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    dest = tmp_path / "deepseek_7b_hf"
+    with pytest.raises(DownloadError) as e:
+        download_weights(dest, "org/model")
+    assert not dest.exists()
+    partial = tmp_path / "deepseek_7b_hf.partial"
+    assert partial.exists() == fetched
+    assert (f"kept in {partial}" in str(e.value)) == fetched
+
+
+def test_complete_download_is_renamed_into_place(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from mmlubench.download import download_weights
+
+    def snapshot(repo_id: str, local_dir: str) -> None:
+        (Path(local_dir) / "config.json").write_text("{}")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", lambda *a, **k: None)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    dest = tmp_path / "deepseek_7b_hf"
+    assert download_weights(dest, "org/model") == dest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deepseek_7b_hf"]
+    assert (dest / "config.json").read_text() == "{}"
+
+
+def test_download_from_a_local_data_tar(tmp_path, capsys):
+    from mmlubench.cli import main
+
+    tar = make_tar(tmp_path / "data.tar", MMLU_FILES)
+    assert main(["download", "--data-tar", str(tar), "--data-dir", str(tmp_path / "d")]) == 0
+    dest = tmp_path / "d" / "mmlu_dataset" / "data"
+    assert capsys.readouterr().out == f"MMLU -> {dest}\n"
+    assert load_mmlu(dest, "test").subjects == ["x", "y"]
+    assert not (tmp_path / "d" / "deepseek_7b_hf").exists()  # --data-tar alone: no weights

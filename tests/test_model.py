@@ -4,6 +4,7 @@ checkpoint loaded back through load_model in the asked precision."""
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 
 import pytest
@@ -94,3 +95,48 @@ def test_tokenizer_folder_errors(tmp_path):
         load_tokenizer(tmp_path / "missing")
     with pytest.raises(ModelError, match=r"no tokenizer\.json or tokenizer\.model"):
         load_tokenizer(tmp_path)
+
+
+# ---- issue 11: no code from the folder, no silent random layers, no bars when asked --------
+
+def test_remote_code_refused_even_for_random_weights(tmp_path, tiny_model_dir):
+    doc = json.loads((tiny_model_dir / "config.json").read_text())
+    doc.update(model_type="custom_llama", auto_map={"AutoConfig": "conf.C"})
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="needs Python code from its own folder"):
+        load_model(tmp_path, "fp32", "cpu", random_weights=True)
+
+
+def test_auto_map_of_a_native_model_runs_no_code(tmp_path, tiny_model_dir):
+    """A known model_type with an auto_map loads transformers' own class; the folder's code is
+    never imported (trust_remote_code=False)."""
+    doc = json.loads((tiny_model_dir / "config.json").read_text())
+    doc["auto_map"] = {"AutoConfig": "conf.C", "AutoModelForCausalLM": "conf.M"}
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    (tmp_path / "conf.py").write_text(f"open({str(tmp_path / 'RAN')!r}, 'w').close()\n")
+    model, _ = load_model(tmp_path, "fp32", "cpu", random_weights=True)
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert not (tmp_path / "RAN").exists()
+
+
+def test_loading_info_names_every_kind_of_mismatch(tmp_path):
+    from mmlubench.model import check_loading_info
+
+    check_loading_info(tmp_path, {"missing_keys": set(), "unexpected_keys": set(),
+                                  "mismatched_keys": set(), "error_msgs": []})
+    info = {"missing_keys": {f"m{i}" for i in range(6)}, "unexpected_keys": {"u"},
+            "mismatched_keys": {("w", torch.Size([3]), torch.Size([2]))}}
+    with pytest.raises(ModelError) as e:
+        check_loading_info(tmp_path, info)
+    assert str(e.value) == (f"{tmp_path}: the weights do not match config.json: 6 tensor(s) "
+                            "missing: m0, m1, m2, m3 and 2 more; 1 unexpected: u; 1 of another "
+                            "shape: w [3] in the checkpoint, [2] in the model (an incomplete "
+                            "download, or files of another model?)")
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_loading_bar_follows_progress(tmp_path, tiny_model, capfd, progress):
+    tiny_model.save_pretrained(str(tmp_path))
+    capfd.readouterr()
+    load_model(tmp_path, "fp32", "cpu", progress=progress)
+    assert ("Loading weights" in capfd.readouterr().err) == progress

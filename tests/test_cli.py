@@ -1,0 +1,101 @@
+"""A newcomer's first commands (issue 11): --version, help that shows the defaults, a download
+help without run flags, the engines listing, and a demo that stays out of the clone."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from mmlubench import __version__
+from mmlubench.cli import main
+
+
+@pytest.fixture(autouse=True)
+def wide(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "10000")  # argparse wraps help anywhere, even in a path
+
+
+def help_text(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--help"])
+    assert e.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out == f"mmlubench {__version__}\n"
+
+
+def test_run_help_shows_the_case_defaults(capsys):
+    text = help_text(capsys, "run")
+    for flag, default in (("--engine", "shared-prefix"), ("--device", "cuda"),
+                          ("--precision", "fp16"), ("--val-engine", "eager"),
+                          ("--few-shots", "5"), ("--flops-per-token", "2*7e9")):
+        (entry,) = [e for e in re.split(r"\n(?=  -)", text) if e.startswith(f"  {flag} ")]
+        assert f"(default: {default}" in " ".join(entry.split()), flag
+    assert "dtype of the weights and the compute" in text  # --precision is explained
+
+
+def test_demo_help_shows_the_demo_defaults(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    text = help_text(capsys, "demo")
+    assert f"(default: {tmp_path / 'mmlubench' / 'demo'})" in text
+    assert "--precision" in text and "(default: fp32)" in text  # demo.yaml, not the case
+    assert "(default: cpu)" in text and "(default: cuda)" not in text
+
+
+def test_download_help_lists_only_download_flags(capsys):
+    text = help_text(capsys, "download")
+    for flag in ("--data", "--weights", "--repo", "--data-tar", "--data-dir", "--weight-dir"):
+        assert flag in text
+    for flag in ("--split", "--limit", "--few-shots", "--max-seq-len", "--prompt-style",
+                 "--engine", "--precision", "--subjects"):
+        assert flag not in text, flag
+
+
+def test_engines_listing(capsys):
+    assert main(["engines"]) == 0
+    out = capsys.readouterr().out
+    blocks = {b.split()[0]: b for b in out.split("\n\n")[1:]}
+    assert set(blocks) == {"eager", "inductor", "shared-prefix", "null"}
+    assert "[default infer engine]" in blocks["shared-prefix"].splitlines()[0]
+    assert "[default val engine]" in blocks["eager"].splitlines()[0]
+    for name, block in blocks.items():
+        about = " ".join(line.strip() for line in block.splitlines()[1:]
+                         if "=" not in line)
+        assert about.endswith("."), (name, about)  # a whole sentence, not cut mid-way
+        assert f"`{name}`" not in about and not about.startswith(name)  # no repeated name
+    # Every option with its default; the case file's value beside it when it differs.
+    assert re.search(r"^\s+batch_size = 1 \(case file: 32\)", blocks["eager"], re.M) is None
+    assert re.search(r"^\s+batch_size = \d+", blocks["eager"], re.M)
+    assert re.search(r"^\s+pack_tokens = \d+", blocks["shared-prefix"], re.M)
+
+
+def test_demo_writes_nothing_into_the_current_folder(tmp_path, monkeypatch, capsys):
+    """The demo's model, data and runs go to the cache folder; `prompts` works on it."""
+    cwd, cache = tmp_path / "clone", tmp_path / "cache"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    assert main(["demo", "--engine", "eager", "--no-validation", "--no-progress"]) == 0
+    assert list(cwd.iterdir()) == []
+    demo = cache / "mmlubench" / "demo"
+    (run,) = (demo / "runs").iterdir()
+    assert json.loads((run / "result.json").read_text())["case"] == "demo"
+    out = capsys.readouterr().out
+    assert f"mmlubench prompts --data-dir {demo} --out prompts.jsonl" in out
+    assert main(["prompts", "--data-dir", str(demo), "--out", "p.jsonl", "--no-progress"]) == 0
+    assert len(Path("p.jsonl").read_text().splitlines()) == 36
+
+
+def test_demo_runs_the_default_infer_engine():
+    from mmlubench.config import CONFIG_DIR, DEFAULT_CASE
+    from mmlubench.yamlfile import read_yaml
+
+    assert read_yaml(CONFIG_DIR / "demo.yaml")["engine"] == read_yaml(DEFAULT_CASE)["engine"]
