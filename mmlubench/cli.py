@@ -108,7 +108,8 @@ def add_run_args(p: argparse.ArgumentParser, d: dict[str, Any]) -> None:
                    help="no progress bars (also none from transformers)")
 
 
-def add_subcommands(sub: argparse._SubParsersAction) -> None:
+def add_case_commands(sub: argparse._SubParsersAction) -> None:
+    """run, prompts and demo: the commands that read a case."""
     from mmlubench import commands
     from mmlubench.config import CONFIG_DIR, DEFAULT_CASE
     from mmlubench.demo import default_dir
@@ -139,6 +140,28 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=commands.prompts)
 
+    demo_case = CONFIG_DIR / "demo.yaml"
+    demo = case_defaults(demo_case)
+    demo.update(data_dir="DIR", output_dir="DIR/runs")
+    p = sub.add_parser("demo", help="generate a tiny model and dataset, run the case on CPU",
+                       description="Self-contained demo: no data, weights or network needed. "
+                       "Generates a tiny random Llama, a tokenizer and a small MMLU-layout "
+                       "dataset in DIR (once), then runs the case with configs/demo.yaml: the "
+                       "defaults below are the demo's.")
+    p.add_argument("--dir", default=str(default_dir()), help="where to generate the demo's "
+                   "model and data (default: %(default)s); run folders go to DIR/runs")
+    add_config_args(p, demo_case)
+    add_folder_args(p, demo)
+    add_prompt_args(p, demo)
+    add_run_args(p, demo)
+    p.set_defaults(func=commands.demo)
+
+
+def add_tool_commands(sub: argparse._SubParsersAction) -> None:
+    """report, compare, download and engines."""
+    from mmlubench import commands
+    from mmlubench.config import DEFAULT_CASE
+
     p = sub.add_parser("report", help="print the table of a finished run again")
     p.add_argument("run_dir", help="run folder (or its result.json)")
     p.add_argument("--format", choices=["markdown", "json", "flagperf"], default="markdown",
@@ -157,29 +180,13 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--png", metavar="OUT.png", help="write the comparison chart as PNG")
     p.set_defaults(func=commands.compare)
 
-    demo_case = CONFIG_DIR / "demo.yaml"
-    demo = case_defaults(demo_case)
-    demo.update(data_dir="DIR", output_dir="DIR/runs")
-    p = sub.add_parser("demo", help="generate a tiny model and dataset, run the case on CPU",
-                       description="Self-contained demo: no data, weights or network needed. "
-                       "Generates a tiny random Llama, a tokenizer and a small MMLU-layout "
-                       "dataset in DIR (once), then runs the case with configs/demo.yaml: the "
-                       "defaults below are the demo's.")
-    p.add_argument("--dir", default=str(default_dir()), help="where to generate the demo's "
-                   "model and data (default: %(default)s); run folders go to DIR/runs")
-    add_config_args(p, demo_case)
-    add_folder_args(p, demo)
-    add_prompt_args(p, demo)
-    add_run_args(p, demo)
-    p.set_defaults(func=commands.demo)
-
     p = sub.add_parser("download", help="fetch MMLU data.tar and/or the weights from the HF Hub",
                        description="Download into DATA_DIR/MMLU_DIR and DATA_DIR/WEIGHT_DIR "
                        "(defaults from the case file). Without --data/--weights, both. "
                        "HF_ENDPOINT selects a Hub mirror; HF_HUB_OFFLINE=1 uses only the local "
                        "Hugging Face cache.")
     add_config_args(p, DEFAULT_CASE)
-    add_folder_args(p, case)
+    add_folder_args(p, case_defaults(DEFAULT_CASE))
     p.add_argument("--data", action="store_true", help="MMLU (Stevross/mmlu data.tar)")
     p.add_argument("--data-tar", metavar="PATH", help="unpack this local copy of MMLU's "
                    "data.tar instead of downloading it (implies --data)")
@@ -199,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"mmlubench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_subcommands(sub)
+    add_case_commands(sub)
+    add_tool_commands(sub)
     return parser
 
 

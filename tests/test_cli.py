@@ -71,10 +71,28 @@ def test_engines_listing(capsys):
                          if "=" not in line)
         assert about.endswith("."), (name, about)  # a whole sentence, not cut mid-way
         assert f"`{name}`" not in about and not about.startswith(name)  # no repeated name
-    # Every option with its default; the case file's value beside it when it differs.
-    assert re.search(r"^\s+batch_size = 1 \(case file: 32\)", blocks["eager"], re.M) is None
     assert re.search(r"^\s+batch_size = \d+", blocks["eager"], re.M)
     assert re.search(r"^\s+pack_tokens = \d+", blocks["shared-prefix"], re.M)
+
+
+def test_engine_option_rows():
+    """Default, the case file's value where it differs, and the field's help (blank without)."""
+    import dataclasses
+
+    from mmlubench.engines_doc import first_paragraph, option_rows
+
+    @dataclasses.dataclass
+    class Options:
+        batch_size: int = dataclasses.field(default=8, metadata={"help": "prompts per call"})
+        mode: str | None = None
+        sizes: list = dataclasses.field(default_factory=lambda: [1, 2])
+
+    assert option_rows(Options, {"batch_size": 32, "mode": None}) == [
+        ("batch_size", "8 (case file: 32)", "prompts per call"),
+        ("mode", "None", ""),
+        ("sizes", "[1, 2]", ""),
+    ]
+    assert first_paragraph("`x-y`: does a thing,\nwell.\n\nMore.", "x-y") == "Does a thing, well."
 
 
 def test_demo_writes_nothing_into_the_current_folder(tmp_path, monkeypatch, capsys):
