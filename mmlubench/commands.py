@@ -84,13 +84,15 @@ def run(args: argparse.Namespace) -> int:
 
 def prompts(args: argparse.Namespace) -> int:
     from mmlubench.data import load_mmlu
-    from mmlubench.prompts import build_prompts, load_tokenizer, write_jsonl
+    from mmlubench.prompts import build_prompts, load_tokenizer, without_bos, write_jsonl
 
     cfg = config_from_args(args, DATA_FLAGS)
     dataset = load_mmlu(cfg.mmlu_path, cfg.split, cfg.subjects, cfg.limit, cfg.few_shots)
     tokenizer = load_tokenizer(cfg.weight_path)
     built = build_prompts(dataset, tokenizer, cfg.prompt_style, cfg.few_shots,
                           cfg.max_seq_len, progress=cfg.progress)
+    if not cfg.bos and cfg.prompt_style == "reference":
+        built = without_bos(built, tokenizer.bos_token_id)
     n = write_jsonl(built, args.out)
     tokens = sum(len(p.ids) for p in built)
     print(f"wrote {n} prompts ({tokens} tokens, {sum(1 for p in built if p.dropped)} "

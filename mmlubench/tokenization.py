@@ -165,6 +165,7 @@ def load_tokenizer(path: str | Path):
     try:
         if where == tok_json:
             return PreTrainedTokenizerFast(tokenizer_file=str(tok_json), **special)
-        return AutoTokenizer.from_pretrained(str(path))
+        # trust_remote_code=False: never code from the folder, never a prompt (issue 11)
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     except Exception as e:  # tokenizers/transformers raise many types for a broken file
         raise ModelError(f"{where}: cannot load the tokenizer: {type(e).__name__}: {e}") from None
