@@ -29,7 +29,8 @@ _RUNS: dict[str, Path] = {}
 
 def demo_runs(factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two CPU demo runs over the same generated checkpoint and dataset, made on first call:
-    "inductor" (the demo as shipped) and "eager_random" (eager engine, random weights)."""
+    "inductor" (the demo with the reference method) and "eager_random" (eager engine, random
+    weights)."""
     if not _RUNS:
         from mmlubench.config import CONFIG_DIR, load_config
         from mmlubench.demo import make_demo
@@ -39,8 +40,9 @@ def demo_runs(factory: pytest.TempPathFactory) -> dict[str, Path]:
         make_demo(root)
         base = {"data_dir": str(root), "output_dir": str(root / "runs"), "progress": False}
         # eager_random's infer is the padded eager method: every prompt token computed.
-        runs = {"inductor": {}, "eager_random": {"engine": "eager", "random_weights": True,
-                                                 "engines": {"eager": {"method": "padded"}}}}
+        runs = {"inductor": {"engine": "inductor"},  # the demo itself runs shared-prefix
+                "eager_random": {"engine": "eager", "random_weights": True,
+                                 "engines": {"eager": {"method": "padded"}}}}
         for name, extra in runs.items():
             cfg = load_config(CONFIG_DIR / "demo.yaml", None,
                               {**base, **extra, "run_name": name})
