@@ -83,8 +83,12 @@ def add_run_args(p: argparse.ArgumentParser, d: dict[str, Any]) -> None:
                    help="dtype of the weights and the compute: fp16 as the reference, bf16, or "
                    f"fp32 (the choice on CPU) (default: {d['precision']})")
     g.add_argument("--device", help=f"cuda, cuda:N or cpu (default: {d['device']})")
-    g.add_argument("--engine", help="infer engine, see `mmlubench engines` (default: "
-                   f"{d['engine']})")
+    engine = d["engine"]
+    if engine == "auto":
+        from mmlubench.config import AUTO_ENGINE
+
+        engine = f"auto: {AUTO_ENGINE['cuda']} on CUDA, {AUTO_ENGINE['cpu']} on CPU"
+    g.add_argument("--engine", help=f"infer engine, see `mmlubench engines` (default: {engine})")
     g.add_argument("--val-engine", help=f"val engine (default: {d['val_engine']}: the plain HF "
                    "model)")
     g.add_argument("--no-validation", action="store_true", help="skip the val pass")

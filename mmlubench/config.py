@@ -22,6 +22,10 @@ from mmlubench.yamlfile import COMMAND_LINE, dotted_to_nested, parse_set, read_y
 __all__ = ["COMMAND_LINE", "Config", "build_dataclass", "check_value", "dotted_to_nested",
            "load_config", "parse_flops_per_token", "parse_set", "read_yaml"]
 
+# What `engine: auto` runs. Measured on CPU (README, "Engines"): compiling shared-prefix costs
+# ~100 s there, more than a CPU run of a few hundred questions spends in its core, and without
+# shared prefixes (some tokenizers merge across the seam) it saves nothing; eager needs none.
+AUTO_ENGINE = {"cuda": "shared-prefix", "cpu": "eager"}
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CASE = CONFIG_DIR / "deepseek_7b_mmlu.yaml"
 
@@ -54,7 +58,8 @@ class Config:
     # The `val` pass (plain HF model, eager) and the `infer` pass (engine chosen by name).
     validation: bool = True
     val_engine: str = "eager"
-    engine: str = "shared-prefix"
+    # "auto": the fastest engine on the device (AUTO_ENGINE); a name chooses that engine.
+    engine: str = "auto"
     # Options of each engine, by engine name; each engine validates its own section.
     engines: dict[str, dict[str, Any]] = field(default_factory=dict)
     # FLOPs per prompt token for MFU: a product such as "2*7e9", or "2*params" (counted).
@@ -244,6 +249,8 @@ def load_config(
         layers.append((COMMAND_LINE, dict(overrides)))
     merged = merge_layers(layers)
     cfg = build_dataclass(Config, merged)
+    if cfg.engine == "auto":  # resolved here: the run folder, config.yaml and result name it
+        cfg.engine = AUTO_ENGINE["cpu" if cfg.device == "cpu" else "cuda"]
     sources = {key: source for key, (_, source) in merged.items()}
     # Engine sections are kept as {option: (value, source)} until their engine validates them.
     validate(cfg, sources)

@@ -41,6 +41,21 @@ def option_rows(options_cls: type, case_values: dict[str, Any]) -> list[tuple[st
     return rows
 
 
+def default_marks(name: str, case: dict[str, Any]) -> list[str]:
+    """Which defaults `name` is under the case file (`engine: auto` depends on the device)."""
+    from mmlubench.config import AUTO_ENGINE
+
+    marks = []
+    if case.get("engine") == name:
+        marks.append("default infer engine")
+    elif case.get("engine", "auto") == "auto":
+        marks += [f"default infer engine on {'CPU' if dev == 'cpu' else 'CUDA'}"
+                  for dev, engine in AUTO_ENGINE.items() if engine == name]
+    if case.get("val_engine", "eager") == name:
+        marks.append("default val engine")
+    return marks
+
+
 def describe_engines() -> str:
     """The text of `mmlubench engines`."""
     from mmlubench.config import DEFAULT_CASE
@@ -54,8 +69,7 @@ def describe_engines() -> str:
                           f"under engines: in the case file ({DEFAULT_CASE.name}).", WIDTH)
     for name in ENGINES:
         cls = engine_class(name)
-        marks = [m for key, m in (("engine", "default infer engine"),
-                                  ("val_engine", "default val engine")) if case.get(key) == name]
+        marks = default_marks(name, case)
         lines.append("")
         lines.append(f"{name}" + (f"  [{', '.join(marks)}]" if marks else ""))
         about = first_paragraph(sys.modules[cls.__module__].__doc__, name)

@@ -34,7 +34,8 @@ def test_version(capsys):
 
 def test_run_help_shows_the_case_defaults(capsys):
     text = help_text(capsys, "run")
-    for flag, default in (("--engine", "shared-prefix"), ("--device", "cuda"),
+    for flag, default in (("--engine", "auto: shared-prefix on CUDA, eager on CPU"),
+                          ("--device", "cuda"),
                           ("--precision", "fp16"), ("--val-engine", "eager"),
                           ("--few-shots", "5"), ("--flops-per-token", "2*7e9")):
         (entry,) = [e for e in re.split(r"\n(?=  -)", text) if e.startswith(f"  {flag} ")]
@@ -64,8 +65,8 @@ def test_engines_listing(capsys):
     out = capsys.readouterr().out
     blocks = {b.split()[0]: b for b in out.split("\n\n")[1:]}
     assert set(blocks) == {"eager", "inductor", "shared-prefix", "null"}
-    assert "[default infer engine]" in blocks["shared-prefix"].splitlines()[0]
-    assert "[default val engine]" in blocks["eager"].splitlines()[0]
+    assert "[default infer engine on CUDA]" in blocks["shared-prefix"].splitlines()[0]
+    assert "[default infer engine on CPU, default val engine]" in blocks["eager"].splitlines()[0]
     for name, block in blocks.items():
         about = " ".join(line.strip() for line in block.splitlines()[1:]
                          if "=" not in line)
@@ -112,8 +113,8 @@ def test_demo_writes_nothing_into_the_current_folder(tmp_path, monkeypatch, caps
     assert len(Path("p.jsonl").read_text().splitlines()) == 36
 
 
-def test_demo_runs_the_default_infer_engine():
-    from mmlubench.config import CONFIG_DIR, DEFAULT_CASE
-    from mmlubench.yamlfile import read_yaml
+def test_demo_runs_the_default_infer_engine_of_a_gpu():
+    """The demo runs on CPU but exercises what `run` uses by default on the accelerator."""
+    from mmlubench.config import AUTO_ENGINE, load_config
 
-    assert read_yaml(CONFIG_DIR / "demo.yaml")["engine"] == read_yaml(DEFAULT_CASE)["engine"]
+    assert load_config("demo").engine == AUTO_ENGINE["cuda"] == "shared-prefix"

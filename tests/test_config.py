@@ -51,7 +51,8 @@ def test_layering(tmp_path):
     assert cfg.engines["eager"] == {"method": "padded", "batch_size": 2,
                                     "full_logits": True}  # merged key by key
     assert cfg.engines["inductor"] == {"warmup_iters": 5, "mode": None}
-    assert cfg.max_seq_len == 2048 and cfg.engine == "shared-prefix"  # unset: dataclass defaults
+    assert cfg.max_seq_len == 2048  # unset: dataclass defaults
+    assert cfg.engine == "eager"  # unset: auto, on the case's CPU
     # Without the overrides and the vendor, each layer shows through.
     assert load_config(case, vendor).limit == 9
     assert load_config(case).limit == 7
@@ -301,3 +302,13 @@ def test_degenerate_flops_expressions_refused_up_front(expr):
 @pytest.mark.parametrize("expr", ["2*params", "2*7e9", "params", "6*params"])
 def test_sound_flops_expressions_accepted(expr):
     assert load_config(None, None, {"flops_per_token": expr}).flops_per_token == expr
+
+
+@pytest.mark.parametrize("device,engine", [("cpu", "eager"), ("cuda", "shared-prefix"),
+                                           ("cuda:1", "shared-prefix")])
+def test_auto_engine_follows_the_device(device, engine):
+    assert load_config(None, None, {"device": device}).engine == engine
+    # An engine given by name always wins, on any device.
+    assert load_config(None, None, {"device": device, "engine": "null"}).engine == "null"
+    assert load_config(None, None, {"device": device, "engine": "shared-prefix"}).engine == (
+        "shared-prefix")
