@@ -56,15 +56,11 @@ def config_from_args(args: argparse.Namespace, flags: dict[str, str]):
 
     if not args.config and getattr(args, "data_dir", None) and is_demo_dir(args.data_dir):
         args.config = str(CONFIG_DIR / "demo.yaml")  # a demo folder goes with the demo's case
-    cfg = load_config(args.config, args.vendor, overrides_from_args(args, flags))
-    if not cfg.progress:  # transformers' own bars ("Loading weights") too
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    return cfg
+    return load_config(args.config, args.vendor, overrides_from_args(args, flags))
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmlubench.model import transformers_bars
     from mmlubench.report import format_report
     from mmlubench.runner import run_case
 
@@ -75,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         # The interrupted run's own validated config; flags given again must agree with it.
         args.config = str(resume_config_path(resume))
     cfg = config_from_args(args, {**DATA_FLAGS, **RUN_FLAGS})
-    run_dir, result = run_case(cfg, e2e_start=args.start_time, resume=resume)
+    with transformers_bars(cfg.progress):  # its "Loading weights" bar follows --no-progress
+        run_dir, result = run_case(cfg, e2e_start=args.start_time, resume=resume)
     if result is not None:  # under torchrun only rank 0 reports
         print(f"\n{'resumed ' if resume else ''}run folder: {run_dir}")
         print(format_report(result))

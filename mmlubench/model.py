@@ -134,23 +134,35 @@ def check_loading_info(path: Path, info: dict) -> None:
 
 
 @contextlib.contextmanager
+def transformers_bars(enabled: bool) -> Iterator[None]:
+    """transformers' own progress bars ("Loading weights") on or off, restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if not enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
 def quiet_transformers(progress: bool) -> Iterator[None]:
     """No LOAD REPORT table on the console (its content becomes our one-line error), and no
     "Loading weights" bar when progress bars are off."""
     from transformers.utils import logging as hf_logging
 
-    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
-    if not progress:
-        hf_logging.disable_progress_bar()
     try:
-        with warnings.catch_warnings():  # torch's note on a refused pickle's protocol
+        with transformers_bars(progress), warnings.catch_warnings():
+            # torch's note on the protocol of a pickle it refuses
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             yield
     finally:
         hf_logging.set_verbosity(verbosity)
-        if bar:
-            hf_logging.enable_progress_bar()
 
 
 def pickle_error(path: Path, e: Exception) -> ModelError:

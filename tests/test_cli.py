@@ -118,3 +118,16 @@ def test_demo_runs_the_default_infer_engine_of_a_gpu():
     from mmlubench.config import AUTO_ENGINE, load_config
 
     assert load_config("demo").engine == AUTO_ENGINE["cuda"] == "shared-prefix"
+
+
+def test_no_progress_hides_the_loading_bar_and_only_for_that_run(tmp_path, capfd):
+    from mmlubench.demo import make_demo
+
+    make_demo(tmp_path)
+    base = ["run", "--config", "demo", "--data-dir", str(tmp_path), "--engine", "null",
+            "--no-validation", "--output-dir", str(tmp_path / "runs")]
+    capfd.readouterr()
+    assert main([*base, "--no-progress"]) == 0
+    assert "Loading weights" not in capfd.readouterr().err
+    assert main(base) == 0  # the next run in the same process shows its bars again
+    assert "Loading weights" in capfd.readouterr().err
