@@ -3,8 +3,8 @@
 Each must end with exit status 2, exactly one `mmlubench: error:` line on stderr (nothing else
 there: no traceback, no LOAD REPORT table, no warning), and no result.json. A good run over the
 same inputs is checked first, so every attack fails for the reason it claims and not for another.
-Items fixed by other helpers are marked `PENDING` below until their fix is on main (a strict
-xfail: it turns into a failure the moment the fix lands, so the mark cannot be forgotten).
+Items 7, 8, 12 (R1) and 9 (R2) were fixed by other helpers; their own tests go further (the
+20-run abort loop, stale locks); here each is checked once with the same contract.
 """
 
 from __future__ import annotations
@@ -24,11 +24,6 @@ from mmlubench.cli import main
 
 SUBJECT = "abstract_algebra"
 REPO = "deepseek-ai/deepseek-llm-7b-base"
-
-
-def PENDING(owner: str, item: int):
-    return pytest.mark.xfail(strict=True, reason=f"issue 11 item {item}: {owner}'s fix is not "
-                             "on main yet")
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +185,6 @@ def test_06_degenerate_flops_expression(world, tmp_path, capfd, expr):
 
 # 7 ----------------------------------------------------------------------------------------
 
-@PENDING("R1", 7)
 def test_07_two_resumes_of_one_folder(world, tmp_path):
     model, mmlu = copy_world(world, tmp_path)
     out = tmp_path / "out"
@@ -211,7 +205,6 @@ def test_07_two_resumes_of_one_folder(world, tmp_path):
 
 # 8 ----------------------------------------------------------------------------------------
 
-@PENDING("R1", 8)
 def test_08_output_dir_is_a_file(world, tmp_path, capfd):
     model, mmlu = copy_world(world, tmp_path)
     out = tmp_path / "a_file"
@@ -222,7 +215,6 @@ def test_08_output_dir_is_a_file(world, tmp_path, capfd):
 
 # 9 ----------------------------------------------------------------------------------------
 
-@PENDING("R2", 9)
 def test_09_report_on_a_broken_result(world, tmp_path, capfd):
     model, mmlu = copy_world(world, tmp_path)
     assert main(run_args(model, mmlu, tmp_path / "out")) == 0
@@ -264,11 +256,9 @@ def test_11_seed_out_of_range(world, tmp_path, capfd, seed):
 
 # 12 ---------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=False, reason="issue 11 item 12: until R1's fix is on main, gloo's "
-                   "shutdown sometimes aborts a failing rank with -6 (1 run in ~10)")
 def test_12_failing_rank_under_torchrun_exits_2(world, tmp_path):
-    """One launch of two ranks where rank 1 lacks the data (R1 owns the abort fix and the
-    20-run loop in test_distributed.py; this is the same contract, once)."""
+    """One launch of two ranks where rank 1 lacks the data (the 20-run loop against the rare
+    abort at gloo's shutdown is in test_distributed.py; this is the same contract, once)."""
     model, mmlu = copy_world(world, tmp_path)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
