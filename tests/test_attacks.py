@@ -200,7 +200,8 @@ def test_07_two_resumes_of_one_folder(world, tmp_path):
     done = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert sorted(rc for rc, _ in done) == [0, 2], done
     err = next(e for rc, e in done if rc == 2)
-    assert_one_error(2, err, None, "pid")
+    # R1 names the holder's pid when it can read it; the lock file and "in use" always.
+    assert_one_error(2, err, None, "in use by another process", "run.lock")
 
 
 # 8 ----------------------------------------------------------------------------------------
