@@ -201,7 +201,7 @@ def test_07_two_resumes_of_one_folder(world, tmp_path):
     assert sorted(rc for rc, _ in done) == [0, 2], done
     err = next(e for rc, e in done if rc == 2)
     # R1 names the holder's pid when it can read it; the lock file and "in use" always.
-    assert_one_error(2, err, None, "in use by another process", "run.lock")
+    assert_one_error(2, err, None, "this run folder is in use by", "run.lock")
 
 
 # 8 ----------------------------------------------------------------------------------------
