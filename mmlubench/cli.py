@@ -195,8 +195,8 @@ def add_tool_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-tar", metavar="PATH", help="unpack this local copy of MMLU's "
                    "data.tar instead of downloading it (implies --data)")
     p.add_argument("--weights", action="store_true", help="model weights")
-    p.add_argument("--repo", default="deepseek-ai/deepseek-llm-7b-base",
-                   help="weights repo (default: %(default)s)")
+    p.add_argument("--repo", help="weights repo (default: the case file's hf_repo, "
+                   f"{case_defaults(DEFAULT_CASE).get('hf_repo')} for the packaged case)")
     p.set_defaults(func=commands.download)
 
     p = sub.add_parser("engines", help="list engines, their options and defaults",

@@ -154,7 +154,13 @@ def download(args: argparse.Namespace) -> int:
     elif data:
         print(f"MMLU -> {download_data(cfg.mmlu_path)}")
     if args.weights:
-        print(f"weights -> {download_weights(cfg.weight_path, args.repo)}")
+        repo = args.repo or cfg.hf_repo
+        if not repo:
+            from mmlubench.errors import ConfigError
+
+            raise ConfigError(f"{args.config or 'the case file'}: no hf_repo to download the "
+                              "weights from; give --repo")
+        print(f"weights -> {download_weights(cfg.weight_path, repo)}")
     return 0
 
 
