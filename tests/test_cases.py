@@ -114,6 +114,7 @@ def test_run_case_end_to_end(case, tmp_path, mmlu_dir):
             "--weight-dir", "model", "--mmlu-dir", str(mmlu_dir), "--subjects",
             ",".join(SUBJECTS), "--limit", "2", "--device", "cpu", "--precision", "fp32",
             "--random-weights", "--output-dir", str(out), "--no-progress",
+            "--engine", "shared-prefix",  # deepseek's `engine: auto` is eager on CPU
             "--set", "engines.shared-prefix.compile=false",
             "--set", "engines.shared-prefix.pack_tokens=4096"]
     stdout = io.StringIO()
