@@ -68,8 +68,9 @@ def test_engines_listing(capsys):
     assert "[default infer engine on CUDA]" in blocks["shared-prefix"].splitlines()[0]
     assert "[default infer engine on CPU, default val engine]" in blocks["eager"].splitlines()[0]
     for name, block in blocks.items():
-        about = " ".join(line.strip() for line in block.splitlines()[1:]
-                         if "=" not in line)
+        lines = block.splitlines()[1:]
+        first_option = next((i for i, line in enumerate(lines) if " = " in line), len(lines))
+        about = " ".join(line.strip() for line in lines[:first_option])
         assert about.endswith("."), (name, about)  # a whole sentence, not cut mid-way
         assert f"`{name}`" not in about and not about.startswith(name)  # no repeated name
     assert re.search(r"^\s+batch_size = \d+", blocks["eager"], re.M)

@@ -256,9 +256,9 @@ def test_yaml_key_given_twice(tmp_path, text, line, key, first):
 def test_yaml_merge_keys_may_be_overridden(tmp_path):
     """`<<: *anchor` followed by one of its keys is YAML's override, not a duplicate."""
     case = write(tmp_path / "case.yaml", "x: &base {batch_size: 2, full_logits: true}\n")
-    text = "engines:\n  eager:\n    <<: {batch_size: 2, full_logits: true}\n    batch_size: 4\n"
+    text = "engines:\n  eager:\n    <<: {batch_size: 2, batch_tokens: 64}\n    batch_size: 4\n"
     assert load_config(write(case, text)).engines["eager"] == {"batch_size": 4,
-                                                                 "full_logits": True}
+                                                                 "batch_tokens": 64}
 
 
 def test_yaml_syntax_error_is_one_line_with_the_line(tmp_path):
