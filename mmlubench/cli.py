@@ -83,10 +83,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--random-weights", action="store_true",
                    help="build the model from config.json with random weights (speed only)")
     g.add_argument("--seed", type=int, help="seed of the random weights")
-    g.add_argument("--scoring", choices=["reference", "choices", "token"],
-                   help="reference: argmax over the vocabulary, keep A-D (default); "
-                   "choices: argmax over the four answer-letter tokens; token: the argmax "
-                   "must be the answer letter's token (FlagPerf llama2_7b_mmlu)")
+    g.add_argument("--scoring", choices=["reference", "choices", "token"], help="reference: "
+                   "argmax over the vocabulary, keep A-D (default); choices: argmax over the "
+                   "four letter tokens; token: argmax must be the letter's token (llama2)")
     g.add_argument("--peak-flops", type=float, help="peak FLOP/s of one device, for MFU on "
                    "devices not in the table")
     g.add_argument("--flops-per-token", help="'2*7e9' (reference) or '2*params'")
@@ -138,14 +137,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_prompts(args: argparse.Namespace) -> int:
     from mmlubench.data import load_mmlu
     from mmlubench.prompts import build_prompts, load_tokenizer, without_bos, write_jsonl
-
     cfg = config_from_args(args, DATA_FLAGS)
     dataset = load_mmlu(cfg.mmlu_path, cfg.split, cfg.subjects, cfg.limit, cfg.few_shots)
     tokenizer = load_tokenizer(cfg.weight_path)
     prompts = build_prompts(dataset, tokenizer, cfg.prompt_style, cfg.few_shots,
                             cfg.max_seq_len, progress=not args.no_progress)
-    if not cfg.bos and cfg.prompt_style == "reference":
-        prompts = without_bos(prompts, tokenizer.bos_token_id)
+    prompts = without_bos(prompts, None if cfg.bos else tokenizer.bos_token_id)
     n = write_jsonl(prompts, args.out)
     tokens = sum(len(p.ids) for p in prompts)
     print(f"wrote {n} prompts ({tokens} tokens, {sum(1 for p in prompts if p.dropped)} "

@@ -43,8 +43,8 @@ class Config:
     few_shots: int = 5
     max_seq_len: int = 2048
     prompt_style: Literal["reference", "lm-eval"] = "reference"
-    # Reference style: one BOS in front of every prompt (false: none, as FlagPerf's
-    # llama3_8b_mmlu ran; its truncation still counts one: docs/CASES.md).
+    # false: no BOS in front of the prompts (a leading one is dropped after truncation), as
+    # FlagPerf's llama3_8b_mmlu ran; its truncation still counts one: docs/CASES.md.
     bos: bool = True
     scoring: Literal["reference", "choices", "token"] = "reference"
     precision: Literal["fp16", "bf16", "fp32"] = "fp16"
@@ -289,6 +289,26 @@ def parse_flops_per_token(expr: str, n_params: int | None = None) -> float | Non
     return value
 
 
+def _validate_case_keys(cfg: Config, fail) -> None:
+    """peak_flops (a number or one per precision) and the case's reference rows."""
+    if isinstance(cfg.peak_flops, dict):  # per precision; YAML reads 312e12 as text
+        try:
+            cfg.peak_flops = {str(k): check_value(float, v) for k, v in cfg.peak_flops.items()}
+        except ValueError as e:
+            fail("peak_flops", f"per-precision values: {e}")
+    for peak in (cfg.peak_flops.values() if isinstance(cfg.peak_flops, dict)
+                 else [cfg.peak_flops]):
+        if peak is not None and peak <= 0:
+            fail("peak_flops", f"must be positive, got {peak}")
+    if cfg.reference is not None:
+        from mmlubench.reference import parse_reference
+
+        try:
+            parse_reference(cfg.reference)
+        except ValueError as e:
+            fail("reference", str(e))
+
+
 def validate(cfg: Config, sources: Mapping[str, str]) -> None:
     """Reject impossible values; `sources` maps each key to where it was set."""
 
@@ -303,22 +323,7 @@ def validate(cfg: Config, sources: Mapping[str, str]) -> None:
         fail("limit", f"must be >= 1 or null, got {cfg.limit}")
     if cfg.subjects is not None and not cfg.subjects:
         fail("subjects", "must name at least one subject, or be null for all")
-    if isinstance(cfg.peak_flops, dict):  # per precision; YAML reads 312e12 as text
-        try:
-            cfg.peak_flops = {str(k): check_value(float, v) for k, v in cfg.peak_flops.items()}
-        except ValueError as e:
-            fail("peak_flops", f"per-precision values: {e}")
-    for peak in (cfg.peak_flops.values() if isinstance(cfg.peak_flops, dict)
-                 else [cfg.peak_flops]):
-        if peak is not None and peak <= 0:
-            fail("peak_flops", f"must be positive, got {peak}")
-    if cfg.reference is not None:
-        from mmlubench.cases import parse_reference
-
-        try:
-            parse_reference(cfg.reference)
-        except ValueError as e:
-            fail("reference", str(e))
+    _validate_case_keys(cfg, fail)
     if cfg.mem_sample_interval_s <= 0:
         fail("mem_sample_interval_s", f"must be positive, got {cfg.mem_sample_interval_s}")
     for key in ("case", "run_name"):  # they name the run folder: one path component
