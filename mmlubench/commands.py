@@ -88,8 +88,7 @@ def prompts(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(cfg.weight_path)
     built = build_prompts(dataset, tokenizer, cfg.prompt_style, cfg.few_shots,
                           cfg.max_seq_len, progress=cfg.progress)
-    if not cfg.bos and cfg.prompt_style == "reference":
-        built = without_bos(built, tokenizer.bos_token_id)
+    built = without_bos(built, None if cfg.bos else tokenizer.bos_token_id)
     n = write_jsonl(built, args.out)
     tokens = sum(len(p.ids) for p in built)
     print(f"wrote {n} prompts ({tokens} tokens, {sum(1 for p in built if p.dropped)} "

@@ -100,10 +100,10 @@ def compare_rows(results: Sequence[Result], labels: Sequence[str]) -> list[list[
 
 def energy_lines(results: Sequence[Result], labels: Sequence[str]) -> list[str]:
     """The infer pass's energy of each run that measured it, with ratios to the first run."""
-    first = results[0].metrics
+    first = results[0].infer
     out = []
     for label, r in zip(labels, results, strict=True):
-        m = r.metrics
+        m = r.infer
         if m.energy_j is not None:
             out.append(f"energy (infer) {label}: {m.energy_j:,.0f} J"
                        f"{_ratio(m.energy_j, first.energy_j)}, {m.avg_power_w:.0f} W average, "

@@ -46,8 +46,8 @@ class Config:
     few_shots: int = 5
     max_seq_len: int = 2048
     prompt_style: Literal["reference", "lm-eval"] = "reference"
-    # Reference style: one BOS in front of every prompt (false: none, as FlagPerf's
-    # llama3_8b_mmlu ran; its truncation still counts one: docs/CASES.md).
+    # false: no BOS in front of the prompts (a leading one is dropped after truncation), as
+    # FlagPerf's llama3_8b_mmlu ran; its truncation still counts one: docs/CASES.md.
     bos: bool = True
     scoring: Literal["reference", "choices", "token"] = "reference"
     precision: Literal["fp16", "bf16", "fp32"] = "fp16"
@@ -181,7 +181,7 @@ def validate(cfg: Config, sources: Mapping[str, str]) -> None:
         if peak is not None and peak <= 0:
             fail("peak_flops", f"must be positive, got {peak}")
     if cfg.reference is not None:
-        from mmlubench.cases import parse_reference
+        from mmlubench.reference import parse_reference
 
         try:
             parse_reference(cfg.reference)

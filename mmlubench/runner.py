@@ -161,8 +161,7 @@ def load_questions(cfg: Config) -> Questions:
     t_tok = time.perf_counter()
     prompts = build_prompts(dataset, tokenizer, cfg.prompt_style, cfg.few_shots,
                             cfg.max_seq_len, progress=cfg.progress)
-    if not cfg.bos and cfg.prompt_style == "reference":
-        prompts = without_bos(prompts, tokenizer.bos_token_id)
+    prompts = without_bos(prompts, None if cfg.bos else tokenizer.bos_token_id)
     tokenize_s = time.perf_counter() - t_tok
     return Questions(prompts, tokenizer, choice_token_ids(tokenizer),
                      [Request(p.ids, p.prefix_len) for p in prompts],

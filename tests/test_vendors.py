@@ -150,7 +150,7 @@ def test_run_without_a_counter_has_null_energy(tmp_path, tiny_model_dir, mmlu_di
     result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
     assert result["environment"]["vendor"] == "cpu"
     assert result["passes"]["infer"]["energy_j"] is None
-    assert result["metrics"]["tokens_per_joule"] is None
+    assert result["passes"]["infer"]["tokens_per_joule"] is None
     assert result["metrics"]["mem_source"] == "none"
 
 

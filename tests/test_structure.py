@@ -1,0 +1,141 @@
+"""The package's shape (issue 9): every module imports alone, the import graph has no cycle,
+no function is over 60 lines and no module over 300."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mmlubench"
+MAX_FUNCTION_LINES = 60
+MAX_MODULE_LINES = 300
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imported(node: ast.AST, here: str) -> list[str]:
+    """Module names an import statement names (relative imports resolved)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    base = node.module or ""
+    if node.level:
+        package = here if MODULES[here].name == "__init__.py" else here.rpartition(".")[0]
+        for _ in range(node.level - 1):
+            package = package.rpartition(".")[0]
+        base = f"{package}.{base}" if base else package
+    # `from pkg import name`: name may be a submodule or an attribute of pkg.
+    return [base] + [f"{base}.{a.name}" for a in node.names]
+
+
+def imports_of(name: str) -> set[str]:
+    """mmlubench modules `name` imports when run (module level or inside functions; not the
+    imports under `if TYPE_CHECKING:`, which never run). Importing a.b.c imports a.b too."""
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+               and _is_type_checking(node) for body in node.body for n in ast.walk(body)}
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        for target in _imported(node, name):
+            while target.startswith("mmlubench."):
+                if target in MODULES:
+                    found.add(target)
+                target = target.rpartition(".")[0]
+    found.discard(name)
+    found.discard("mmlubench")  # the package's own __init__ (a version string)
+    return found
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of `graph` as a path [a, b, ..., a], or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = 2
+        path.pop()
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_find_cycle_finds_cycles() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"a"}}) == ["a", "a"]
+
+
+def test_import_graph_is_acyclic() -> None:
+    graph = {name: imports_of(name) for name in MODULES}
+    assert graph["mmlubench.report"] >= {"mmlubench.document", "mmlubench.display"}
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def _import_alone(name: str) -> tuple[str, int, str]:
+    done = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True,
+                          text=True, timeout=300, cwd=PACKAGE.parent)
+    return name, done.returncode, done.stderr[-1500:]
+
+
+def test_each_module_imports_alone() -> None:
+    """Each module in a fresh interpreter, first of the package: none relies on another
+    having been imported before it."""
+    names = [n for n in MODULES if n != "mmlubench.__main__"]  # runs the command line
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        failed = [(n, err) for n, rc, err in pool.map(_import_alone, names) if rc != 0]
+    assert failed == [], "\n\n".join(f"{n}:\n{err}" for n, err in failed)
+
+
+def function_sizes() -> list[tuple[str, int]]:
+    """(module:line function, lines) of every function and method in the package."""
+    out = []
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                where = f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}"
+                out.append((where, node.end_lineno - node.lineno + 1))
+    return out
+
+
+def test_no_function_over_60_lines() -> None:
+    sizes = function_sizes()
+    assert len(sizes) > 100  # the walk found the package's functions
+    long = sorted((f"{where} ({n} lines)" for where, n in sizes if n > MAX_FUNCTION_LINES))
+    assert long == [], f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(long)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_module_at_most_300_lines(name: str) -> None:
+    lines = MODULES[name].read_text(encoding="utf-8").count("\n")
+    assert lines <= MAX_MODULE_LINES, f"{MODULES[name]}: {lines} lines"
