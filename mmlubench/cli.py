@@ -1,4 +1,4 @@
-"""Command line: `mmlubench run | prompts | report | compare | demo | download | engines`.
+"""Command line: `mmlubench run | prompts | report | compare | demo | download | cases | engines`.
 
 Bad input ends with one line naming the file, line or key at fault (exit status 2), never a
 traceback; a bug still shows its traceback. argparse's own usage errors (an unknown flag, a bad
@@ -198,6 +198,9 @@ def add_tool_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repo", help="weights repo (default: the case file's hf_repo, "
                    f"{case_defaults(DEFAULT_CASE).get('hf_repo')} for the packaged case)")
     p.set_defaults(func=commands.download)
+
+    p = sub.add_parser("cases", help="list the packaged cases: model, reference row, weights")
+    p.set_defaults(func=commands.cases)
 
     p = sub.add_parser("engines", help="list engines, their options and defaults",
                        description="Every engine: what it is, whether it is a default, and "

@@ -168,3 +168,10 @@ def engines(args: argparse.Namespace) -> int:
 
     print(describe_engines())
     return 0
+
+
+def cases(args: argparse.Namespace) -> int:
+    from mmlubench.cases import format_cases, packaged_cases
+
+    print(format_cases(packaged_cases()))
+    return 0

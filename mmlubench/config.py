@@ -157,20 +157,8 @@ def check_flops_per_token(expr: str) -> None:
         parse_flops_per_token(expr, n_params)
 
 
-def validate(cfg: Config, sources: Mapping[str, str]) -> None:
-    """Reject impossible values; `sources` maps each key to where it was set."""
-
-    def fail(key: str, msg: str) -> None:
-        raise ConfigError(f"{sources.get(key, 'defaults')}: key {key!r}: {msg}")
-
-    if cfg.few_shots < 0:
-        fail("few_shots", f"must be >= 0, got {cfg.few_shots}")
-    if cfg.max_seq_len < 8:
-        fail("max_seq_len", f"must be >= 8, got {cfg.max_seq_len}")
-    if cfg.limit is not None and cfg.limit < 1:
-        fail("limit", f"must be >= 1 or null, got {cfg.limit}")
-    if cfg.subjects is not None and not cfg.subjects:
-        fail("subjects", "must name at least one subject, or be null for all")
+def _validate_case_keys(cfg: Config, fail) -> None:
+    """peak_flops (a number or one per precision) and the case's reference rows."""
     if isinstance(cfg.peak_flops, dict):  # per precision; YAML reads 312e12 as text
         try:
             cfg.peak_flops = {str(k): check_value(float, v) for k, v in cfg.peak_flops.items()}
@@ -187,6 +175,23 @@ def validate(cfg: Config, sources: Mapping[str, str]) -> None:
             parse_reference(cfg.reference)
         except ValueError as e:
             fail("reference", str(e))
+
+
+def validate(cfg: Config, sources: Mapping[str, str]) -> None:
+    """Reject impossible values; `sources` maps each key to where it was set."""
+
+    def fail(key: str, msg: str) -> None:
+        raise ConfigError(f"{sources.get(key, 'defaults')}: key {key!r}: {msg}")
+
+    if cfg.few_shots < 0:
+        fail("few_shots", f"must be >= 0, got {cfg.few_shots}")
+    if cfg.max_seq_len < 8:
+        fail("max_seq_len", f"must be >= 8, got {cfg.max_seq_len}")
+    if cfg.limit is not None and cfg.limit < 1:
+        fail("limit", f"must be >= 1 or null, got {cfg.limit}")
+    if cfg.subjects is not None and not cfg.subjects:
+        fail("subjects", "must name at least one subject, or be null for all")
+    _validate_case_keys(cfg, fail)
     if cfg.mem_sample_interval_s <= 0:
         fail("mem_sample_interval_s", f"must be positive, got {cfg.mem_sample_interval_s}")
     for key in ("case", "run_name"):  # they name the run folder: one path component
@@ -205,7 +210,11 @@ def validate(cfg: Config, sources: Mapping[str, str]) -> None:
         check_flops_per_token(cfg.flops_per_token)
     except ValueError as e:
         fail("flops_per_token", str(e))
+    _validate_engines(cfg, sources, fail)
 
+
+def _validate_engines(cfg: Config, sources: Mapping[str, str], fail) -> None:
+    """The chosen engines exist, and every engine section given holds valid options."""
     from mmlubench.engines import ENGINES, engine_options_from  # engines check their options
 
     for key in ("engine", "val_engine"):

@@ -132,3 +132,15 @@ def test_no_progress_hides_the_loading_bar_and_only_for_that_run(tmp_path, capfd
     assert "Loading weights" not in capfd.readouterr().err
     assert main(base) == 0  # the next run in the same process shows its bars again
     assert "Loading weights" in capfd.readouterr().err
+
+
+def test_cases_lists_every_case_with_its_reference_row(capsys) -> None:
+    from mmlubench.cli import main
+
+    assert main(["cases"]) == 0
+    out = capsys.readouterr().out
+    # The A100 rows of FlagPerf's case READMEs (deepseek: ../shared/REFERENCE.md).
+    for case, infer_core in [("deepseek_7b_mmlu", "10338.8"), ("llama2_7b_mmlu", "10052.2"),
+                             ("llama3_8b_mmlu", "9051.3")]:
+        block = out.split(case, 1)[1].split("\n\n")[0]
+        assert infer_core in block.split("\n", 3)[2] or infer_core in block

@@ -36,7 +36,7 @@ def engine_options(name: str, options: Mapping[str, Any], source: str = "command
 def engine_options_from(name: str, options: Mapping[str, tuple[Any, str]]) -> Any:
     """Build the engine's typed Options from {option: (value, where it was set)}; errors name
     the option and the file (or "command line") that set it."""
-    from mmlubench.config import build_dataclass
+    from mmlubench.typed import build_dataclass
 
     opts = build_dataclass(engine_class(name).Options, options, what=f"engines.{name} option")
     check = getattr(opts, "check", None)
