@@ -142,5 +142,5 @@ def test_cases_lists_every_case_with_its_reference_row(capsys) -> None:
     # The A100 rows of FlagPerf's case READMEs (deepseek: ../shared/REFERENCE.md).
     for case, infer_core in [("deepseek_7b_mmlu", "10338.8"), ("llama2_7b_mmlu", "10052.2"),
                              ("llama3_8b_mmlu", "9051.3")]:
-        block = out.split(case, 1)[1].split("\n\n")[0]
-        assert infer_core in block.split("\n", 3)[2] or infer_core in block
+        block = out.split(f"{case}  (", 1)[1].split("\n", 3)
+        assert infer_core in block[2], block
