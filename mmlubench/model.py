@@ -11,12 +11,12 @@ import json
 import pickle
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from mmlubench.errors import ModelError
+from mmlubench.provenance import Model
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 HF_REPO = "deepseek-ai/deepseek-llm-7b-base"
@@ -31,26 +31,9 @@ def download_hint(path: Path) -> str:
     )
 
 
-@dataclass
-class ModelInfo:
-    """What was loaded; stored in result.json."""
-
-    path: str
-    architecture: str
-    n_params: int
-    dtype: str
-    device: str
-    random_weights: bool
-    num_hidden_layers: int
-    hidden_size: int
-    intermediate_size: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    vocab_size: int
-    load_time_s: float
-
-    def to_json(self) -> dict:
-        return asdict(self)
+# What was loaded is the result document's `model` section itself (one declaration of its
+# fields); config_sha256 is filled in when the document is built.
+ModelInfo = Model
 
 
 def check_model_dir(path: Path, random_weights: bool) -> None:

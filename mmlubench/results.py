@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -213,8 +213,7 @@ def assemble(
     sections = {name: pass_section(p, shape, peak, devices, flops_per_token, subjects, answers,
                                    predicted[name], (energy or {}).get(name))
                 for name, p in passes.items()}
-    model = doc.Model.from_json(model_info.to_json())
-    model.config_sha256 = config_sha256(model_info.path)
+    model = replace(model_info, config_sha256=config_sha256(model_info.path))
     return doc.Result(
         schema=doc.SCHEMA,
         case=cfg.case,
