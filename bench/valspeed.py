@@ -34,6 +34,7 @@ def parse_try(text: str) -> tuple[str, dict]:
 def measure(engine, requests, device: str) -> dict:
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     if device.startswith("cuda"):
+        torch.cuda.empty_cache()  # reserved memory of the previous setting is not this one's
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     core, work = 0.0, Work()
@@ -53,12 +54,14 @@ def measure(engine, requests, device: str) -> dict:
             core += time.perf_counter() - t
             work += batch.work
     prompt = sum(len(r.ids) for r in requests)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+    cuda = device.startswith("cuda")
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    reserved = torch.cuda.max_memory_reserved() / 2**30 if cuda else None
     return {"batches": len(batches), "prompt_tokens": prompt, "computed_tokens": work.tokens,
             "padded_tokens": work.padded_tokens, "core_s": core, "plan_s": plan_s,
             "compile_s": compile_s, "whole_s": time.perf_counter() - t0,
             "prompt_tok_per_s": prompt / core, "computed_tok_per_s": work.tokens / core,
-            "torch_peak_gib": peak}
+            "torch_peak_gib": peak, "torch_peak_reserved_gib": reserved}
 
 
 def main() -> None:
