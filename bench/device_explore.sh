@@ -4,15 +4,17 @@
 #         tree .devdata/refcode (git archive of the commit named in .devdata/refcode/COMMIT),
 #         interrupted with SIGINT at REF_STOP_S; its run folder comes back under $OUT/runs and
 #         is resumed by the next call (bench/device_final.sh) from the same frozen tree.
-#   GPU0: bench/profile.py on the infer engine and the val method, then bench/valspeed.py
+#   GPU0: bench/kernel_profile.py on the infer engine and the val method, then bench/valspeed.py
 #         settings for val memory/speed and infer tuning.
 set -uo pipefail
 T0=$(date +%s)
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=true
 R=$PWD; DS=$R/.devdata/deepseek-llm-7b-base; MMLU=$R/.devdata/mmlu
-L="$OUT/logs"; mkdir -p "$L" "$OUT/runs"
-nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv > "$OUT/gpus.csv"
-python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' > "$OUT/versions.txt"
+# At most 8 files come back from $OUT: everything is written under $W and comes back as one
+# tarball (the first try of this call lost its reference run folder to that limit).
+W=/tmp/explore; L="$W/logs"; mkdir -p "$L" "$W/runs"
+nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv > "$W/gpus.csv"
+python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' > "$W/versions.txt"
 on() {  # on GPU LOG CMD...
   local gpu=$1 log=$2; shift 2
   echo "start $log t=$(( $(date +%s) - T0 ))s" >> "$L/$log.log"
@@ -20,22 +22,23 @@ on() {  # on GPU LOG CMD...
   echo "end $log rc=$? t=$(( $(date +%s) - T0 ))s" >> "$L/$log.log"
 }
 ( cd "$R/.devdata/refcode" && on 1 reference-full env PYTHONPATH=$PWD MMLUBENCH_GIT_COMMIT=$(cat COMMIT) \
-    timeout -s INT "${REF_STOP_S:-470}" python3 -m mmlubench run --random-weights --data-dir / \
+    timeout -s INT "${REF_STOP_S:-400}" python3 -m mmlubench run --random-weights --data-dir / \
     --weight-dir "$DS" --mmlu-dir "$MMLU" --device cuda --precision fp16 --engine inductor \
-    --no-validation --output-dir "$OUT/runs" --run-name reference-full --no-progress ) &
+    --no-validation --output-dir "$W/runs" --run-name reference-full --no-progress ) &
 ( export PYTHONPATH=$R
   P=(--model-dir "$DS" --mmlu-dir "$MMLU")
-  on 0 profile-infer python3 bench/profile.py "${P[@]}" --engine shared-prefix --skip 2 --batches 3 --out "$OUT/profile-infer.json"
-  on 0 profile-val python3 bench/profile.py "${P[@]}" --engine eager:method=prefix-cache --skip 3 --batches 10 --out "$OUT/profile-val.json"
-  on 0 val-default python3 bench/valspeed.py "${P[@]}" --every-subject 4 --budget-s 100 --out "$OUT/val-default.json" \
+  on 0 profile-infer python3 bench/kernel_profile.py "${P[@]}" --engine shared-prefix --skip 2 --batches 3 --out "$W/profile-infer.json"
+  on 0 profile-val python3 bench/kernel_profile.py "${P[@]}" --engine eager:method=prefix-cache --skip 3 --batches 10 --out "$W/profile-val.json"
+  on 0 val-default python3 bench/valspeed.py "${P[@]}" --every-subject 6 --budget-s 60 --out "$W/val-default.json" \
     --try eager:method=prefix-cache
-  PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True on 0 val-expandable python3 bench/valspeed.py "${P[@]}" --every-subject 4 \
-    --budget-s 170 --out "$OUT/val-expandable.json" --try eager:method=prefix-cache \
-    --try eager:method=prefix-cache,batch_tokens=16384 --try eager:method=prefix-cache,batch_tokens=24576 \
+  PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True on 0 val-expandable python3 bench/valspeed.py "${P[@]}" --every-subject 6 \
+    --budget-s 110 --out "$W/val-expandable.json" --try eager:method=prefix-cache \
+    --try eager:method=prefix-cache,batch_tokens=24576 \
     --try eager:method=prefix-cache,batch_tokens=98304,batch_size=256
-  on 0 infer-tries python3 bench/valspeed.py "${P[@]}" --every-subject 8 --budget-s 150 --out "$OUT/infer-tries.json" \
-    --try shared-prefix --try shared-prefix:pack_tokens=65536 --try shared-prefix:block_size=64,pack_tokens=32768 \
+  on 0 infer-tries timeout -s INT 170 python3 bench/valspeed.py "${P[@]}" --every-subject 8 --budget-s 130 --out "$W/infer-tries.json" \
+    --try shared-prefix --try shared-prefix:pack_tokens=65536 \
     --try shared-prefix:compile_mode=max-autotune-no-cudagraphs ) &
 wait
 for f in "$L"/*.log; do echo "----- $f"; grep -v -i -E "warn|tokenizer_class|^  warnings" "$f" | tail -14; done
+tar -czf "$OUT/explore.tar.gz" -C "$W" .
 echo "call took $(( $(date +%s) - T0 )) s"

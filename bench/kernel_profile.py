@@ -10,8 +10,8 @@ unprofiled, then profiles `--batches` batches with torch.profiler and prints:
 - wall time of the profiled batches (synchronized) against their summed kernel time (the
   difference is launch and host overhead, or idle device).
 
-    python bench/profile.py --model-dir DIR --mmlu-dir DIR --engine shared-prefix --batches 3
-    python bench/profile.py --model-dir DIR --mmlu-dir DIR --engine eager:method=prefix-cache
+    python bench/kernel_profile.py --model-dir DIR --mmlu-dir DIR --engine shared-prefix --batches 3
+    python bench/kernel_profile.py --model-dir DIR --mmlu-dir DIR --engine eager:method=prefix-cache
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def main() -> None:
     ap.add_argument("--out", help="write the full breakdown as JSON here")
     args = ap.parse_args()
     if not torch.cuda.is_available():
-        sys.exit("bench/profile.py: needs a CUDA device (it reads CUDA kernel times)")
+        sys.exit("bench/kernel_profile.py: needs a CUDA device (it reads CUDA kernel times)")
     tok = load_tokenizer(args.model_dir)
     data = load_mmlu(args.mmlu_dir, "test")
     keep = set(data.subjects[:: args.every_subject])
@@ -127,7 +127,7 @@ def main() -> None:
     with torch.inference_mode():
         batches = engine.plan(reqs)
         if len(batches) < args.skip + args.batches:
-            sys.exit(f"bench/profile.py: only {len(batches)} batches planned; lower --skip/"
+            sys.exit(f"bench/kernel_profile.py: only {len(batches)} batches planned; lower --skip/"
                      "--batches or --every-subject")
         engine.warmup(batches)
         b, wall, tokens = run(engine, batches, args.skip, args.batches)
