@@ -1,12 +1,14 @@
 """The few device calls a run makes outside the engines, in one place, for any accelerator.
 
-The runner and the memory code never call `torch.cuda` directly: they call these functions with
-the run's device. Each goes through `torch.accelerator` (device-generic since torch 2.6; the
-memory calls since 2.8/2.9) where the installed torch offers it, else `torch.cuda` for a CUDA
-device, else does nothing (a CPU run: nothing to wait for, no allocator statistics).
+The runner and the memory code never call a backend module (`torch.cuda`, `torch.xpu`, ...)
+directly: they call these functions with the run's device. Each goes through `torch.accelerator`
+(device-generic since torch 2.6, the memory calls since 2.8; mmlubench needs torch >= 2.11, which
+has them all) when it drives the device's type, else does nothing (a CPU run: nothing to wait
+for, no allocator statistics).
 
-A vendor plug-in whose device torch does not know as its accelerator can `register` its own
-`DeviceOps` for its device type; registered operations win over the generic ones.
+A vendor plug-in whose device torch does not drive through `torch.accelerator`, or that does a
+call its own way, gives `DeviceOps` for its device type (`Vendor.device_ops`); the runner
+registers them when it opens the plug-in, and registered operations win over the generic ones.
 """
 
 from __future__ import annotations
@@ -32,44 +34,61 @@ class DeviceOps:
     set_device: Callable[[torch.device], None] | None = None
 
 
+# Each DeviceOps field and the torch.accelerator function that does it generically.
+TORCH_CALLS = {"synchronize": "synchronize", "reset_peak_memory": "reset_peak_memory_stats",
+               "peak_allocated_bytes": "max_memory_allocated",
+               "peak_reserved_bytes": "max_memory_reserved", "empty_cache": "empty_cache",
+               "device_count": "device_count", "set_device": "set_device_index"}
 _REGISTERED: dict[str, DeviceOps] = {}
 
 
-def register(device_type: str, ops: DeviceOps) -> None:
+def register(device_type: str, ops: DeviceOps | None) -> None:
     """Use `ops` for devices of `device_type` (e.g. a vendor's "npu"), instead of the generic
-    torch.accelerator / torch.cuda calls."""
-    _REGISTERED[device_type] = ops
+    torch.accelerator calls (the calls `ops` leaves None stay generic); None: generic again."""
+    if ops is None:
+        _REGISTERED.pop(device_type, None)
+    else:
+        _REGISTERED[device_type] = ops
+
+
+def missing_calls(device: DeviceLike) -> list[str]:
+    """The DeviceOps fields torch.accelerator cannot do for `device` in the installed torch
+    (all of them where it does not drive the device's type; none for the CPU)."""
+    dev = _device(device)
+    if dev.type == "cpu":
+        return []
+    return [name for name, torch_name in TORCH_CALLS.items() if _generic(dev, torch_name) is None]
 
 
 def _device(device: DeviceLike) -> torch.device:
     return device if isinstance(device, torch.device) else torch.device(device)
 
 
-def _generic(device: torch.device) -> object | None:
-    """torch.accelerator when it drives `device`, torch.cuda for a CUDA device without it,
-    None for the CPU (or a device nothing here knows)."""
+def _generic(device: torch.device, torch_name: str) -> Callable | None:
+    """torch.accelerator's function `torch_name` (or torch.accelerator.memory's) when the
+    accelerator drives `device`'s type; None for the CPU, a device type torch.accelerator does
+    not drive, or a call the installed torch lacks."""
     if device.type == "cpu":
         return None
     acc = getattr(torch, "accelerator", None)
-    if acc is not None and acc.is_available():
-        current = acc.current_accelerator()
-        if current is not None and current.type == device.type:
-            return acc
-    if device.type == "cuda" and torch.cuda.is_available():
-        return torch.cuda
-    return None
+    if acc is None or not acc.is_available():
+        return None
+    current = acc.current_accelerator()
+    if current is None or current.type != device.type:
+        return None
+    fn = getattr(acc, torch_name, None)
+    return fn if fn is not None else getattr(getattr(acc, "memory", None), torch_name, None)
 
 
-def _run(name: str, torch_name: str, device: DeviceLike, *, pass_device: bool = True):
-    """Operation `name` on `device`: the registered one, else the generic module's function
-    `torch_name` if it has one (called with the device, or with nothing for calls that act on
-    the current device); None when there is nothing to call."""
+def _run(name: str, device: DeviceLike, *, pass_device: bool = True):
+    """Operation `name` on `device`: the registered one, else torch.accelerator's function for
+    it (TORCH_CALLS) if there is one, called with the device, or with nothing for calls that
+    act on the current device; None when there is nothing to call."""
     dev = _device(device)
     ops = _REGISTERED.get(dev.type)
     if ops is not None and getattr(ops, name) is not None:
         return getattr(ops, name)(dev)
-    module = _generic(dev)
-    fn = getattr(module, torch_name, None) if module is not None else None
+    fn = _generic(dev, TORCH_CALLS[name])
     if fn is None:
         return None
     return fn(dev) if pass_device else fn()
@@ -77,32 +96,32 @@ def _run(name: str, torch_name: str, device: DeviceLike, *, pass_device: bool = 
 
 def synchronize(device: DeviceLike) -> None:
     """Wait until every kernel queued on `device` has finished (no-op on the CPU)."""
-    _run("synchronize", "synchronize", device)
+    _run("synchronize", device)
 
 
 def reset_peak_memory(device: DeviceLike) -> None:
     """Start torch's peak-memory statistics of `device` afresh (no-op on the CPU)."""
-    _run("reset_peak_memory", "reset_peak_memory_stats", device)
+    _run("reset_peak_memory", device)
 
 
 def peak_allocated_bytes(device: DeviceLike) -> int | None:
     """Most bytes torch's allocator held in tensors on `device` since the last reset; None on
     the CPU or where the device keeps no such statistic."""
-    value = _run("peak_allocated_bytes", "max_memory_allocated", device)
+    value = _run("peak_allocated_bytes", device)
     return None if value is None else int(value)
 
 
 def peak_reserved_bytes(device: DeviceLike) -> int | None:
     """Most bytes torch's caching allocator reserved on `device` since the last reset; None on
     the CPU or where the device keeps no such statistic."""
-    value = _run("peak_reserved_bytes", "max_memory_reserved", device)
+    value = _run("peak_reserved_bytes", device)
     return None if value is None else int(value)
 
 
 def empty_cache(device: DeviceLike) -> None:
     """Give the caching allocator's unused blocks back (after running out of memory, before a
     retry); no-op on the CPU. torch's call acts on the current device."""
-    _run("empty_cache", "empty_cache", device, pass_device=False)
+    _run("empty_cache", device, pass_device=False)
 
 
 def device_count(device_type: str) -> int:
@@ -110,7 +129,7 @@ def device_count(device_type: str) -> int:
     the CPU counts as 1)."""
     if device_type == "cpu":
         return 1
-    value = _run("device_count", "device_count", device_type, pass_device=False)
+    value = _run("device_count", device_type, pass_device=False)
     return 0 if value is None else int(value)
 
 
@@ -122,8 +141,6 @@ def set_device(device: DeviceLike) -> None:
     if ops is not None and ops.set_device is not None:
         ops.set_device(dev)
         return
-    module = _generic(dev)
-    if module is torch.cuda:
-        torch.cuda.set_device(dev)
-    elif module is not None:
-        module.set_device_index(dev.index)
+    fn = _generic(dev, TORCH_CALLS["set_device"])
+    if fn is not None and dev.index is not None:
+        fn(dev.index)

@@ -87,9 +87,6 @@ class Config:
     def mmlu_path(self) -> Path:
         return Path(self.data_dir) / self.mmlu_dir
 
-    def engine_options(self, name: str) -> dict[str, Any]:
-        return dict(self.engines.get(name) or {})
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -198,12 +195,17 @@ def validate(cfg: Config, sources: Mapping[str, str]) -> None:
         name = getattr(cfg, key)
         if name is not None and re.search(r"[/\\\x00]", name):
             fail(key, f"must be usable in a folder name (no '/', '\\' or NUL), got {name!r}")
-    from mmlubench.vendors import parse_device  # any type the installed torch knows
+    from mmlubench.vendors import load_plugin, parse_device  # any type torch knows
 
     try:
         parse_device(cfg.device)
     except ValueError as e:
         fail("device", str(e))
+    if cfg.vendor is not None:
+        try:
+            load_plugin(cfg.vendor)
+        except ConfigError as e:
+            fail("vendor", str(e))
     if not 0 <= cfg.seed < 2**64:  # what torch.manual_seed accepts
         fail("seed", f"must be between 0 and 2**64-1, got {cfg.seed}")
     try:
@@ -215,7 +217,7 @@ def validate(cfg: Config, sources: Mapping[str, str]) -> None:
 
 def _validate_engines(cfg: Config, sources: Mapping[str, str], fail) -> None:
     """The chosen engines exist, and every engine section given holds valid options."""
-    from mmlubench.engines import ENGINES, engine_options_from  # engines check their options
+    from mmlubench.engines import ENGINES, engine_options  # engines check their options
 
     for key in ("engine", "val_engine"):
         name = getattr(cfg, key)
@@ -231,7 +233,9 @@ def _validate_engines(cfg: Config, sources: Mapping[str, str], fail) -> None:
     # Every section given is checked, not only the chosen engines': a typo must not wait until
     # the day that engine is chosen.
     for name in sorted({cfg.engine, cfg.val_engine} | set(cfg.engines)):
-        engine_options_from(name, cfg.engines.get(name, {}))  # ConfigError names the option
+        given = cfg.engines.get(name, {})  # {option: (value, source)}
+        engine_options(name, {opt: value for opt, (value, _) in given.items()},
+                       {opt: source for opt, (_, source) in given.items()})  # names the option
 
 
 def packaged(name: str | Path, folder: Path) -> Path:
@@ -251,9 +255,10 @@ def load_config(
     layers: list[Layer] = []
     case_path = packaged(case, CONFIG_DIR) if case else DEFAULT_CASE
     layers.append((str(case_path), read_yaml(case_path)))
-    if vendor:
-        vendor_path = packaged(vendor, CONFIG_DIR / "vendors")
-        layers.append((str(vendor_path), read_yaml(vendor_path)))
+    if vendor:  # a file, a shipped vendor YAML, or an installed plug-in's config
+        from mmlubench.vendors.layer import vendor_layer
+
+        layers.append(vendor_layer(vendor, CONFIG_DIR / "vendors"))
     if overrides:
         layers.append((COMMAND_LINE, dict(overrides)))
     merged = merge_layers(layers)

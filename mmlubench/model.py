@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from mmlubench import accel
 from mmlubench.errors import ModelError
 from mmlubench.provenance import Model
 
@@ -228,6 +229,5 @@ def load_model(
         raise ModelError(f"{path}: cannot load the model: {type(e).__name__}: {first}") from None
     model.eval()
     model.requires_grad_(False)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
+    accel.synchronize(device)  # the copies to the device are done: load time is complete
     return model, _info(model, path, dtype, device, random_weights, time.perf_counter() - t0)

@@ -197,7 +197,7 @@ def planned_passes(cfg: Config) -> list[tuple[str, str]]:
 
 def make_engine(cfg: Config, name: str, model: torch.nn.Module) -> Engine:
     cls = engine_class(name)
-    return cls(model, engine_options(name, cfg.engine_options(name), "config"), cfg.device)
+    return cls(model, engine_options(name, cfg.engines.get(name) or {}, "config"), cfg.device)
 
 
 def one_pass(cfg: Config, d: Dist, name: str, engine_name: str, model: torch.nn.Module,

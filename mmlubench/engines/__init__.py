@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from mmlubench.errors import ConfigError
+from mmlubench.typed import build_dataclass
+from mmlubench.yamlfile import COMMAND_LINE
 
 # name -> "module:Class"
 ENGINES: dict[str, str] = {
@@ -28,22 +30,26 @@ def engine_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-def engine_options(name: str, options: Mapping[str, Any], source: str = "command line") -> Any:
-    """Build the engine's typed Options from {option: value}, all set by `source`."""
-    return engine_options_from(name, {k: (v, source) for k, v in options.items()})
+def engine_options(name: str, options: Mapping[str, Any],
+                   source: str | Mapping[str, str] = COMMAND_LINE) -> Any:
+    """Engine `name`'s typed Options from {option: value}, each checked against its type
+    (typed.py); the one way options are built (config validation, the runner, bench scripts).
 
+    `source` says where the values were set, for the errors: one file (or "command line") for
+    all, or {option: file} when the options came from several config layers. An error names
+    the option and its source; one from the Options' own `check()` (options that do not go
+    together) names every source involved."""
+    def where(opt: str) -> str:
+        return source if isinstance(source, str) else source.get(opt, "defaults")
 
-def engine_options_from(name: str, options: Mapping[str, tuple[Any, str]]) -> Any:
-    """Build the engine's typed Options from {option: (value, where it was set)}; errors name
-    the option and the file (or "command line") that set it."""
-    from mmlubench.typed import build_dataclass
-
-    opts = build_dataclass(engine_class(name).Options, options, what=f"engines.{name} option")
+    opts = build_dataclass(engine_class(name).Options,
+                           {opt: (value, where(opt)) for opt, value in options.items()},
+                           what=f"engines.{name} option")
     check = getattr(opts, "check", None)
     if check is not None:
         try:
             check()
         except ValueError as e:
-            sources = sorted({s for _, s in options.values()}) or ["defaults"]
+            sources = sorted({where(opt) for opt in options}) or ["defaults"]
             raise ConfigError(f"{', '.join(sources)}: engines.{name}: {e}") from None
     return opts

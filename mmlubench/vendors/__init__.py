@@ -7,10 +7,11 @@ mmlubench: a package that declares, in its pyproject.toml,
     [project.entry-points."mmlubench.vendors"]
     acme = "acme_mmlubench:AcmeVendor"      # a mmlubench.vendors.base.Vendor subclass
 
-plus, optionally, a vendor YAML (`configs/vendors/<name>.yaml`, or the class's `config_path`)
-with the device, engines and their options, precision and peak FLOP/s per precision. The
-plug-in is chosen by the config key `vendor` (a vendor YAML sets it), else by device type:
-the first plug-in that lists the type in `device_types`, else `generic`.
+and, in the class's `config` attribute, its vendor config (device, engines and their options,
+precision, peak FLOP/s per precision), which `--vendor acme` then applies (vendors/layer.py;
+docs/VENDORS.md has the whole contract). The plug-in is chosen by the config key `vendor` (a
+vendor YAML sets it), else by device type: the first plug-in that lists the type in
+`device_types`, else `generic`.
 """
 
 from __future__ import annotations
@@ -50,17 +51,17 @@ def load_plugin(name: str) -> type[Vendor]:
     """The plug-in class called `name`; a ConfigError names what is wrong."""
     known = plugins()
     if name not in known:
-        raise ConfigError(f"key 'vendor': no vendor plug-in {name!r} (known: "
+        raise ConfigError(f"no vendor plug-in {name!r} (known: "
                           f"{', '.join(sorted(known))}; plug-ins register under the entry "
                           f"point group {ENTRY_POINT_GROUP!r})")
     module, _, attr = known[name].partition(":")
     try:
         cls = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:
-        raise ConfigError(f"key 'vendor': plug-in {name!r} ({known[name]}) cannot be loaded: "
+        raise ConfigError(f"vendor plug-in {name!r} ({known[name]}) cannot be loaded: "
                           f"{type(e).__name__}: {e}") from None
     if not (isinstance(cls, type) and issubclass(cls, Vendor)):
-        raise ConfigError(f"key 'vendor': plug-in {name!r} ({known[name]}) is not a "
+        raise ConfigError(f"vendor plug-in {name!r} ({known[name]}) is not a "
                           "mmlubench.vendors.base.Vendor subclass")
     return cls
 
@@ -80,13 +81,13 @@ def plugin_for(device_type: str) -> str:
 def open_vendor(device: str | torch.device, name: str | None = None) -> Vendor:
     """The plug-in object for one device: `name`'s plug-in, or the device type's.
 
-    An installed plug-in that synchronizes its own way is registered with `accel`, so the
-    runner's device calls (accel.synchronize around every timed call) go through it."""
+    The device calls the plug-in does its own way (`Vendor.device_ops`: its synchronize, or
+    torch.cuda's calls where torch.accelerator lacks one) are registered with `accel`, so the
+    runner's device calls (accel.synchronize around every timed call) go through them."""
     device = torch.device(device)
     name = name or plugin_for(device.type)
     vendor = load_plugin(name)(device)
-    if name not in BUILTIN and type(vendor).synchronize is not Vendor.synchronize:
-        accel.register(device.type, accel.DeviceOps(synchronize=lambda _: vendor.synchronize()))
+    accel.register(device.type, vendor.device_ops())
     return vendor
 
 

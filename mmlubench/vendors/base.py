@@ -10,11 +10,14 @@ torch.cuda) and reports null for what it cannot know: never a guess.
 from __future__ import annotations
 
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
 
 import torch
+
+from mmlubench import accel
 
 
 def backend_module(device_type: str) -> ModuleType | None:
@@ -40,15 +43,17 @@ class Vendor:
     """Device-generic behaviour; a plug-in overrides what its device does differently.
 
     Class attributes say what a plug-in is: `name` (as given to the `vendor` config key),
-    `device_types` (torch device types it serves when no vendor is named) and `config_path`
-    (a vendor YAML shipped with the plug-in, used by `--vendor NAME`). Instance attributes
-    say where its memory and energy figures come from (`memory_source`, `energy_source`;
-    None = not measured); result.json records them.
+    `device_types` (torch device types it serves when no vendor is named) and `config`, the
+    config layer `--vendor NAME` applies (the vendor YAML's keys: device, precision, engine
+    options, peak FLOP/s per precision): a mapping, or the path of a YAML file (relative to the
+    plug-in's module); None = only `vendor: NAME`. Instance attributes say where its memory and
+    energy figures come from (`memory_source`, `energy_source`; None = not measured);
+    result.json records them.
     """
 
     name: ClassVar[str] = "generic"
     device_types: ClassVar[tuple[str, ...]] = ()
-    config_path: ClassVar[str | None] = None
+    config: ClassVar[Mapping[str, Any] | str | Path | None] = None
 
     def __init__(self, device: torch.device | str):
         self.device = torch.device(device)
@@ -71,6 +76,14 @@ class Vendor:
         sync = getattr(self.module, "synchronize", None)
         if sync is not None:
             sync(self.device)
+
+    def device_ops(self) -> accel.DeviceOps | None:
+        """The device calls (accel.DeviceOps) this plug-in does its own way, registered with
+        `accel` for the run so the runner's device calls go through them; None: all generic
+        (torch.accelerator). By default: its `synchronize`, where a subclass overrides it."""
+        if type(self).synchronize is Vendor.synchronize:
+            return None
+        return accel.DeviceOps(synchronize=lambda _: self.synchronize())
 
     def device_name(self) -> str:
         get = getattr(self.module, "get_device_name", None)

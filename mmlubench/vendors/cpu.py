@@ -18,6 +18,10 @@ class CpuVendor(Vendor):
     def synchronize(self) -> None:
         """CPU ops run synchronously."""
 
+    def device_ops(self) -> None:
+        """Nothing to do on the CPU: accel's calls are no-ops there."""
+        return None
+
     def device_name(self) -> str:
         return cpu_name()
 

@@ -1,5 +1,9 @@
 """The NVIDIA plug-in: CUDA through torch.cuda, memory, power and energy through NVML.
 
+The only module of the package that calls torch.cuda (tests/test_structure.py checks it). The
+runner's device calls go through torch.accelerator (accel.py); `device_ops` gives torch.cuda's
+for any of them the installed torch's accelerator API lacks.
+
 NVML (nvidia-ml-py) reports what nvidia-smi shows, which is the reference's `mem`: memory used
 on the whole device, CUDA context and caching allocator included. Energy is NVML's total-energy
 counter (millijoules since the driver loaded; Volta and newer). Without NVML (no library, no
@@ -8,11 +12,24 @@ permission) memory falls back to torch.cuda.mem_get_info and energy and power ar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from mmlubench import accel
 from mmlubench.vendors.base import Vendor
+
+# torch.cuda's way to do each accel call, for a torch whose torch.accelerator lacks one.
+CUDA_OPS: dict[str, Callable[[torch.device], Any]] = {
+    "synchronize": lambda d: torch.cuda.synchronize(d),
+    "reset_peak_memory": lambda d: torch.cuda.reset_peak_memory_stats(d),
+    "peak_allocated_bytes": lambda d: torch.cuda.max_memory_allocated(d),
+    "peak_reserved_bytes": lambda d: torch.cuda.max_memory_reserved(d),
+    "empty_cache": lambda d: torch.cuda.empty_cache(),
+    "device_count": lambda d: torch.cuda.device_count(),
+    "set_device": lambda d: torch.cuda.set_device(d),
+}
 
 
 class NvidiaVendor(Vendor):
@@ -45,6 +62,14 @@ class NvidiaVendor(Vendor):
 
     def synchronize(self) -> None:
         torch.cuda.synchronize(self.device)
+
+    def device_ops(self) -> accel.DeviceOps | None:
+        """torch.cuda's calls for those torch.accelerator cannot do here (none with torch >=
+        2.8, where it has the memory calls too); None when it does them all."""
+        missing = accel.missing_calls(self.device)
+        if not missing:
+            return None
+        return accel.DeviceOps(**{name: CUDA_OPS[name] for name in missing})
 
     def device_name(self) -> str:
         return torch.cuda.get_device_name(self.index)
