@@ -66,6 +66,39 @@ def test_registered_ops_win_and_missing_ones_fall_back(monkeypatch):
     assert accel.peak_reserved_bytes("cuda") == 456  # not registered: torch.accelerator's
 
 
+def test_memory_calls_found_in_torch_accelerator_memory(monkeypatch):
+    calls: list = []
+    acc = fake_accelerator(calls)
+    del acc.max_memory_allocated
+    acc.memory = types.SimpleNamespace(max_memory_allocated=lambda d: 321)
+    monkeypatch.setattr(torch, "accelerator", acc)
+    monkeypatch.setattr(accel, "_REGISTERED", {})
+    assert accel.peak_allocated_bytes("cuda:0") == 321
+    assert accel.missing_calls("cuda:0") == []
+
+
+def test_no_torch_cuda_fallback(monkeypatch):
+    """Where torch.accelerator does not drive the device, accel calls nothing, torch.cuda
+    included: what is missing comes from the vendor plug-in's device_ops, or stays null."""
+    calls: list = []
+    monkeypatch.setattr(torch, "accelerator", types.SimpleNamespace(
+        is_available=lambda: False, current_accelerator=lambda: None))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: calls.append("cuda sync"))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 99)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(accel, "_REGISTERED", {})
+    accel.synchronize("cuda")
+    accel.set_device("cuda:1")
+    assert accel.peak_allocated_bytes("cuda") is None and accel.device_count("cuda") == 0
+    assert calls == []
+    assert accel.missing_calls("cuda") == list(accel.TORCH_CALLS)
+    assert accel.missing_calls("cpu") == []
+    accel.register("cuda", accel.DeviceOps(device_count=lambda d: 2))
+    assert accel.device_count("cuda") == 2
+    accel.register("cuda", None)  # generic again
+    assert accel.device_count("cuda") == 0
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_real_cuda_device():
     x = torch.ones(1024, device="cuda")

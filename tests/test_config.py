@@ -138,6 +138,29 @@ def test_bad_value_in_the_vendor_file(tmp_path, text, words):
     assert words in str(e.value)
 
 
+def test_engine_option_errors_name_their_layer(tmp_path):
+    """One option builder (engines.engine_options): an option's error names the layer that set
+    that option, not the other layers of the same engine section; an error about options that
+    do not go together names every layer that set an option of that engine."""
+    case = write(tmp_path / "case.yaml", "engines:\n  eager:\n    method: prefix-cache\n")
+    vendor = write(tmp_path / "vendor.yaml", "engines:\n  eager:\n    batch_size: 2\n")
+    with pytest.raises(ConfigError, match=r"^command line: engines\.eager option 'batch_tokens'"):
+        load_config(case, vendor, {"engines": {"eager": {"batch_tokens": "many"}}})
+    with pytest.raises(ConfigError) as e:
+        load_config(case, vendor, {"engines": {"eager": {"full_logits": True}}})
+    sources, _, message = str(e.value).partition(": engines.eager: ")
+    assert sorted(sources.split(", ")) == sorted([str(case), str(vendor), "command line"])
+    assert message.startswith("full_logits needs method padded")
+    from mmlubench.engines import engine_options
+
+    opts = engine_options("eager", {"batch_size": 3}, {"batch_size": "x.yaml"})
+    assert opts.batch_size == 3
+    with pytest.raises(ConfigError, match=r"^x\.yaml: engines\.eager option 'batch_size'"):
+        engine_options("eager", {"batch_size": "3"}, {"batch_size": "x.yaml"})
+    with pytest.raises(ConfigError, match=r"^command line: unknown engines\.eager option 'b'"):
+        engine_options("eager", {"b": 1})
+
+
 @pytest.mark.parametrize("item,words", [
     ("few_shots=five", "key 'few_shots': expected an integer"),
     ("limit=0", "key 'limit': must be >= 1"),

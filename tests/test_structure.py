@@ -139,3 +139,48 @@ def test_no_function_over_60_lines() -> None:
 def test_module_at_most_300_lines(name: str) -> None:
     lines = MODULES[name].read_text(encoding="utf-8").count("\n")
     assert lines <= MAX_MODULE_LINES, f"{MODULES[name]}: {lines} lines"
+
+
+# Issue 13: the NVIDIA plug-in is the one module that may call torch.cuda; everything else
+# goes through accel.py (torch.accelerator) or the vendor plug-in.
+CUDA_ALLOWED = {"mmlubench.vendors.nvidia"}
+
+
+def _reaches_cuda(node: ast.AST) -> bool:
+    """`torch.cuda`, `import torch.cuda`, `from torch import cuda`, `from torch.cuda import
+    ...` or `getattr(torch, "cuda")`."""
+    if isinstance(node, ast.Attribute):
+        return node.attr == "cuda" and isinstance(node.value, ast.Name) and \
+            node.value.id == "torch"
+    if isinstance(node, ast.Import):
+        return any(a.name == "torch.cuda" or a.name.startswith("torch.cuda.") for a in node.names)
+    if isinstance(node, ast.ImportFrom):
+        return (node.module or "").startswith("torch.cuda") or (
+            node.module == "torch" and any(a.name == "cuda" for a in node.names))
+    if isinstance(node, ast.Call):
+        return isinstance(node.func, ast.Name) and node.func.id == "getattr" and \
+            len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and \
+            node.args[1].value == "cuda"
+    return False
+
+
+def cuda_uses(source: str) -> list[int]:
+    """Lines of `source` whose code reaches torch.cuda (comments and docstrings do not count)."""
+    return sorted(n.lineno for n in ast.walk(ast.parse(source)) if _reaches_cuda(n))
+
+
+def test_cuda_uses_are_found() -> None:
+    assert cuda_uses('"""torch.cuda in a docstring."""\n# torch.cuda.synchronize()\n'
+                     'x = "torch.cuda"\nv = torch.version.cuda\n') == []
+    assert cuda_uses("import torch\ntorch.cuda.synchronize()\nimport torch.cuda.memory\n"
+                     "from torch import cuda\nfrom torch.cuda import amp\n"
+                     "m = getattr(torch, 'cuda')\n") == [2, 3, 4, 5, 6]
+
+
+def test_no_torch_cuda_outside_the_nvidia_plugin() -> None:
+    found = [f"{MODULES[name].relative_to(PACKAGE.parent)}:{line}"
+             for name in sorted(MODULES) if name not in CUDA_ALLOWED
+             for line in cuda_uses(MODULES[name].read_text(encoding="utf-8"))]
+    assert found == [], "torch.cuda outside the NVIDIA plug-in (use accel.py):\n" + \
+        "\n".join(found)
+    assert cuda_uses(MODULES["mmlubench.vendors.nvidia"].read_text(encoding="utf-8"))

@@ -1,7 +1,8 @@
 """Vendor plug-ins: a fake accelerator plug-in installed through the `mmlubench.vendors` entry
-point drives a whole CPU run (its memory, power and energy figures land in result.json, the
-energy arithmetic checked against its scripted counter); the NVIDIA plug-in on a fake NVML;
-device strings torch does not know end in one clear line."""
+point drives a whole CPU run by its name, `--vendor fake` (its config, memory, power and energy
+figures land in result.json, the energy arithmetic checked against its scripted counter, and
+result.json has the shape of a plain CPU run's); `--vendor NAME` resolution and its errors; the
+NVIDIA plug-in on a fake NVML; device strings torch does not know end in one clear line."""
 
 from __future__ import annotations
 
@@ -10,17 +11,18 @@ import io
 import json
 import re
 import sys
-import textwrap
 import types
 from pathlib import Path
 
 import pytest
 import torch
 
-from mmlubench import vendors
+from mmlubench import accel, vendors
 from mmlubench.cli import main
+from mmlubench.config import CONFIG_DIR, load_config
 from mmlubench.energy import EnergyReading, pass_energy
 from mmlubench.errors import ConfigError
+from mmlubench.vendors.layer import vendor_layer
 
 # The fake plug-in's energy counter, in joules, as it reads at each call: val pass start/end,
 # infer pass start/end (the counter only moves while a pass runs).
@@ -37,6 +39,9 @@ class FakeVendor(CpuVendor):
     name = "fake"
     device_types = ()
     reads = 0
+    # What `--vendor fake` applies (the plug-in's vendor YAML, inline): `vendor: fake` implied.
+    config = dict(device="cpu", precision="fp32", peak_flops=dict(fp32=2.0e12, fp16=8.0e12),
+                  engines=dict(inductor=dict(mode=None, warmup_iters=1, warmup_times=1)))
 
     def __init__(self, device="cpu"):
         super().__init__(device)
@@ -56,6 +61,14 @@ class FakeVendor(CpuVendor):
         value = COUNTER[min(FakeVendor.reads, len(COUNTER) - 1)]
         FakeVendor.reads += 1
         return value
+
+
+class YamlVendor(FakeVendor):
+    config = "yaml_vendor.yaml"  # beside this module
+
+
+class BadVendor(FakeVendor):
+    config = dict(precision="fp99")
 '''
 
 
@@ -69,8 +82,11 @@ def fake_plugin(tmp_path, monkeypatch) -> Path:
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-accel\nVersion: 1.0\n",
                                    encoding="utf-8")
+    (site / "fake_accel" / "yaml_vendor.yaml").write_text("device: cpu\nprecision: bf16\n",
+                                                          encoding="utf-8")
     (info / "entry_points.txt").write_text(
-        "[mmlubench.vendors]\nfake = fake_accel:FakeVendor\n", encoding="utf-8")
+        "[mmlubench.vendors]\nfake = fake_accel:FakeVendor\nfake-yaml = fake_accel:YamlVendor\n"
+        "fake-bad = fake_accel:BadVendor\n", encoding="utf-8")
     monkeypatch.syspath_prepend(str(site))
     yield site
     sys.modules.pop("fake_accel", None)
@@ -83,28 +99,43 @@ def test_entry_point_plugin_is_found(fake_plugin):
     assert vendors.open_vendor("cpu").name == "cpu"  # not named: the device type's plug-in
 
 
-def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_dir):
-    vendor_yaml = tmp_path / "fake.yaml"
-    vendor_yaml.write_text(textwrap.dedent("""\
-        # A vendor file: its plug-in, device, precision, engine options, peak per precision.
-        vendor: fake
-        device: cpu
-        precision: fp32
-        peak_flops: {fp32: 2.0e12, fp16: 8.0e12}
-        engines:
-          inductor: {mode: null, warmup_iters: 1, warmup_times: 1}
-        """), encoding="utf-8")
-    out = tmp_path / "runs"
-    args = ["run", "--vendor", str(vendor_yaml), "--data-dir", str(tiny_model_dir.parent),
+def key_shape(doc, path="") -> set[str]:
+    """Every key path of a JSON document (mappings in lists as `[]`); values and list lengths
+    left out."""
+    if isinstance(doc, dict):
+        return {path} | {p for k, v in doc.items() for p in key_shape(v, f"{path}.{k}")}
+    if isinstance(doc, list):
+        return {path} | {p for v in doc if isinstance(v, dict) for p in key_shape(v, f"{path}[]")}
+    return {path}
+
+
+def run_case(vendor: str, out: Path, tiny_model_dir: Path, mmlu_dir: Path) -> tuple[dict, str]:
+    """`mmlubench run --vendor VENDOR` on two subjects; (result.json, stdout)."""
+    args = ["run", "--vendor", vendor, "--data-dir", str(tiny_model_dir.parent),
             "--weight-dir", tiny_model_dir.name, "--mmlu-dir", str(mmlu_dir),
             "--subjects", "abstract_algebra,global_facts", "--limit", "2", "--random-weights",
-            "--engine", "inductor", "--output-dir", str(out), "--no-progress",
-            "--mem-sample-interval", "0.05"]
+            "--engine", "inductor", "--set", "engines.inductor.warmup_iters=1",
+            "--set", "engines.inductor.warmup_times=1", "--output-dir", str(out),
+            "--no-progress", "--mem-sample-interval", "0.05"]
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         assert main(args) == 0
     (run_dir,) = out.iterdir()
-    result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    return json.loads((run_dir / "result.json").read_text(encoding="utf-8")), stdout.getvalue()
+
+
+def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_dir):
+    result, stdout = run_case("fake", tmp_path / "runs", tiny_model_dir, mmlu_dir)
+    run_dir = next((tmp_path / "runs").iterdir())
+    # The plug-in's own config, found by its name: vendor (implied), device, precision, peak.
+    assert result["config"]["vendor"] == "fake" and result["config"]["precision"] == "fp32"
+    # A plain CPU run (the built-in plug-in, configs/vendors/cpu.yaml) has the same keys; only
+    # the config echo differs, by the per-precision peak the fake's config gives.
+    plain, _ = run_case("cpu", tmp_path / "plain", tiny_model_dir, mmlu_dir)
+    assert plain["environment"]["vendor"] == "cpu" and plain["metrics"]["energy_j"] is None
+    assert key_shape(result) - {".config.peak_flops.fp32", ".config.peak_flops.fp16"} == \
+        key_shape(plain)
+    assert {".passes.infer.energy_j", ".memory.source", ".metrics.mfu"} <= key_shape(plain)
     env, mem, m = result["environment"], result["memory"], result["metrics"]
     assert env["vendor"] == "fake" and env["device_name"] == "Fake Accelerator 9000"
     assert mem["source"] == "fake-counter" and mem["vendor"] == "fake"
@@ -126,7 +157,7 @@ def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_di
         assert p["avg_power_w"] == pytest.approx(joules / p["energy_window_s"])
         assert p["energy_window_s"] >= p["whole_time_s"]  # the window holds the whole pass
     assert m["energy_j"] == COUNTER[3] - COUNTER[2]  # the table's figures: the infer pass
-    assert "infer energy: 120 J, " in stdout.getvalue()
+    assert "infer energy: 120 J, " in stdout
     # The HTML report charts power over time; compare lists each run's energy.
     from mmlubench import compare, document, html_report
 
@@ -136,6 +167,45 @@ def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_di
     text = compare.format_compare([doc, doc], ["a", "b"])
     assert "energy (infer) b: 120 J (1.00x), " in text
     assert f"{(m['prompt_tokens'] / 120):,.1f} tok/J (1.00x)" in text
+
+
+def test_vendor_names_resolve(fake_plugin):
+    """--vendor NAME: a shipped YAML first, else the installed plug-in's config (a mapping, or
+    a YAML file beside its module), `vendor: NAME` implied; a plug-in without one: just that."""
+    folder = CONFIG_DIR / "vendors"
+    source, data = vendor_layer("cpu", folder)
+    assert source == str(folder / "cpu.yaml") and data["vendor"] == "cpu"
+    source, data = vendor_layer("fake", folder)
+    assert source == "vendor plug-in 'fake' (fake_accel:FakeVendor) config"
+    assert data["vendor"] == "fake" and data["precision"] == "fp32"
+    source, data = vendor_layer("fake-yaml", folder)
+    assert source == str(fake_plugin / "fake_accel" / "yaml_vendor.yaml")
+    assert data == {"device": "cpu", "precision": "bf16", "vendor": "fake-yaml"}
+    assert vendor_layer("generic", folder) == (
+        "vendor plug-in 'generic' (mmlubench.vendors.base:Vendor)", {"vendor": "generic"})
+    cfg = load_config(None, "fake-yaml", {"limit": 3})
+    assert (cfg.vendor, cfg.precision, cfg.device, cfg.limit) == ("fake-yaml", "bf16", "cpu", 3)
+
+
+def test_bad_value_in_a_plugin_config_names_the_plugin(fake_plugin):
+    with pytest.raises(ConfigError, match=r"^vendor plug-in 'fake-bad' \(fake_accel:BadVendor\) "
+                       r"config: key 'precision': expected one of 'fp16'"):
+        load_config(None, "fake-bad")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--vendor", "acme"], "command line: --vendor 'acme': no such file, and no vendor of that "
+     "name (known: cpu, fake, fake-bad, fake-yaml, generic, nvidia; "),
+    (["--set", "vendor=acme"], "command line: key 'vendor': no vendor plug-in 'acme' (known: "
+     "cpu, fake, fake-bad, fake-yaml, generic, nvidia; "),
+    (["--vendor", "acme.yaml"], "acme.yaml: config file not found"),
+])
+def test_unknown_vendor_is_one_line(fake_plugin, args, message, capsys, tmp_path):
+    rc = main(["run", *args, "--output-dir", str(tmp_path / "runs"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("mmlubench: error: " + message) and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "runs").exists()  # nothing written
 
 
 def test_run_without_a_counter_has_null_energy(tmp_path, tiny_model_dir, mmlu_dir):
@@ -235,3 +305,37 @@ def test_nvidia_plugin_reads_nvml(monkeypatch):
     assert vendor.power_w() == 312.25
     assert vendor.device_name() == "NVIDIA H100 80GB HBM3"
     assert vendor.versions()["driver"] == "575.51"
+
+
+def test_nvidia_plugin_supplies_what_torch_accelerator_lacks(monkeypatch):
+    """A torch whose accelerator API has no memory calls: opening the NVIDIA plug-in routes
+    them to torch.cuda; the calls torch.accelerator has stay its own."""
+    calls: list = []
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml())
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda i: types.SimpleNamespace(uuid="0000-1111"))
+    monkeypatch.setattr(torch, "accelerator", types.SimpleNamespace(
+        is_available=lambda: True, current_accelerator=lambda: torch.device("cuda"),
+        synchronize=lambda d: calls.append(("accelerator sync", d)), device_count=lambda: 1,
+        set_device_index=lambda i: None, empty_cache=lambda: None))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda d: 111)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda d: 222)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats",
+                        lambda d: calls.append(("reset", d)))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda d: calls.append(("cuda sync", d)))
+    monkeypatch.setattr(accel, "_REGISTERED", {})
+    dev = torch.device("cuda:0")
+    assert accel.peak_allocated_bytes(dev) is None  # before the plug-in: not counted
+    vendor = vendors.open_vendor(dev)
+    assert vendor.name == "nvidia"
+    assert accel.peak_allocated_bytes(dev) == 111 and accel.peak_reserved_bytes(dev) == 222
+    accel.reset_peak_memory(dev)
+    accel.synchronize(dev)
+    assert calls == [("reset", dev), ("accelerator sync", dev)]
+    # A torch.accelerator with every call (torch >= 2.8): nothing registered.
+    monkeypatch.setattr(torch, "accelerator", types.SimpleNamespace(
+        is_available=lambda: True, current_accelerator=lambda: torch.device("cuda"),
+        **{name: (lambda *a: 0) for name in accel.TORCH_CALLS.values()}))
+    assert vendor.device_ops() is None
+    vendors.open_vendor(dev)
+    assert accel._REGISTERED == {}
