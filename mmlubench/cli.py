@@ -46,8 +46,9 @@ def add_config_args(p: argparse.ArgumentParser, case: Path) -> None:
     g = p.add_argument_group("configuration (case YAML < vendor YAML < these flags)")
     g.add_argument("--config", metavar="YAML|NAME", help="case file, or the name of a packaged "
                    f"one such as demo (default: {case.relative_to(case.parents[1])})")
-    g.add_argument("--vendor", metavar="YAML|NAME", help="vendor overrides, a file or a name "
-                   "under configs/vendors/ (e.g. nvidia)")
+    g.add_argument("--vendor", metavar="YAML|NAME", help="vendor overrides: a file, or a name: "
+                   "a packaged vendor file (cpu, nvidia) or an installed vendor plug-in's "
+                   "config (docs/VENDORS.md)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set engines.eager.batch_size=8 "
                    "(repeatable; value read as YAML)")
