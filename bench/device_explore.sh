@@ -4,6 +4,8 @@
 #         tree .devdata/refcode (git archive of the commit named in .devdata/refcode/COMMIT),
 #         interrupted with SIGINT at REF_STOP_S; its run folder comes back under $OUT/runs and
 #         is resumed by the next call (bench/device_final.sh) from the same frozen tree.
+#         REF=0 leaves it out (a one-GPU machine: as run on 2026-11-28, when no 2-GPU machine
+#         was lent).
 #   GPU0: bench/kernel_profile.py on the infer engine and the val method, then bench/valspeed.py
 #         settings for val memory/speed and infer tuning.
 set -uo pipefail
@@ -21,7 +23,7 @@ on() {  # on GPU LOG CMD...
   CUDA_VISIBLE_DEVICES=$gpu TORCHINDUCTOR_CACHE_DIR=/tmp/inductor-$gpu "$@" >> "$L/$log.log" 2>&1
   echo "end $log rc=$? t=$(( $(date +%s) - T0 ))s" >> "$L/$log.log"
 }
-( cd "$R/.devdata/refcode" && on 1 reference-full env PYTHONPATH=$PWD MMLUBENCH_GIT_COMMIT=$(cat COMMIT) \
+[ "${REF:-1}" = 0 ] || ( cd "$R/.devdata/refcode" && on 1 reference-full env PYTHONPATH=$PWD MMLUBENCH_GIT_COMMIT=$(cat COMMIT) \
     timeout -s INT "${REF_STOP_S:-400}" python3 -m mmlubench run --random-weights --data-dir / \
     --weight-dir "$DS" --mmlu-dir "$MMLU" --device cuda --precision fp16 --engine inductor \
     --no-validation --output-dir "$W/runs" --run-name reference-full --no-progress ) &
