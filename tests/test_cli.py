@@ -144,3 +144,18 @@ def test_cases_lists_every_case_with_its_reference_row(capsys) -> None:
                              ("llama3_8b_mmlu", "9051.3")]:
         block = out.split(f"{case}  (", 1)[1].split("\n", 3)
         assert infer_core in block[2], block
+
+
+def test_allocator_defaults_respect_the_users_setting(monkeypatch):
+    import os
+
+    from mmlubench.cli import allocator_defaults
+
+    for key in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"):
+        monkeypatch.delenv(key, raising=False)
+    allocator_defaults()
+    assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF")
+    monkeypatch.setenv("PYTORCH_ALLOC_CONF", "max_split_size_mb:256")
+    allocator_defaults()
+    assert "PYTORCH_CUDA_ALLOC_CONF" not in os.environ

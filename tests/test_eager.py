@@ -145,3 +145,20 @@ def test_bad_options_are_rejected(bad):
 def test_reference_method_is_batch_one_with_all_logits():
     opts = engine_options("eager", {"method": "reference", "batch_size": 32})
     assert (opts.batch_size, opts.full_logits) == (1, True)
+
+
+def test_sdpa_backends_leave_out_cudnn_only():
+    import torch
+
+    from mmlubench.engines.eager import sdpa_backends
+
+    b = torch.backends.cuda
+    before = (b.cudnn_sdp_enabled(), b.flash_sdp_enabled(), b.mem_efficient_sdp_enabled(),
+              b.math_sdp_enabled())
+    with sdpa_backends(False):
+        assert not b.cudnn_sdp_enabled()
+        assert b.flash_sdp_enabled() and b.mem_efficient_sdp_enabled() and b.math_sdp_enabled()
+    with sdpa_backends(True):
+        assert b.cudnn_sdp_enabled() == before[0]
+    assert (b.cudnn_sdp_enabled(), b.flash_sdp_enabled(), b.mem_efficient_sdp_enabled(),
+            b.math_sdp_enabled()) == before

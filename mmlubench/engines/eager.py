@@ -12,6 +12,7 @@ Three ways to call it (option `method`), all the unmodified HF model in eager mo
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,10 @@ class EagerOptions:
     full_logits: bool = field(default=False, metadata={"help": (
         "logits at every position as the reference computes them (only the last is used); "
         "needs method padded (method reference sets it)")})
+    cudnn_attention: bool = field(default=False, metadata={"help": (
+        "let PyTorch's SDPA pick its cuDNN backend; off by default: it prepares a plan for "
+        "every new input shape, and nearly every batch here has a new one (flash, "
+        "memory-efficient and math backends stay allowed)")})
 
     def check(self) -> None:
         if self.method not in METHODS:
@@ -97,9 +102,21 @@ class EagerEngine(Engine):
         return padded_inputs([r.ids for r in batch.payload.requests], self.device)
 
     def forward(self, inputs: dict[str, Any]) -> torch.Tensor:
-        if "prefix" in inputs:
-            return self.prefixes.forward(inputs)
-        keep = 0 if self.options.full_logits else 1  # 0 = logits at every position
-        out = self.call(**inputs, use_cache=False, logits_to_keep=keep)
-        return out.logits[:, -1, :]
+        with sdpa_backends(getattr(self.options, "cudnn_attention", True)):
+            if "prefix" in inputs:
+                return self.prefixes.forward(inputs)
+            keep = 0 if self.options.full_logits else 1  # 0 = logits at every position
+            out = self.call(**inputs, use_cache=False, logits_to_keep=keep)
+            return out.logits[:, -1, :]
+
+
+def sdpa_backends(cudnn: bool) -> contextlib.AbstractContextManager:
+    """The SDPA backends the HF model may use: all (`cudnn`), or all but cuDNN's. The
+    inductor engine (the reference method) has no such option and keeps PyTorch's choice."""
+    if cudnn:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                        SDPBackend.MATH])
 
