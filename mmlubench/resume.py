@@ -86,6 +86,9 @@ def fingerprint(cfg: Config, prompts: Sequence[Prompt], choice_ids: Sequence[int
                 world_size: int = 1) -> dict[str, Any]:
     """The fingerprint document of a run (stored as fingerprint.json)."""
     config = {k: v for k, v in cfg.to_dict().items() if k not in EXCLUDED}
+    # Options of engines this run does not use cannot change what it computes.
+    used = {cfg.engine, cfg.val_engine}
+    config["engines"] = {k: v for k, v in (config.get("engines") or {}).items() if k in used}
     model = _model_part(cfg.weight_path, cfg.random_weights, cfg.seed)
     h = hashlib.sha256(json.dumps([int(i) for i in choice_ids]).encode())
     for p in prompts:

@@ -187,3 +187,19 @@ def test_progress_log_reader(tmp_path):
     with pytest.raises(RunError, match="answers that do not match its rows"):
         log.earlier("infer")
     log.close()
+
+
+def test_fingerprint_counts_only_the_engines_the_run_uses(tmp_path):
+    from mmlubench.config import load_config
+    from mmlubench.resume import differences, fingerprint
+
+    base = {"device": "cpu", "engine": "eager", "weight_dir": str(tmp_path)}
+
+    def fp(**more):
+        return fingerprint(load_config(overrides={**base, **more}), [], [1, 2, 3, 4])
+
+    plain = fp()
+    # The inductor engine does not run here: its options cannot change the answers.
+    assert differences(plain, fp(engines={"inductor": {"warmup_iters": 3}})) == []
+    changed = differences(plain, fp(engines={"eager": {"batch_size": 7}}))
+    assert len(changed) == 1 and "engines.eager.batch_size" in changed[0]
