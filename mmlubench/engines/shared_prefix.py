@@ -24,7 +24,7 @@ the prefix's own tokens); prefix_len 0 makes a request its own segment with no s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmlubench.engines.base import Batch, Engine, Request
-from mmlubench.engines.packing import Pack, plan_packs
+from mmlubench.engines.packing import Pack, plan_packs, prefix_pack
 from mmlubench.errors import RunError
 
 
@@ -54,11 +54,18 @@ class SharedPrefixOptions:
         "of them: memory does not grow, the HF model computes exactly as before)")})
     block_size: int = field(default=128, metadata={"help": (
         "FlexAttention block size (tokens per mask block)")})
+    carry_tokens: int = field(default=1024, metadata={"help": (
+        "keys carried from one pack to the next: a subject that continues into the next pack "
+        "reuses its prefix from there instead of recomputing it (a multiple of block_size; "
+        "0: no carry, each pack recomputes the prefixes it needs)")})
 
     def check(self) -> None:
         if self.block_size < 16 or self.pack_tokens % self.block_size:
             raise ValueError(f"pack_tokens ({self.pack_tokens}) must be a multiple of "
                              f"block_size ({self.block_size}), which must be >= 16")
+        if self.carry_tokens < 0 or self.carry_tokens % self.block_size:
+            raise ValueError(f"carry_tokens ({self.carry_tokens}) must be 0 or a multiple of "
+                             f"block_size ({self.block_size})")
         if self.max_questions < 1:
             raise ValueError(f"max_questions must be >= 1, got {self.max_questions}")
 
@@ -76,8 +83,12 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def decoder_layer(x, w_in, w_qkv, w_o, w_post, w_gu, w_down, cos, sin, block_mask,
-                  eps: float, heads: int, kv_heads: int, head_dim: int):
-    """One Llama decoder layer on a packed sequence x [T, D] (the compiled hot function)."""
+                  carry_k, carry_v, carry_idx, eps: float, heads: int, kv_heads: int,
+                  head_dim: int):
+    """One Llama decoder layer on a packed sequence x [T, D] (the compiled hot function).
+
+    Attention keys/values are [carry_k/v (C carried, post-RoPE)] + [the pack's T]; returns the
+    new x and the next carry: the keys/values at `carry_idx` [C] of that key space."""
     from torch.nn.attention.flex_attention import flex_attention
 
     T = x.shape[0]
@@ -93,12 +104,15 @@ def decoder_layer(x, w_in, w_qkv, w_o, w_post, w_gu, w_down, cos, sin, block_mas
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     q = q * cos + rotate_half(q) * sin
     k = k * cos + rotate_half(k) * sin
+    if carry_k.shape[2]:  # a static shape: with no carry (C = 0) nothing is copied
+        k, v = torch.cat([carry_k, k], dim=2), torch.cat([carry_v, v], dim=2)
+        carry_k, carry_v = k.index_select(2, carry_idx), v.index_select(2, carry_idx)
     o = flex_attention(q, k, v, block_mask=block_mask, enable_gqa=kv_heads != heads)
     o = o[0].transpose(0, 1).reshape(T, heads * head_dim)
     x = x + o @ w_o.t()
     h = rms_norm(x, w_post, eps)
     g, u = (h @ w_gu.t()).chunk(2, dim=-1)
-    return x + (F.silu(g) * u) @ w_down.t()
+    return x + (F.silu(g) * u) @ w_down.t(), carry_k, carry_v
 
 
 def fuse_rows(modules: Sequence[nn.Linear], fuse: bool) -> torch.Tensor:
@@ -143,22 +157,27 @@ class SharedPrefixEngine(Engine):
                 fuse_rows([m.gate_proj, m.up_proj], options.fuse_weights),
                 m.down_proj.weight,
             ))
-        T = options.pack_tokens
+        T, C = options.pack_tokens, options.carry_tokens
         dev = self.device
         # Mask metadata lives in buffers that keep their identity across packs, so the mask
-        # function below is one object and nothing recompiles when a new pack comes.
+        # function below is one object and nothing recompiles when a new pack comes. They are
+        # key indices: keys are [C carried] + [T pack tokens], query t is key C + t.
         self.seg_start = torch.zeros(T, dtype=torch.int32, device=dev)
         self.pre_start = torch.zeros(T, dtype=torch.int32, device=dev)
         self.pre_end = torch.zeros(T, dtype=torch.int32, device=dev)
         seg, ps, pe = self.seg_start, self.pre_start, self.pre_end
 
         def mask_mod(b, h, q_idx, kv_idx):
-            own = (kv_idx >= seg[q_idx]) & (kv_idx <= q_idx)
+            own = (kv_idx >= seg[q_idx]) & (kv_idx <= q_idx + C)
             prefix = (kv_idx >= ps[q_idx]) & (kv_idx < pe[q_idx])
             return own | prefix
 
         self._mask_mod = mask_mod
         self._from_kv_blocks = BlockMask.from_kv_blocks
+        # The carry: per layer, the keys/values of the prefix `self.held` names (None: nothing
+        # known); made by the first pack (in its inference mode, or the graph would differ).
+        self.carry: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.held: bytes | None = None
         self.layer_fn = decoder_layer
         if options.compile:
             self.layer_fn = torch.compile(decoder_layer, dynamic=False, fullgraph=True,
@@ -167,17 +186,19 @@ class SharedPrefixEngine(Engine):
     def plan(self, requests: Sequence[Request]) -> list[Batch]:
         o = self.options
         return plan_packs(requests, o.pack_tokens, o.max_questions, o.share_prefix,
-                          o.block_size)
+                          o.block_size, carry_tokens=o.carry_tokens)
 
     def split(self, batch: Batch) -> list[Batch] | None:
         """Re-pack the rows with at most half as many questions per pack. The pack length is
         the compiled shape and stays `pack_tokens`: a smaller pack holds fewer questions (less
-        attention work and fewer LM-head rows), not fewer positions."""
+        attention work and fewer LM-head rows), not fewer positions. The parts are a chain of
+        their own: the first one computes its prefix, later ones may carry it."""
         if len(batch.rows) < 2:
             return None
         o = self.options
         return plan_packs(batch.payload.requests, o.pack_tokens, (len(batch.rows) + 1) // 2,
-                          o.share_prefix, o.block_size, rows=batch.rows)
+                          o.share_prefix, o.block_size, rows=batch.rows,
+                          carry_tokens=o.carry_tokens)
 
     def warmup(self, batches: Sequence[Batch]) -> None:
         # Compile on the first pack; a second call checks that nothing recompiles.
@@ -186,18 +207,46 @@ class SharedPrefixEngine(Engine):
             for _ in range(2):
                 self.forward(inputs)
 
-    def load(self, batch: Batch) -> dict[str, Any]:
-        pack: Pack = batch.payload
+    def _put(self, pack: Pack) -> dict[str, Any]:
         dev = self.device
 
         def put(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(a).to(dev, non_blocking=True)
 
+        out = np.zeros(0, np.int64) if pack.carry_out is None else pack.carry_out
         return {"ids": put(pack.ids), "pos": put(pack.pos), "seg": put(pack.seg_start),
                 "ps": put(pack.pre_start), "pe": put(pack.pre_end), "last": put(pack.last),
-                "blocks": [put(a)[None, None] for a in pack.blocks]}
+                "blocks": [put(a)[None, None] for a in pack.blocks], "carry_idx": put(out),
+                "carry_out_key": pack.carry_out_key, "pack": pack}
+
+    def _recompute(self, pack: Pack) -> dict[str, Any]:
+        """Inputs of a pack that computes the prefix `pack` needs in its carry."""
+        o = self.options
+        return self._put(prefix_pack(pack.carry_in_ids, o.pack_tokens, o.block_size,
+                                     o.carry_tokens))
+
+    def load(self, batch: Batch) -> dict[str, Any]:
+        """The pack's device inputs. `batch.work` is reset to the pack's planned work here;
+        `forward` adds to it the prefix it recomputes when the carry does not hold the one the
+        pack needs (a chain broken by data-parallel dealing, a resume or a split)."""
+        pack: Pack = batch.payload
+        batch.work = replace(pack.work)
+        inputs = self._put(pack)
+        broken = pack.carry_in_key is not None and pack.carry_in_key != self.held
+        inputs.update(batch=batch, recompute=self._recompute(pack) if broken else None)
+        return inputs
 
     def forward(self, inputs: dict[str, Any]) -> torch.Tensor:
+        pack: Pack = inputs["pack"]
+        if pack.carry_in_key is not None and pack.carry_in_key != self.held:
+            first = inputs["recompute"] or self._recompute(pack)
+            self._layers(first)
+            inputs["batch"].work += first["pack"].work
+        h = self.model.model.norm(self._layers(inputs)[inputs["last"]])
+        return self.model.lm_head(h)
+
+    def _layers(self, inputs: dict[str, Any]) -> torch.Tensor:
+        """The decoder layers on one pack; leaves its carry-out in `self.carry`."""
         self.seg_start.copy_(inputs["seg"])
         self.pre_start.copy_(inputs["ps"])
         self.pre_end.copy_(inputs["pe"])
@@ -207,8 +256,14 @@ class SharedPrefixEngine(Engine):
         x = base.embed_tokens(inputs["ids"])
         cos, sin = base.rotary_emb(x[None], inputs["pos"][None])  # [1, T, head_dim], x dtype
         cos, sin = cos[:, None], sin[:, None]  # broadcast over heads: [1, 1, T, head_dim]
-        for weights in self.layers:
-            x = self.layer_fn(x, *weights, cos, sin, block_mask, self.eps, self.heads,
-                              self.kv_heads, self.head_dim)
-        h = base.norm(x[inputs["last"]])
-        return self.model.lm_head(h)
+        self.held = None  # until every layer's carry is replaced (an OOM may stop half-way)
+        if not self.carry:  # zeros, not empty: junk slots are masked, but 0 x NaN is NaN
+            shape = (1, self.kv_heads, self.options.carry_tokens, self.head_dim)
+            self.carry = [(x.new_zeros(shape), x.new_zeros(shape)) for _ in self.layers]
+        for i, weights in enumerate(self.layers):
+            x, k, v = self.layer_fn(x, *weights, cos, sin, block_mask, *self.carry[i],
+                                    inputs["carry_idx"], self.eps, self.heads, self.kv_heads,
+                                    self.head_dim)
+            self.carry[i] = (k, v)
+        self.held = inputs["carry_out_key"]
+        return x
