@@ -1,10 +1,10 @@
 """How much prefix sharing saves, on the host only: computed tokens per prompt token.
 
 Builds the prompts of the whole test split with a tokenizer folder (and the prompt rule of a
-case config), then plans them as the shared-prefix infer engine (packs) and the eager val's
-prefix-cache method (suffix batches) would, and prints the tokens each computes per prompt
-token. No model, no device. `--verify` also tokenizes every whole prompt and checks that the
-spliced ids are identical.
+case config), then plans them as the shared-prefix infer engine (packs, with and without
+carrying prefixes across packs) and the eager val's prefix-cache method (suffix batches)
+would, and prints the tokens each computes per prompt token. No model, no device. `--verify`
+also tokenizes every whole prompt and checks that the spliced ids are identical.
 
     python bench/sharing.py --model-dir ../shared/llama-3-8b --mmlu-dir ../shared/mmlu/data
 """
@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--few-shots", type=int, default=5)
     ap.add_argument("--max-seq-len", type=int, default=2048)
     ap.add_argument("--pack-tokens", type=int, default=32768)
+    ap.add_argument("--carry-tokens", type=int, default=2048,
+                    help="the engine's carry_tokens (the packs are also planned with 0)")
     ap.add_argument("--verify", action="store_true", help="check ids against whole prompts")
     ap.add_argument("--json", help="write the figures here too")
     args = ap.parse_args()
@@ -65,8 +67,9 @@ def main() -> None:
     tokenize_s = time.perf_counter() - t
     reqs = [Request(p.ids, p.prefix_len) for p in prompts]
     t = time.perf_counter()
-    packs = plan_packs(reqs, args.pack_tokens, 1024, True)
+    packs = plan_packs(reqs, args.pack_tokens, 1024, True, carry_tokens=args.carry_tokens)
     plan_s = time.perf_counter() - t
+    uncarried = sum(b.work.tokens for b in plan_packs(reqs, args.pack_tokens, 1024, True))
     suffix_batches = plan_prefix_cache(reqs, 64, 32768)
     prompt_tokens = sum(len(r.ids) for r in reqs)
     packed = sum(b.work.tokens for b in packs)
@@ -82,8 +85,13 @@ def main() -> None:
         "distinct_prefixes": len(shared),
         "untruncated_prefix_tokens_alone": alone,
         "median_shared_prefix_tokens": float(np.median([p.prefix_len for p in prompts])),
+        "longest_shared_prefix_tokens": max(shared.values(), default=0),
+        "prefixes_longer_than_carry": sum(1 for n in shared.values() if n > args.carry_tokens),
+        "carry_tokens": args.carry_tokens,
         "packs": len(packs), "packed_computed_tokens": packed,
         "packed_computed_per_prompt_token": packed / prompt_tokens,
+        "packed_no_carry_computed_tokens": uncarried,
+        "packed_no_carry_computed_per_prompt_token": uncarried / prompt_tokens,
         "prefix_cache_computed_tokens": cached,
         "prefix_cache_computed_per_prompt_token": cached / prompt_tokens,
         "tokenize_s": tokenize_s, "plan_packs_s": plan_s, "cpus": os.cpu_count(),

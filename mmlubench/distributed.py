@@ -1,8 +1,8 @@
 """Data-parallel runs under torchrun: which rank am I, which batches are mine, gather results.
 
 Every rank reads the data, tokenizes and plans the same batches (all deterministic), then runs
-only its share: batches are dealt to ranks by estimated cost (longest first to the least loaded
-rank), so a batch is computed exactly as in a one-GPU run and predictions match it question for
+only its share: each rank takes a contiguous run of batches of about equal estimated cost, so
+a batch is computed exactly as in a one-GPU run and predictions match it question for
 question. Control messages (results, errors) go through a gloo group on the host, so a rank that
 fails still answers and every rank stops with its error instead of hanging.
 """
@@ -92,15 +92,20 @@ def exit_now(status: int, line: str) -> NoReturn:
 
 
 def deal(costs: Sequence[float], world: int) -> list[list[int]]:
-    """Indices of batches for each rank: largest cost first to the least loaded rank (ties to
-    the lower rank); each rank's list is in the original batch order."""
-    loads = [0.0] * world
-    shares: list[list[int]] = [[] for _ in range(world)]
-    for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
-        r = min(range(world), key=lambda r: (loads[r], r))
-        loads[r] += costs[i]
-        shares[r].append(i)
-    return [sorted(s) for s in shares]
+    """Indices of batches for each rank: a contiguous run each, in batch order, cut where the
+    running cost is nearest each rank's even share (so a rank's load is within one batch's
+    cost of total/world). Contiguous runs keep the shared-prefix engine's carry chains whole
+    but at rank boundaries, where its first pack recomputes the prefix it carries in."""
+    total = float(sum(costs))
+    cuts, run, rank = [], 0.0, 1
+    for i, c in enumerate(costs):
+        while rank < world and run + c / 2 > total * rank / world:
+            cuts.append(i)  # batch i starts rank `rank`: the cut nearest its share
+            rank += 1
+        run += c
+    cuts += [len(costs)] * (world - 1 - len(cuts))
+    bounds = [0, *cuts, len(costs)]
+    return [list(range(bounds[r], bounds[r + 1])) for r in range(world)]
 
 
 def sharer(d: Dist, cost: Callable[[Batch], float]
