@@ -101,8 +101,9 @@ def chains(batches) -> list[int]:
 
 
 def test_broken_chains_are_exact(setup):
-    """A pack that starts mid-chain first recomputes its carry-in, and its work says so; a
-    resume and a share that start there answer exactly, through the same compiled graph."""
+    """A pack that starts mid-chain first reruns the pack that computed its carry-in, and its
+    work says so; a resume and a share that start there give the very logits of an unbroken
+    run (the same keys/values, computed as then), through the same compiled graph."""
     from torch._dynamo.utils import counters
 
     tokenizer, requests, model, golden, options = setup
@@ -111,24 +112,29 @@ def test_broken_chains_are_exact(setup):
     assert len(carried) >= 4 and any(i - 1 in carried for i in carried)  # chains of 3+ packs
     start = next(i for i in carried if i - 1 in carried)  # a pack in the middle of a chain
     first = batches[start]
-    prefix = first.payload.requests[0].prefix_len
+    origin = first.payload.carry_origin
+    assert origin is batches[start - 2].payload  # placed the prefix, carried on by start - 1
     engine = engine_class("shared-prefix")(model, engine_options("shared-prefix", options), "cpu")
     counters.clear()
+    unbroken = logits_of(model, "shared-prefix", requests, tokenizer, options, engine).logits
     planned = first.work.tokens
     with torch.inference_mode():
         engine.forward(engine.load(first))
-    assert first.work.tokens == planned + prefix
+    assert first.work.tokens == planned + origin.work.tokens
     # run_pass warms up on its first pack, which leaves that pack's carry-out behind: its
-    # timed run recomputes the carry-in only if the pack leaves another prefix than it takes.
-    again = prefix if first.payload.carry_out_key != first.payload.carry_in_key else 0
+    # timed run reruns the origin only if the pack leaves another prefix than it takes.
+    again = origin.work.tokens if first.payload.carry_out_key != first.payload.carry_in_key \
+        else 0
     planned = sum(b.payload.work.tokens for b in batches[start:])
     done = np.zeros(len(requests), bool)
     done[[r for b in batches[:start] for r in b.rows]] = True
+    rows = np.flatnonzero(~done)
     for run in ({"done": done}, {"share": lambda planned_batches: planned_batches[start:]}):
         result = logits_of(model, "shared-prefix", requests, tokenizer, options, engine, **run)
-        assert_exact(result, golden, np.flatnonzero(~done))
+        assert_exact(result, golden, rows)
+        assert torch.equal(result.logits[rows], unbroken[rows])
         assert result.work.tokens == planned + again
-    assert counters["stats"]["unique_graphs"] <= 1  # the prefix-only packs compile nothing new
+    assert counters["stats"]["unique_graphs"] <= 1
 
 
 def test_split_of_a_carried_pack_is_exact(setup):

@@ -10,7 +10,8 @@ C+t; all mask metadata are key indices). When a prefix group (one subject) conti
 next pack and its prefix fits in C, the next pack does not place the prefix again: its suffixes
 see keys [0, P) of the carry, which holds that prefix's keys/values as the previous pack
 computed them. Each pack names the prefix its carry must hold (`carry_in_key`) and the one it
-leaves behind (`carry_out`, `carry_out_key`), so the engine can tell when a chain is broken.
+leaves behind (`carry_out`, `carry_out_key`), so the engine can tell when a chain is broken,
+and the pack that computed the prefix (`carry_origin`), which the engine reruns to mend it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Pack:
     carry_out: np.ndarray | None = None  # [C] keys gathered into the next carry (None: C=0)
     carry_out_key: bytes | None = None  # the prefix those keys hold (None: nothing useful)
     carry_in_key: bytes | None = None  # the prefix the carry must hold (None: not used)
-    carry_in_ids: np.ndarray | None = None  # that prefix's ids (to recompute it if not held)
+    carry_origin: Pack | None = None  # the pack that computed it (rerun when it is not held)
     work: Work = field(default_factory=Work)  # what the pack itself computes, as planned
 
 
@@ -102,7 +103,7 @@ class PackBuilder:
     def __init__(self, pack_tokens: int, block_size: int, carry: int = 0):
         self.T, self.block, self.C = pack_tokens, block_size, carry
         self.batches: list[Batch] = []
-        self.carried: tuple[bytes, np.ndarray] | None = None  # what the last pack leaves
+        self.carried: tuple[bytes, Pack] | None = None  # the last pack's carry-out, origin
         self._open()
 
     def _open(self) -> None:
@@ -115,7 +116,7 @@ class PackBuilder:
         self.requests: list[Request] = []
         self.fill, self.key, self.prefix_at = 0, None, (0, 0)
         self.prefix: np.ndarray | None = None
-        self.carry_in: tuple[bytes, np.ndarray] | None = None
+        self.carry_in: tuple[bytes, Pack] | None = None
         self.work = Work(padded_tokens=T)
 
     def fits(self, tokens: int, questions: int, max_questions: int) -> bool:
@@ -127,8 +128,9 @@ class PackBuilder:
 
     def use_carry(self, key: bytes, prefix: np.ndarray) -> None:
         """Suffixes of group `key` see its prefix in carry keys [0, P): nothing computed."""
+        assert self.carried is not None and self.carried[0] == key
         self.prefix_at, self.key, self.prefix = (0, len(prefix)), key, prefix
-        self.carry_in = (prefix_key(prefix), prefix)
+        self.carry_in = self.carried
 
     def place_prefix(self, key: bytes, prefix: np.ndarray) -> None:
         f, p, C = self.fill, len(prefix), self.C
@@ -149,22 +151,28 @@ class PackBuilder:
         self.work += Work(tokens=n, attention_pairs=causal_pairs(n, context=p))
 
     def finish(self) -> Pack:
-        """The open pack as a Pack; remembers the prefix its carry-out holds. A prefix longer
-        than the carry, or none (unshared requests), leaves nothing useful to carry."""
+        """The open pack as a Pack; remembers the prefix its carry-out holds and the pack that
+        computed it. A prefix longer than the carry, or none (unshared requests), leaves
+        nothing useful to carry."""
         C, prefix = self.C, self.prefix
-        out, out_key, self.carried = None, None, None
+        out, out_key = None, None
         if C:
             out = np.zeros(C, np.int64)  # unused carry slots copy key 0: junk, never attended
             if prefix is not None and 0 < len(prefix) <= C:
                 start, end = self.prefix_at
                 out[: end - start] = np.arange(start, end)
                 out_key = prefix_key(prefix)
-                self.carried = (self.key, prefix)
         self.work.logit_rows = len(self.rows)
-        return Pack(self.ids, self.pos, self.seg, self.ps, self.pe,
+        pack = Pack(self.ids, self.pos, self.seg, self.ps, self.pe,
                     np.asarray(self.last, np.int64),
                     block_layout(self.seg, self.ps, self.pe, self.block, C), self.requests,
                     out, out_key, *(self.carry_in or (None, None)), self.work)
+        # The prefix left behind was computed here, or (carried through) where this pack's
+        # carry-in was computed.
+        through = self.carry_in is not None and self.carry_in[0] == self.key
+        self.carried = None if out_key is None else (
+            self.key, self.carry_in[1] if through else pack)  # type: ignore[index]
+        return pack
 
     def close(self) -> None:
         if self.rows:
@@ -172,14 +180,6 @@ class PackBuilder:
             self.batches.append(Batch(rows=self.rows, work=pack.work, payload=pack,
                                       prompt_tokens=sum(len(r.ids) for r in self.requests)))
         self._open()
-
-
-def prefix_pack(prefix: np.ndarray, pack_tokens: int, block_size: int, carry: int) -> Pack:
-    """A pack that only computes `prefix` and leaves it in the carry: what the engine runs
-    first when a pack needs a carried prefix it does not hold (a broken chain)."""
-    b = PackBuilder(pack_tokens, block_size, carry)
-    b.place_prefix(prefix_key(prefix), prefix)
-    return b.finish()
 
 
 def plan_packs(requests: Sequence[Request], pack_tokens: int, max_questions: int,

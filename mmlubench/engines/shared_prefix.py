@@ -23,8 +23,7 @@ Exactness: a request's first `prefix_len` ids are shared only with requests whos
 byte-identical (the prompt builder sets prefix_len only when the full prompt's tokens start with
 the prefix's own tokens); prefix_len 0 makes a request its own segment with no sharing. The
 carry is named by its prefix's ids: a pack whose carry-in the engine does not hold (a resume, a
-data-parallel share or a split that starts mid-subject) first runs a prefix-only pack that
-computes it.
+data-parallel share or a split that starts mid-subject) first reruns the pack that computed it.
 """
 
 from __future__ import annotations
@@ -38,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmlubench.engines.base import Batch, Engine, Request
-from mmlubench.engines.packing import Pack, plan_packs, prefix_pack
+from mmlubench.engines.base import Batch, Engine, Request, Work
+from mmlubench.engines.packing import Pack, plan_packs
 from mmlubench.errors import RunError
 
 
@@ -226,14 +225,18 @@ class SharedPrefixEngine(Engine):
                 "carry_out_key": pack.carry_out_key, "pack": pack}
 
     def _recompute(self, pack: Pack) -> dict[str, Any]:
-        """Inputs of a pack that computes the prefix `pack` needs in its carry."""
-        o = self.options
-        return self._put(prefix_pack(pack.carry_in_ids, o.pack_tokens, o.block_size,
-                                     o.carry_tokens))
+        """Inputs that rerun the pack which computed the prefix `pack` needs in its carry, as
+        it ran then (the same positions in the same compiled shape: the same keys/values as a
+        run that never broke the chain); its LM head does not run."""
+        origin = pack.carry_origin
+        w = origin.work
+        work = Work(tokens=w.tokens, attention_pairs=w.attention_pairs,
+                    padded_tokens=w.padded_tokens)
+        return {**self._put(origin), "work": work}
 
     def load(self, batch: Batch) -> dict[str, Any]:
         """The pack's device inputs. `batch.work` is reset to the pack's planned work here;
-        `forward` adds to it the prefix it recomputes when the carry does not hold the one the
+        `forward` adds to it the pack it reruns when the carry does not hold the prefix the
         pack needs (a chain broken by data-parallel dealing, a resume or a split)."""
         pack: Pack = batch.payload
         batch.work = replace(pack.work)
@@ -247,7 +250,7 @@ class SharedPrefixEngine(Engine):
         if pack.carry_in_key is not None and pack.carry_in_key != self.held:
             first = inputs["recompute"] or self._recompute(pack)
             self._layers(first)
-            inputs["batch"].work += first["pack"].work
+            inputs["batch"].work += first["work"]
         h = self.model.model.norm(self._layers(inputs)[inputs["last"]])
         return self.model.lm_head(h)
 
