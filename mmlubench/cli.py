@@ -80,9 +80,11 @@ def add_prompt_args(p: argparse.ArgumentParser, d: dict[str, Any]) -> None:
 
 def add_run_args(p: argparse.ArgumentParser, d: dict[str, Any]) -> None:
     g = p.add_argument_group("model, engines and metrics")
-    g.add_argument("--precision", choices=["fp16", "bf16", "fp32"],
-                   help="dtype of the weights and the compute: fp16 as the reference, bf16, or "
-                   f"fp32 (the choice on CPU) (default: {d['precision']})")
+    g.add_argument("--precision", choices=["fp16", "bf16", "fp32", "fp8"],
+                   help="dtype of the weights and the compute: fp16 as the reference, bf16, "
+                   "fp32 (the choice on CPU), or fp8 (e4m3 linear layers in the shared-prefix "
+                   "infer engine, val in fp16; GPUs with FP8 units) "
+                   f"(default: {d['precision']})")
     g.add_argument("--device", help=f"cuda, cuda:N or cpu (default: {d['device']})")
     engine = d["engine"]
     if engine == "auto":

@@ -26,6 +26,7 @@ __all__ = ["COMMAND_LINE", "Config", "build_dataclass", "check_value", "dotted_t
 # ~100 s there, more than a CPU run of a few hundred questions spends in its core, and without
 # shared prefixes (some tokenizers merge across the seam) it saves nothing; eager needs none.
 AUTO_ENGINE = {"cuda": "shared-prefix", "cpu": "eager"}
+FP8_ENGINE = "shared-prefix"  # the one engine with an fp8 mode (engines/fp8.py)
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CASE = CONFIG_DIR / "deepseek_7b_mmlu.yaml"
 
@@ -50,7 +51,8 @@ class Config:
     # FlagPerf's llama3_8b_mmlu ran; its truncation still counts one: docs/CASES.md.
     bos: bool = True
     scoring: Literal["reference", "choices", "token"] = "reference"
-    precision: Literal["fp16", "bf16", "fp32"] = "fp16"
+    # fp8: fp16 weights, the infer engine's linear layers in e4m3 (engines/fp8.py), val fp16.
+    precision: Literal["fp16", "bf16", "fp32", "fp8"] = "fp16"
     device: str = "cuda"
     # Build the model from config.json with random weights: speed only, accuracy is meaningless.
     random_weights: bool = False
@@ -213,6 +215,26 @@ def validate(cfg: Config, sources: Mapping[str, str]) -> None:
     except ValueError as e:
         fail("flops_per_token", str(e))
     _validate_engines(cfg, sources, fail)
+    _validate_fp8(cfg, fail)
+
+
+def _validate_fp8(cfg: Config, fail) -> None:
+    """fp8: one engine's mode, on FP8 matrix units; its `fp8` option follows the precision."""
+    given = cfg.engines.get(FP8_ENGINE, {}).get("fp8")
+    if given is not None and given[0] != (cfg.precision == "fp8"):
+        fail(f"engines.{FP8_ENGINE}.fp8", f"follows precision ({cfg.precision}); set "
+             "precision: fp8 instead")
+    if cfg.precision != "fp8":
+        return
+    if cfg.device.split(":")[0] == "cpu":
+        fail("precision", "fp8 needs FP8 matrix units (NVIDIA compute capability >= 8.9: "
+             "Ada, Hopper, Blackwell); device cpu has none: use fp16 on a GPU, fp32 on CPU")
+    if cfg.engine != FP8_ENGINE:
+        fail("precision", f"fp8 runs only on the infer engine {FP8_ENGINE}, not "
+             f"{cfg.engine!r}: use --engine {FP8_ENGINE}")
+    if cfg.validation and cfg.val_engine == FP8_ENGINE:
+        fail("val_engine", f"with precision fp8 the val pass is the fp16 independent check; "
+             f"val engine {FP8_ENGINE} would run fp8 too: use eager")
 
 
 def _validate_engines(cfg: Config, sources: Mapping[str, str], fail) -> None:
@@ -272,4 +294,6 @@ def load_config(
         name: {opt: value for opt, (value, _) in options.items()}
         for name, options in cfg.engines.items()
     }
+    if cfg.precision == "fp8":  # the engine learns the precision through its options
+        cfg.engines.setdefault(FP8_ENGINE, {})["fp8"] = True
     return cfg

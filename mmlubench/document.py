@@ -119,6 +119,8 @@ class Metrics(Section):
     avg_power_w: float | None = None
     tokens_per_joule: float | None = None
     joules_per_question: float | None = None
+    # precision fp8: what was quantized and how (engines/fp8.py's RECIPE); absent otherwise.
+    precision_recipe: dict[str, str] | None = field(default=None, metadata=OMIT_IF_NONE)
 
 
 @dataclass

@@ -23,44 +23,50 @@ from dataclasses import dataclass
 # reports (torch.cuda.get_device_name() on NVIDIA and ROCm), checked in order, so that longer
 # names ("H100 NVL") come before the names they contain ("H100") -> precision -> FLOP/s.
 # "fp32" is the plain (non-TF32) FP32 rate, which is what fp32 matmuls use unless TF32 is on.
+# "fp8" is the dense FP8 tensor rate (e4m3, FP32 accumulate), what --precision fp8's linear
+# layers run on; a part without FP8 matrix units (A100, V100, MI250X, ...) has no fp8 entry.
 # Datasheets quote "with sparsity" figures for recent NVIDIA parts: the dense rate is half.
 # NV_TENSOR below: https://resources.nvidia.com/en-us-tensor-core/nvidia-tensor-core-gpu-datasheet
 PEAK_FLOPS: list[tuple[str, dict[str, float]]] = [
-    # H200 NVL: FP16/BF16 1,671 TFLOPS sparse -> 835.5 dense; FP32 60.
+    # H200 NVL: FP16/BF16 1,671 TFLOPS sparse -> 835.5 dense; FP8 3,341 -> 1,670.5; FP32 60.
     # https://www.nvidia.com/en-us/data-center/h200/
-    ("H200 NVL", {"fp16": 835.5e12, "bf16": 835.5e12, "fp32": 60.0e12}),
-    # H200 SXM: same compute as H100 SXM: FP16/BF16 1,979 sparse -> 989.4 dense; FP32 67.
-    # https://www.nvidia.com/en-us/data-center/h200/
-    ("H200", {"fp16": 989.4e12, "bf16": 989.4e12, "fp32": 66.9e12}),
-    # GH200 (Grace Hopper): the H100 SXM's Hopper GPU: FP16/BF16 1,979 sparse -> 989.4 dense.
+    ("H200 NVL", {"fp16": 835.5e12, "bf16": 835.5e12, "fp32": 60.0e12, "fp8": 1670.5e12}),
+    # H200 SXM: same compute as H100 SXM: FP16/BF16 1,979 sparse -> 989.4 dense; FP8 3,958
+    # sparse -> 1,979 dense; FP32 67. https://www.nvidia.com/en-us/data-center/h200/
+    ("H200", {"fp16": 989.4e12, "bf16": 989.4e12, "fp32": 66.9e12, "fp8": 1978.9e12}),
+    # GH200 (Grace Hopper): the H100 SXM's Hopper GPU: FP16/BF16 1,979 sparse -> 989.4 dense;
+    # FP8 3,958 sparse -> 1,979 dense.
     # https://www.nvidia.com/en-us/data-center/grace-hopper-superchip/
-    ("GH200", {"fp16": 989.4e12, "bf16": 989.4e12, "fp32": 66.9e12}),
-    # H100 NVL: FP16/BF16 1,671 TFLOPS sparse -> 835.5 dense; FP32 60. (NV_TENSOR)
-    ("H100 NVL", {"fp16": 835.5e12, "bf16": 835.5e12, "fp32": 60.0e12}),
-    # H100 PCIe: FP16/BF16 1,513 TFLOPS sparse -> 756.5 dense; FP32 51. (NV_TENSOR)
-    ("H100 PCIe", {"fp16": 756.5e12, "bf16": 756.5e12, "fp32": 51.2e12}),
-    # H100 SXM5, named "NVIDIA H100 80GB HBM3": 1,979 sparse -> 989.4 dense; FP32 67. (NV_TENSOR)
-    ("H100", {"fp16": 989.4e12, "bf16": 989.4e12, "fp32": 66.9e12}),
-    # H20 product brief: FP16/BF16 148 TFLOPS dense, FP32 44.
+    ("GH200", {"fp16": 989.4e12, "bf16": 989.4e12, "fp32": 66.9e12, "fp8": 1978.9e12}),
+    # H100 NVL: FP16/BF16 1,671 TFLOPS sparse -> 835.5 dense; FP8 3,341 -> 1,670.5; FP32 60.
+    # (NV_TENSOR)
+    ("H100 NVL", {"fp16": 835.5e12, "bf16": 835.5e12, "fp32": 60.0e12, "fp8": 1670.5e12}),
+    # H100 PCIe: FP16/BF16 1,513 TFLOPS sparse -> 756.5 dense; FP8 3,026 -> 1,513; FP32 51.
+    # (NV_TENSOR)
+    ("H100 PCIe", {"fp16": 756.5e12, "bf16": 756.5e12, "fp32": 51.2e12, "fp8": 1513e12}),
+    # H100 SXM5, named "NVIDIA H100 80GB HBM3": 1,979 sparse -> 989.4 dense; FP8 3,958 sparse
+    # -> 1,979 dense (3,957.8 in NVIDIA's Hopper whitepaper's table); FP32 67. (NV_TENSOR)
+    ("H100", {"fp16": 989.4e12, "bf16": 989.4e12, "fp32": 66.9e12, "fp8": 1978.9e12}),
+    # H20 product brief: FP16/BF16 148 TFLOPS dense, FP8 296 dense, FP32 44.
     # https://www.nvidia.com/en-us/data-center/h20/ (product brief, China market)
-    ("H20", {"fp16": 148e12, "bf16": 148e12, "fp32": 44e12}),
-    # B200 (HGX B200, per GPU, 1,000 W): FP16/BF16 4.5 PFLOPS sparse -> 2.25 dense; FP32 75.
-    # https://www.nvidia.com/en-us/data-center/hgx/
-    ("B200", {"fp16": 2250e12, "bf16": 2250e12, "fp32": 75e12}),
+    ("H20", {"fp16": 148e12, "bf16": 148e12, "fp32": 44e12, "fp8": 296e12}),
+    # B200 (HGX B200, per GPU, 1,000 W): FP16/BF16 4.5 PFLOPS sparse -> 2.25 dense; FP8 9
+    # sparse -> 4.5 dense; FP32 75. https://www.nvidia.com/en-us/data-center/hgx/
+    ("B200", {"fp16": 2250e12, "bf16": 2250e12, "fp32": 75e12, "fp8": 4500e12}),
     # A100 SXM4 / PCIe, 40 and 80 GB: FP16/BF16 312 TFLOPS dense; FP32 19.5 (TF32 156).
     # https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf
     ("A100", {"fp16": 312e12, "bf16": 312e12, "fp32": 19.5e12}),
     # A800 is the A100 with a reduced interconnect: same compute (A100 datasheet above).
     ("A800", {"fp16": 312e12, "bf16": 312e12, "fp32": 19.5e12}),
-    # L40S: FP16/BF16 tensor 362.05 TFLOPS dense with FP32 accumulate; FP32 91.6.
-    # https://resources.nvidia.com/en-us-l40s/l40s-datasheet-28413
-    ("L40S", {"fp16": 362.05e12, "bf16": 362.05e12, "fp32": 91.6e12}),
-    # L40: 181.05 TFLOPS dense FP16 tensor with FP32 accumulate; FP32 90.5.
-    # https://www.nvidia.com/en-us/data-center/l40/
-    ("L40", {"fp16": 181.05e12, "bf16": 181.05e12, "fp32": 90.5e12}),
-    # L4: FP16/BF16 242 TFLOPS sparse -> 121 dense; FP32 30.3.
+    # L40S: FP16/BF16 tensor 362.05 TFLOPS dense with FP32 accumulate; FP8 1,466 sparse -> 733
+    # dense; FP32 91.6. https://resources.nvidia.com/en-us-l40s/l40s-datasheet-28413
+    ("L40S", {"fp16": 362.05e12, "bf16": 362.05e12, "fp32": 91.6e12, "fp8": 733e12}),
+    # L40: 181.05 TFLOPS dense FP16 tensor with FP32 accumulate; FP8 724 sparse -> 362 dense;
+    # FP32 90.5. https://www.nvidia.com/en-us/data-center/l40/
+    ("L40", {"fp16": 181.05e12, "bf16": 181.05e12, "fp32": 90.5e12, "fp8": 362e12}),
+    # L4: FP16/BF16 242 TFLOPS sparse -> 121 dense; FP8 485 sparse -> 242.5 dense; FP32 30.3.
     # https://www.nvidia.com/en-us/data-center/l4/
-    ("L4", {"fp16": 121e12, "bf16": 121e12, "fp32": 30.3e12}),
+    ("L4", {"fp16": 121e12, "bf16": 121e12, "fp32": 30.3e12, "fp8": 242.5e12}),
     # A10: FP16/BF16 125 TFLOPS dense; FP32 31.2. https://www.nvidia.com/en-us/data-center/products/a10-gpu/
     ("A10", {"fp16": 125e12, "bf16": 125e12, "fp32": 31.2e12}),
     # V100 PCIe: 112 TFLOPS tensor FP16; FP32 14. V100S is not in the table.
@@ -69,12 +75,12 @@ PEAK_FLOPS: list[tuple[str, dict[str, float]]] = [
     # V100 SXM2: 125 TFLOPS tensor FP16; no BF16; FP32 15.7 (V100 datasheet above).
     ("V100", {"fp16": 125e12, "fp32": 15.7e12}),
     # AMD Instinct MI300X (ROCm names it "AMD Instinct MI300X"): FP16/BF16 matrix 1,307.4
-    # TFLOPS dense (2,614.9 with sparsity); FP32 matrix 163.4.
-    # https://www.amd.com/en/products/accelerators/instinct/mi300/mi300x.html
-    ("MI300X", {"fp16": 1307.4e12, "bf16": 1307.4e12, "fp32": 163.4e12}),
-    # MI325X: the MI300X's compute with HBM3E: FP16/BF16 1,307.4 dense; FP32 matrix 163.4.
-    # https://www.amd.com/en/products/accelerators/instinct/mi300/mi325x.html
-    ("MI325X", {"fp16": 1307.4e12, "bf16": 1307.4e12, "fp32": 163.4e12}),
+    # TFLOPS dense (2,614.9 with sparsity); FP8 2,614.9 dense (5,229.8 with sparsity); FP32
+    # matrix 163.4. https://www.amd.com/en/products/accelerators/instinct/mi300/mi300x.html
+    ("MI300X", {"fp16": 1307.4e12, "bf16": 1307.4e12, "fp32": 163.4e12, "fp8": 2614.9e12}),
+    # MI325X: the MI300X's compute with HBM3E: FP16/BF16 1,307.4 dense; FP8 2,614.9 dense;
+    # FP32 matrix 163.4. https://www.amd.com/en/products/accelerators/instinct/mi300/mi325x.html
+    ("MI325X", {"fp16": 1307.4e12, "bf16": 1307.4e12, "fp32": 163.4e12, "fp8": 2614.9e12}),
     # MI250X: FP16/BF16 383 TFLOPS; FP32 matrix 95.7.
     # https://www.amd.com/en/products/accelerators/instinct/mi200/mi250x.html
     ("MI250X", {"fp16": 383e12, "bf16": 383e12, "fp32": 95.7e12}),
@@ -82,9 +88,10 @@ PEAK_FLOPS: list[tuple[str, dict[str, float]]] = [
     # https://www.amd.com/en/products/accelerators/instinct/mi200/mi210.html
     ("MI210", {"fp16": 181e12, "bf16": 181e12, "fp32": 45.3e12}),
     # GeForce RTX 4090: FP16/BF16 tensor with FP32 accumulate 165.2 TFLOPS dense (the rate
-    # torch's fp16 matmuls use; 330.3 is with FP16 accumulate); FP32 82.6.
+    # torch's fp16 matmuls use; 330.3 is with FP16 accumulate); FP8 with FP32 accumulate
+    # (what torch._scaled_mm does) 330.3 dense (660.6 with FP16 accumulate); FP32 82.6.
     # https://images.nvidia.com/aem-dam/Solutions/geforce/ada/nvidia-ada-gpu-architecture.pdf
-    ("RTX 4090", {"fp16": 165.2e12, "bf16": 165.2e12, "fp32": 82.6e12}),
+    ("RTX 4090", {"fp16": 165.2e12, "bf16": 165.2e12, "fp32": 82.6e12, "fp8": 330.3e12}),
 ]
 
 

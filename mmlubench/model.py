@@ -19,7 +19,9 @@ from mmlubench import accel
 from mmlubench.errors import ModelError
 from mmlubench.provenance import Model
 
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+# fp8 loads fp16 weights: only the infer engine quantizes its linear layers (engines/fp8.py).
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32,
+          "fp8": torch.float16}
 HF_REPO = "deepseek-ai/deepseek-llm-7b-base"
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt")
 

@@ -23,6 +23,8 @@ RANDOM_NOTE = ("RANDOM WEIGHTS: accuracy is meaningless (chance is ~25% under th
                "the reference rule reads the top token of the whole vocabulary and is near 0%); "
                "throughput, MFU and memory are real.")
 FORMATS = ("markdown", "json", "flagperf")
+# How the table names a precision whose name alone does not say what ran (engines/fp8.py).
+PRECISION_LABELS = {"fp8": "fp8 (e4m3, row-wise)"}
 
 
 def table_row(result: Result) -> list[str]:
@@ -33,7 +35,7 @@ def table_row(result: Result) -> list[str]:
         mem = f"{gib(m.mem_peak_used_bytes)}/{gib(m.mem_total_bytes)}"
     return [
         result.infer.engine.name,
-        m.precision,
+        PRECISION_LABELS.get(m.precision, m.precision),
         num(m.e2e_time_s),
         num(m.p_val_whole_tok_per_s),
         num(m.p_val_core_tok_per_s),

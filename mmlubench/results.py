@@ -137,7 +137,14 @@ def _metrics(cfg: Config, sections: Mapping[str, doc.Pass], memory: Sequence[Mem
         avg_power_w=infer.avg_power_w,
         tokens_per_joule=infer.tokens_per_joule,
         joules_per_question=infer.joules_per_question,
+        precision_recipe=fp8_recipe() if cfg.precision == "fp8" else None,
     )
+
+
+def fp8_recipe() -> dict[str, str]:
+    from mmlubench.engines.fp8 import RECIPE  # torch is loaded in a run anyway
+
+    return dict(RECIPE)
 
 
 def _memory(memory: Sequence[MemoryReport]) -> doc.Memory:

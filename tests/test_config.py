@@ -94,7 +94,7 @@ BAD = [
     ("validation: 3\n", "key 'validation': expected true or false, got 3"),
     ("limit: 2.5\n", "key 'limit'"),
     ("subjects: 3\n", "key 'subjects'"),
-    ("precision: fp8\n", "key 'precision'"),
+    ("precision: fp4\n", "key 'precision'"),
     ("few_shots: -1\n", "key 'few_shots': must be >= 0"),
     ("limit: 0\n", "key 'limit': must be >= 1"),
     ("max_seq_len: 4\n", "key 'max_seq_len'"),

@@ -28,6 +28,7 @@ data-parallel share or a split that starts mid-subject) first reruns the pack th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -37,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmlubench.engines import fp8
 from mmlubench.engines.base import Batch, Engine, Request, Work
 from mmlubench.engines.packing import Pack, plan_packs
 from mmlubench.errors import RunError
@@ -63,6 +65,8 @@ class SharedPrefixOptions:
         "keys carried from one pack to the next: a subject that continues into the next pack "
         "reuses its prefix from there instead of recomputing it (a multiple of block_size; "
         "0: no carry, each pack recomputes the prefixes it needs)")})
+    fp8: bool = field(default=False, metadata={"help": (
+        "linear layers in e4m3 with row-wise scales (engines/fp8.py); set by --precision fp8")})
 
     def check(self) -> None:
         if self.block_size < 16 or self.pack_tokens % self.block_size:
@@ -87,18 +91,24 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
+def dense_linear(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return h @ w.t()
+
+
 def decoder_layer(x, w_in, w_qkv, w_o, w_post, w_gu, w_down, cos, sin, block_mask,
                   carry_k, carry_v, carry_idx, eps: float, heads: int, kv_heads: int,
-                  head_dim: int):
+                  head_dim: int, linear=dense_linear):
     """One Llama decoder layer on a packed sequence x [T, D] (the compiled hot function).
 
     Attention keys/values are [carry_k/v (C carried, post-RoPE)] + [the pack's T]; returns the
-    new x and the next carry: the keys/values at `carry_idx` [C] of that key space."""
+    new x and the next carry: the keys/values at `carry_idx` [C] of that key space.
+    `linear(h, w)` is h @ w^T: dense_linear, or fp8's pair_linear with (e4m3 weight, scales)
+    as the w_* (an engine always passes the same one: one compiled graph per precision)."""
     from torch.nn.attention.flex_attention import flex_attention
 
     T = x.shape[0]
     h = rms_norm(x, w_in, eps)
-    qkv = h @ w_qkv.t()
+    qkv = linear(h, w_qkv)
     q, k, v = qkv.split([heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], dim=-1)
     q = q.view(T, heads, head_dim).transpose(0, 1)[None]
     k = k.view(T, kv_heads, head_dim).transpose(0, 1)[None]
@@ -114,10 +124,10 @@ def decoder_layer(x, w_in, w_qkv, w_o, w_post, w_gu, w_down, cos, sin, block_mas
         carry_k, carry_v = k.index_select(2, carry_idx), v.index_select(2, carry_idx)
     o = flex_attention(q, k, v, block_mask=block_mask, enable_gqa=kv_heads != heads)
     o = o[0].transpose(0, 1).reshape(T, heads * head_dim)
-    x = x + o @ w_o.t()
+    x = x + linear(o, w_o)
     h = rms_norm(x, w_post, eps)
-    g, u = (h @ w_gu.t()).chunk(2, dim=-1)
-    return x + (F.silu(g) * u) @ w_down.t(), carry_k, carry_v
+    g, u = linear(h, w_gu).chunk(2, dim=-1)
+    return x + linear(F.silu(g) * u, w_down), carry_k, carry_v
 
 
 def fuse_rows(modules: Sequence[nn.Linear], fuse: bool) -> torch.Tensor:
@@ -162,6 +172,9 @@ class SharedPrefixEngine(Engine):
                 fuse_rows([m.gate_proj, m.up_proj], options.fuse_weights),
                 m.down_proj.weight,
             ))
+        self.linear = dense_linear
+        if options.fp8:  # quantized copies; the fp16 weights stay for the val pass
+            self.layers, self.linear = fp8.quantize_layers(self.layers, self.device)
         T, C = options.pack_tokens, options.carry_tokens
         dev = self.device
         # Mask metadata lives in buffers that keep their identity across packs, so the mask
@@ -183,10 +196,11 @@ class SharedPrefixEngine(Engine):
         # known); made by the first pack (in its inference mode, or the graph would differ).
         self.carry: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.held: bytes | None = None
-        self.layer_fn = decoder_layer
+        layer_fn = decoder_layer
         if options.compile:
-            self.layer_fn = torch.compile(decoder_layer, dynamic=False, fullgraph=True,
-                                          mode=options.compile_mode)
+            layer_fn = torch.compile(decoder_layer, dynamic=False, fullgraph=True,
+                                     mode=options.compile_mode)
+        self.layer_fn = functools.partial(layer_fn, linear=self.linear)
 
     def plan(self, requests: Sequence[Request]) -> list[Batch]:
         o = self.options
