@@ -3,11 +3,15 @@
 Sample: every `--every`-th test question plus every third prompt that needed truncation (longer
 than max_seq_len before truncation). Reference: the HF model in eager mode, batch 1, no padding,
 its ids only. Checked: the val methods `prefix-cache` (HF DynamicCache of each prefix, suffix
-batches against it) and `padded`, and the infer engine `shared-prefix`. For each question the
-relative L2 error of the last-position logits (||x - ref|| / ||ref||, fp32) and whether the
-argmax token is the same. Writes JSON; prints a short table.
+batches against it) and `padded`, and the infer engine `shared-prefix`; on request (`--only
+...,fp8`) also `shared-prefix` with fp8 linear layers (engines/fp8.py) against the same fp16
+reference: the accuracy cost of fp8 (needs a GPU with FP8 units). For each question: the
+relative L2 error of the last-position logits (||x - ref|| / ||ref||, fp32), whether the argmax
+token is the same, and whether the argmax over the four answer letters' logits (the choices
+rule) is the same. Writes JSON; prints a short table.
 
     python bench/parity.py --model-dir DIR --mmlu-dir DIR --out parity.json
+    python bench/parity.py --model-dir DIR --mmlu-dir DIR --out fp8.json --only fp8
 """
 
 from __future__ import annotations
@@ -25,13 +29,15 @@ from mmlubench.data import load_mmlu
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request
 from mmlubench.model import load_model
-from mmlubench.prompts import build_prompts, load_tokenizer
+from mmlubench.prompts import build_prompts, choice_token_ids, load_tokenizer
 
 CHECKED = {  # name -> (engine, options)
     "eager_prefix_cache": ("eager", {"method": "prefix-cache"}),
     "eager_padded": ("eager", {"method": "padded", "batch_size": 32}),
     "shared_prefix": ("shared-prefix", {}),
+    "fp8": ("shared-prefix", {"fp8": True}),  # not by default: needs FP8 units
 }
+DEFAULT = ["eager_prefix_cache", "eager_padded", "shared_prefix"]
 
 
 def logits_of(engine, requests: Sequence[Request], device: str) -> tuple[torch.Tensor, float]:
@@ -53,12 +59,16 @@ def logits_of(engine, requests: Sequence[Request], device: str) -> tuple[torch.T
     return out, core
 
 
-def compare(ref: torch.Tensor, other: torch.Tensor) -> dict:
+def compare(ref: torch.Tensor, other: torch.Tensor, choice_ids: Sequence[int]) -> dict:
     rel = (other - ref).norm(dim=-1) / ref.norm(dim=-1)
+    letters = list(choice_ids)
     return {
         "rel_l2_max": float(rel.max()),
         "rel_l2_mean": float(rel.mean()),
+        "rel_l2_median": float(rel.median()),
         "same_argmax": float((other.argmax(-1) == ref.argmax(-1)).float().mean()),
+        "same_choice": float((other[:, letters].argmax(-1) == ref[:, letters].argmax(-1))
+                             .float().mean()),
         "max_abs": float((other - ref).abs().max()),
     }
 
@@ -72,9 +82,14 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--every", type=int, default=28)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--only", default=",".join(CHECKED),
-                    help=f"comma-separated subset of {', '.join(CHECKED)}")
-    ap.add_argument("--set", action="append", default=[], help="shared-prefix option=value")
+    ap.add_argument("--only", default=",".join(DEFAULT),
+                    help=f"comma-separated subset of {', '.join(CHECKED)}, run in that order "
+                    f"(default: {','.join(DEFAULT)})")
+    ap.add_argument("--set", action="append", default=[],
+                    help="shared-prefix option=value (for shared_prefix and fp8)")
+    ap.add_argument("--real-weights", action="store_true",
+                    help="load the checkpoint in --model-dir (default: random weights of its "
+                    "config)")
     ap.add_argument("--speed-first", action="store_true",
                     help="first time the default eager val over the whole split (valspeed.py)")
     args = ap.parse_args()
@@ -86,7 +101,8 @@ def main() -> None:
     truncated = [i for i, p in enumerate(prompts) if p.dropped]
     sample = sorted(set(range(0, len(prompts), args.every)) | set(truncated[::3]))
     reqs = [Request(prompts[i].ids, prompts[i].prefix_len) for i in sample]
-    model, info = load_model(args.model_dir, args.precision, args.device, random_weights=True)
+    model, info = load_model(args.model_dir, args.precision, args.device,
+                             random_weights=not args.real_weights)
 
     def run(name: str, options: dict) -> tuple[torch.Tensor, float]:
         engine = engine_class(name)(model, engine_options(name, options), args.device)
@@ -94,8 +110,9 @@ def main() -> None:
 
     checked = {k: CHECKED[k] for k in args.only.split(",") if k}
     sp_opts = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
-    if "shared_prefix" in checked:
-        checked["shared_prefix"] = ("shared-prefix", sp_opts)
+    for key in ("shared_prefix", "fp8"):
+        if key in checked:
+            checked[key] = ("shared-prefix", {**sp_opts, **CHECKED[key][1]})
     print(f"tokenized in {tokenize_s:.1f} s; {len(reqs)} questions; model ready", flush=True)
     speed = None
     if args.speed_first:
@@ -122,15 +139,16 @@ def main() -> None:
         "core_s": {"eager_b1": ref_s},
         "options": {k: v[1] for k, v in checked.items()},
         "model": info.to_json(),
+        "random_weights": not args.real_weights,
         "val_speed_whole_split": speed,
     }
     for key, (name, options) in checked.items():
         logits, core_s = run(name, options)
         doc["core_s"][key] = core_s
-        doc[f"{key}_vs_eager"] = c = compare(ref, logits)
+        doc[f"{key}_vs_eager"] = c = compare(ref, logits, choice_token_ids(tok))
         print(f"  {key} vs eager b1: rel L2 max {c['rel_l2_max']:.2e} mean "
-              f"{c['rel_l2_mean']:.2e}, same argmax {100 * c['same_argmax']:.2f}%, "
-              f"core {core_s:.2f} s", flush=True)
+              f"{c['rel_l2_mean']:.2e}, same argmax {100 * c['same_argmax']:.2f}%, same "
+              f"letter {100 * c['same_choice']:.2f}%, core {core_s:.2f} s", flush=True)
         with open(args.out, "w") as f:  # after every engine: a time-out keeps what was done
             json.dump(doc, f, indent=2)
     print(f"parity on {doc['device_name']}, {len(sample)} questions "
