@@ -309,8 +309,8 @@ def test_13_shape_mismatch_is_one_line(world, tmp_path, capfd):
 def test_13_argparse_errors_are_usage_and_exit_2(capfd):
     """argparse's own format, as the README's table says: usage, then `mmlubench run: error:`."""
     with pytest.raises(SystemExit) as e:
-        main(["run", "--precision", "fp8"])
+        main(["run", "--precision", "fp4"])
     assert e.value.code == 2
     err = capfd.readouterr().err
     assert err.startswith("usage: mmlubench run") and "mmlubench run: error: argument " \
-        "--precision: invalid choice: 'fp8'" in err
+        "--precision: invalid choice: 'fp4'" in err
