@@ -84,6 +84,11 @@ def agreement_line(result: Result) -> str | None:
     agree, rule = result.accuracy.agreement_val_infer, result.accuracy.rule
     if agree is None:
         return None
+    if result.metrics.precision == "fp8":  # fp8's accuracy cost: both rules, named as such
+        letters = ", ".join(f"{r} rule {pct(agree.same_letter(r))}"
+                            for r in ("reference", "choices"))
+        return (f"val (fp16) / infer (fp8) agreement, the accuracy cost of fp8: top token "
+                f"{pct(agree.same_top_token)}, letter: {letters}")
     return (f"val/infer agreement: top token {pct(agree.same_top_token)}, "
             f"letter ({rule} rule) {pct(agree.same_letter(rule))}")
 

@@ -222,3 +222,22 @@ def test_fp8_peaks_are_dense_fp8_rates():
     assert peak_flops("NVIDIA H100 PCIe", "fp8") == 1513e12
     assert peak_flops("NVIDIA L40S", "fp8") == 733e12
     assert peak_flops("NVIDIA A100-SXM4-80GB", "fp8") is None  # no FP8 units
+
+
+def test_fp8_results_show_the_label_the_recipe_and_both_rules(demo_run_dirs):
+    import json
+
+    from mmlubench import document
+    from mmlubench.report import agreement_line, table_row
+    from mmlubench.results import fp8_recipe
+
+    data = json.loads((demo_run_dirs["inductor"] / "result.json").read_text(encoding="utf-8"))
+    assert "precision_recipe" not in data["metrics"]  # an fp16 run has none
+    data["metrics"] |= {"precision": "fp8", "precision_recipe": fp8_recipe()}
+    result = document.from_json(data)
+    assert table_row(result)[1] == "fp8 (e4m3, row-wise)"
+    assert result.metrics.precision_recipe["layers"].startswith("decoder linear layers")
+    line = agreement_line(result)
+    assert line.startswith("val (fp16) / infer (fp8) agreement")
+    assert "reference rule" in line and "choices rule" in line
+    assert result.to_json()["metrics"]["precision_recipe"] == fp8_recipe()
