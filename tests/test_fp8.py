@@ -156,16 +156,19 @@ def test_fp8_engine_matches_an_independent_fake_quantized_model(monkeypatch, tok
 
     torch.manual_seed(2)
     model = LlamaForCausalLM(LlamaConfig(**TINY_CONFIG)).eval().requires_grad_(False)
-    prompts = build_prompts(load_mmlu(mmlu_dir, "test", ["abstract_algebra"], limit=6),
+    prompts = build_prompts(load_mmlu(mmlu_dir, "test", ["abstract_algebra"], limit=16),
                             tokenizer)
     requests = [Request(p.ids, p.prefix_len) for p in prompts]
+    packs = engine_class("shared-prefix")(copy.deepcopy(model), engine_options(
+        "shared-prefix", {"pack_tokens": 1024, "compile": False}), "cpu").plan(requests)
+    assert len(packs) > 1, "the sample must span packs (the prefix carried over)"
     want = last_logits(fake_quantized_hf_model(model), "eager", requests, batch_size=1)
     monkeypatch.setattr(fp8, "check_device", lambda device: None)
     monkeypatch.setattr(fp8, "scaled_mm_out_dtype", lambda device: torch.float32)
     monkeypatch.setattr(fp8, "fp8_linear", fp8.fp8_linear_reference)
-    got = last_logits(model, "shared-prefix", requests, pack_tokens=2048, compile=False,
+    got = last_logits(model, "shared-prefix", requests, pack_tokens=1024, compile=False,
                       fp8=True)
-    plain = last_logits(model, "shared-prefix", requests, pack_tokens=2048, compile=False)
+    plain = last_logits(model, "shared-prefix", requests, pack_tokens=1024, compile=False)
     assert (got - want).abs().max().item() <= 1e-4
     # the quantization changed something: the comparison can tell fp8 from fp32
     assert (plain - want).abs().max().item() > 1e-3
