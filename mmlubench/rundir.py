@@ -80,7 +80,9 @@ def resume_config_path(run_dir: str | Path) -> Path:
 
 def check_writable(run_dir: Path) -> None:
     """Fail now, not after the work, if the folder or its progress log cannot be written."""
-    probe = run_dir / ".write-test"
+    # One probe per process: two resumes of one folder probe at once (the lock then refuses
+    # one), and a shared name let one remove the other's probe (ENOENT, a wrong error).
+    probe = run_dir / f".write-test-{os.getpid()}"
     try:
         probe.write_bytes(b"")
         probe.unlink()
