@@ -131,6 +131,10 @@ class Agreement(Section):
     same_letter_reference: float
     same_letter_choices: float
     same_letter_token: float | None = None
+    # ||infer - val|| / ||val|| of each question's four answer-letter logits, over questions:
+    # how far the infer engine's numbers are from the plain model's (fp8's cost; older: null).
+    letter_logits_rel_l2_mean: float | None = None
+    letter_logits_rel_l2_max: float | None = None
 
     def same_letter(self, rule: str) -> float | None:
         """How often both passes gave the same letter under answer rule `rule` (None: the

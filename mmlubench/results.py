@@ -96,10 +96,15 @@ def _agreement(passes: Mapping[str, PassResult],
         pairs = zip(predicted["val"][rule], predicted["infer"][rule], strict=True)
         return float(np.mean([x == y for x, y in pairs]))
 
+    val, infer = passes["val"].choice_logits, passes["infer"].choice_logits
+    norm = np.linalg.norm(val, axis=-1)
+    rel = (np.linalg.norm(infer - val, axis=-1) / np.where(norm > 0, norm, 1))[norm > 0]
     return doc.Agreement(
         same_top_token=float(np.mean(passes["val"].top_ids == passes["infer"].top_ids)),
         same_letter_reference=same("reference"), same_letter_choices=same("choices"),
-        same_letter_token=same("token"))
+        same_letter_token=same("token"),
+        letter_logits_rel_l2_mean=float(rel.mean()) if rel.size else None,
+        letter_logits_rel_l2_max=float(rel.max()) if rel.size else None)
 
 
 def _metrics(cfg: Config, sections: Mapping[str, doc.Pass], memory: Sequence[MemoryReport],

@@ -244,3 +244,19 @@ def test_fp8_results_show_the_label_the_recipe_and_both_rules(demo_run_dirs):
     assert line.startswith("val (fp16) / infer (fp8) agreement")
     assert "reference rule" in line and "choices rule" in line
     assert result.to_json()["metrics"]["precision_recipe"] == fp8_recipe()
+
+
+def test_agreement_reports_the_answer_letter_logits_distance():
+    from types import SimpleNamespace
+
+    from mmlubench.results import _agreement
+
+    val = SimpleNamespace(top_ids=np.array([5, 6, 7]), choice_logits=np.array(
+        [[1.0, 0, 0, 0], [3, 4, 0, 0], [0, 0, 0, 0]], dtype=np.float32))
+    infer = SimpleNamespace(top_ids=np.array([5, 6, 8]), choice_logits=np.array(
+        [[1.0, 1, 0, 0], [3, 4, 0, 0], [1, 0, 0, 0]], dtype=np.float32))
+    letters = {"reference": ["A", "B", "C"], "choices": ["A", "B", "C"], "token": ["A", "B", "C"]}
+    agree = _agreement({"val": val, "infer": infer}, {"val": letters, "infer": letters})
+    # rows: ||(0,1,0,0)|| / ||(1,0,0,0)|| = 1, then 0; a val row of zeros has no ratio
+    assert agree.letter_logits_rel_l2_mean == 0.5 and agree.letter_logits_rel_l2_max == 1.0
+    assert agree.same_top_token == 2 / 3
