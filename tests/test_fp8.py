@@ -260,3 +260,26 @@ def test_agreement_reports_the_answer_letter_logits_distance():
     # rows: ||(0,1,0,0)|| / ||(1,0,0,0)|| = 1, then 0; a val row of zeros has no ratio
     assert agree.letter_logits_rel_l2_mean == 0.5 and agree.letter_logits_rel_l2_max == 1.0
     assert agree.same_top_token == 2 / 3
+
+
+def test_fp8_layer_compiles_to_one_graph(monkeypatch, tiny_model, tokenizer, mmlu_dir):
+    """Compiled, the fp8 decoder layer (weights as (e4m3, scale) pairs) is one graph for all
+    layers and packs, and computes what the uncompiled one does."""
+    from torch._dynamo.utils import counters
+
+    from mmlubench.data import load_mmlu
+    from mmlubench.prompts import build_prompts
+
+    prompts = build_prompts(load_mmlu(mmlu_dir, "test", ["global_facts"], limit=12), tokenizer)
+    requests = [Request(p.ids, p.prefix_len) for p in prompts]
+    monkeypatch.setattr(fp8, "check_device", lambda device: None)
+    monkeypatch.setattr(fp8, "scaled_mm_out_dtype", lambda device: torch.float32)
+    monkeypatch.setattr(fp8, "fp8_linear", fp8.fp8_linear_reference)
+    model = copy.deepcopy(tiny_model)
+    eager = last_logits(model, "shared-prefix", requests, pack_tokens=1024, compile=False,
+                        fp8=True)
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = last_logits(model, "shared-prefix", requests, pack_tokens=1024, fp8=True)
+    assert counters["stats"]["unique_graphs"] == 1
+    assert (compiled - eager).abs().max().item() <= 1e-4
