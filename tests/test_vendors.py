@@ -24,6 +24,8 @@ from mmlubench.energy import EnergyReading, pass_energy
 from mmlubench.errors import ConfigError
 from mmlubench.vendors.layer import vendor_layer
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
 # The fake plug-in's energy counter, in joules, as it reads at each call: val pass start/end,
 # infer pass start/end (the counter only moves while a pass runs).
 COUNTER = [1000.0, 1250.0, 1300.0, 1420.0]
@@ -109,6 +111,14 @@ def key_shape(doc, path="") -> set[str]:
     return {path}
 
 
+def data_keys_masked(keys: set[str]) -> set[str]:
+    """Key paths without those below keys that name data: subjects, the case's engines,
+    reference rows and peaks in the config echo, the engine's options, the vendor's versions."""
+    data = re.compile(r"(\.per_subject|^\.config\.(engines|reference|peak_flops)|"
+                      r"\.engine\.options|^\.environment\.vendor_versions)\.")
+    return {k for k in keys if not data.search(k)}
+
+
 def run_case(vendor: str, out: Path, tiny_model_dir: Path, mmlu_dir: Path) -> tuple[dict, str]:
     """`mmlubench run --vendor VENDOR` on two subjects; (result.json, stdout)."""
     args = ["run", "--vendor", vendor, "--data-dir", str(tiny_model_dir.parent),
@@ -136,6 +146,16 @@ def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_di
     assert key_shape(result) - {".config.peak_flops.fp32", ".config.peak_flops.fp16"} == \
         key_shape(plain)
     assert {".passes.infer.energy_j", ".memory.source", ".metrics.mfu"} <= key_shape(plain)
+    # A GPU run through the NVIDIA plug-in (H200, bench/results/2026-11-28_h200_final, lists
+    # cut to one item) has the same shape too, up to keys that are data: subject names, the
+    # case's engines/reference/peaks in the config echo, the vendor's version entries.
+    gpu = json.loads((FIXTURES / "h200_result.json").read_text(encoding="utf-8"))
+    assert gpu["environment"]["vendor"] == "nvidia" and gpu["memory"]["source"] == "nvml"
+    cpu_keys, gpu_keys = data_keys_masked(key_shape(result)), data_keys_masked(key_shape(gpu))
+    assert gpu_keys - cpu_keys == set(), gpu_keys - cpu_keys
+    # Keys result.json gained after that GPU run (commit 023e506): fp8's agreement figures.
+    assert cpu_keys - gpu_keys == {".accuracy.agreement_val_infer.letter_logits_rel_l2_max",
+                                   ".accuracy.agreement_val_infer.letter_logits_rel_l2_mean"}
     env, mem, m = result["environment"], result["memory"], result["metrics"]
     assert env["vendor"] == "fake" and env["device_name"] == "Fake Accelerator 9000"
     assert mem["source"] == "fake-counter" and mem["vendor"] == "fake"
