@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 from case_helpers import make_model_dir
+from layout_helpers import assert_layout_matches_flex
 
 from bench.logits import KeepLogits
 from mmlubench.data import load_mmlu
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request, causal_pairs
-from mmlubench.engines.packing import block_layout, plan_packs
+from mmlubench.engines.packing import plan_packs
 from mmlubench.passes import run_pass
 from mmlubench.prompts import build_prompts, choice_token_ids, load_tokenizer
 
@@ -197,28 +198,12 @@ def test_planned_work_is_each_prefix_once():
 
 
 def test_block_layout_with_carry_matches_flex_create_block_mask():
-    from torch.nn.attention.flex_attention import create_block_mask
-
     requests = synthetic([(150, [200] * 9), (0, [90]), (70, [120] * 6)], seed=3)
     T, C, B = 512, 256, 64
     batches = plan_packs(requests, T, 64, True, B, carry_tokens=C)
     assert chains(batches)
     for b in batches:
-        p = b.payload
-        seg, ps, pe = (torch.from_numpy(a.astype(np.int64))
-                       for a in (p.seg_start, p.pre_start, p.pre_end))
-
-        def mask_mod(_b, _h, q, kv, seg=seg, ps=ps, pe=pe):
-            return ((kv >= seg[q]) & (kv <= q + C)) | ((kv >= ps[q]) & (kv < pe[q]))
-
-        ref = create_block_mask(mask_mod, None, None, T, C + T, device="cpu", BLOCK_SIZE=B)
-        n, idx, full_n, full_idx = block_layout(p.seg_start, p.pre_start, p.pre_end, B, C)
-        assert np.array_equal(n, ref.kv_num_blocks[0, 0].numpy())
-        assert np.array_equal(full_n, ref.full_kv_num_blocks[0, 0].numpy())
-        for i in range(len(n)):
-            assert set(idx[i, : n[i]]) == set(ref.kv_indices[0, 0, i, : n[i]].tolist())
-            assert set(full_idx[i, : full_n[i]]) == set(
-                ref.full_kv_indices[0, 0, i, : full_n[i]].tolist())
+        assert_layout_matches_flex(b.payload, T, B, C)
 
 
 @pytest.mark.parametrize("carry", [-128, 100])

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_CONFIG
+from layout_helpers import assert_layout_matches_flex
 
 from bench.logits import KeepLogits
 from mmlubench.data import load_mmlu
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request, causal_pairs
-from mmlubench.engines.packing import block_layout, plan_packs
+from mmlubench.engines.packing import plan_packs
 from mmlubench.errors import RunError
 from mmlubench.passes import run_pass
 from mmlubench.prompts import build_prompts, choice_token_ids
@@ -157,26 +158,10 @@ def test_too_long_prompt_is_named():
 
 
 def test_block_layout_matches_flex_create_block_mask():
-    from torch.nn.attention.flex_attention import create_block_mask
-
     spec = [(120, 70, 0)] * 6 + [(90, 0, 1)] + [(200, 150, 2)] * 3
     requests = requests_from(spec, seed=3)
     for b in plan_packs(requests, 512, 64, True, 64):
-        p = b.payload
-        seg, ps, pe = (torch.from_numpy(a.astype(np.int64))
-                       for a in (p.seg_start, p.pre_start, p.pre_end))
-
-        def mask_mod(_b, _h, q, kv, seg=seg, ps=ps, pe=pe):
-            return ((kv >= seg[q]) & (kv <= q)) | ((kv >= ps[q]) & (kv < pe[q]))
-
-        ref = create_block_mask(mask_mod, None, None, 512, 512, device="cpu", BLOCK_SIZE=64)
-        n, idx, full_n, full_idx = block_layout(p.seg_start, p.pre_start, p.pre_end, 64)
-        assert np.array_equal(n, ref.kv_num_blocks[0, 0].numpy())
-        assert np.array_equal(full_n, ref.full_kv_num_blocks[0, 0].numpy())
-        for i in range(len(n)):
-            assert set(idx[i, : n[i]]) == set(ref.kv_indices[0, 0, i, : n[i]].tolist())
-            assert set(full_idx[i, : full_n[i]]) == set(
-                ref.full_kv_indices[0, 0, i, : full_n[i]].tolist())
+        assert_layout_matches_flex(b.payload, 512, 64)
 
 
 def test_unsupported_model_is_refused():
