@@ -5,11 +5,12 @@ The recipe (RECIPE, recorded in result.json):
   float8_e4m3fn with one fp32 scale per output channel, computed once at engine set-up from the
   fp16 weights: scale = amax(|row|) / 448, so every row's largest weight becomes +-448.
 - Activations are quantized the same way per token (row), dynamically, inside the compiled
-  decoder layer: Inductor fuses the amax, the division and the cast into the kernel that
-  produces the activation (RMSNorm, SiLU(gate) * up, the attention output's re-layout), so the
-  quantization costs no extra pass over memory.
-- `torch._scaled_mm` with row-wise scales multiplies on the FP8 tensor cores, accumulates in
-  fp32 and applies both scales in its epilogue: y = (x_q * s_x) @ (w_q * s_w)^T.
+  decoder layer, so that Inductor can fuse the amax, the division and the cast into the kernel
+  that produces the activation (RMSNorm, SiLU(gate) * up, the attention output's re-layout)
+  instead of adding a pass over memory; bench/fp8_smoke.py lists the kernels fp8 adds.
+- `torch._scaled_mm` with row-wise scales multiplies on the FP8 tensor cores (fast
+  accumulation, see FAST_ACCUM) and applies both scales in its epilogue:
+  y = (x_q * s_x) @ (w_q * s_w)^T.
 - Attention (FlexAttention), norms, RoPE, embeddings and the LM head stay fp16; so does the
   residual stream.
 
@@ -40,9 +41,12 @@ RECIPE = {
     "format": "float8_e4m3fn (max 448)",
     "layers": "decoder linear layers: fused q/k/v, o, fused gate/up, down",
     "weights": "one fp32 scale per output channel (amax/448), computed once from fp16 weights",
-    "activations": "one fp32 scale per token (amax/448), dynamic, fused into the producer",
-    "matmul": "torch._scaled_mm, row-wise scales, fp32 accumulation"
-              + (" (fast)" if FAST_ACCUM else "") + ", fp16 result",
+    "activations": "one fp32 scale per token (amax/448), dynamic, computed in the compiled "
+                   "layer",
+    "matmul": "torch._scaled_mm, row-wise scales, "
+              + ("fast accumulation" if FAST_ACCUM else "fp32 accumulation")
+              + ", fp16 result (written as bf16 and cast where the torch build's row-wise "
+              "kernel writes only bf16)",
     "fp16": "attention, norms, RoPE, embeddings, LM head, residual stream; the val pass",
 }
 # The linear weights in the shared-prefix engine's per-layer tuples
