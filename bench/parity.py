@@ -16,14 +16,18 @@ rule) is the same. Writes JSON; prints a short table.
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import transformers
 import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from valspeed import model_args  # a bench script beside this one
 
 from mmlubench.data import load_mmlu
 from mmlubench.engines import engine_class, engine_options
@@ -74,12 +78,7 @@ def compare(ref: torch.Tensor, other: torch.Tensor, choice_ids: Sequence[int]) -
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-dir", required=True)
-    ap.add_argument("--mmlu-dir", required=True)
-    ap.add_argument("--precision", default="fp16")
-    ap.add_argument("--device", default="cuda")
+    ap = model_args(__doc__)
     ap.add_argument("--every", type=int, default=28)
     ap.add_argument("--out", required=True)
     ap.add_argument("--only", default=",".join(DEFAULT),

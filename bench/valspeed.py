@@ -64,13 +64,20 @@ def measure(engine, requests, device: str) -> dict:
             "torch_peak_gib": peak, "torch_peak_reserved_gib": reserved}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
+def model_args(doc: str | None) -> argparse.ArgumentParser:
+    """The bench scripts' parser with what they all take: the model config and tokenizer
+    folder, the MMLU folder, precision and device."""
+    ap = argparse.ArgumentParser(description=doc,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--mmlu-dir", required=True)
     ap.add_argument("--precision", default="fp16")
     ap.add_argument("--device", default="cuda")
+    return ap
+
+
+def main() -> None:
+    ap = model_args(__doc__)
     ap.add_argument("--every-subject", type=int, default=4)
     ap.add_argument("--try", dest="tries", action="append", required=True)
     ap.add_argument("--budget-s", type=float, default=120.0)

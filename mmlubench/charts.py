@@ -140,6 +140,16 @@ def throughput(result: Result) -> bytes:
     return _png(fig)
 
 
+def _run_series_png(fig: Any, ax: Any, unit: str, title: str) -> bytes:
+    """Finish a chart of device samples against run time (memory, power) as a PNG."""
+    ax.set_xlabel("seconds since the run began")
+    ax.set_ylabel(unit)
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
 def memory(result: Result) -> bytes | None:
     """Device memory used (NVML) against time since the run began; None without samples."""
     mem = result.memory
@@ -161,12 +171,7 @@ def memory(result: Result) -> bytes | None:
     ax.annotate(f"peak {peak:.1f} GiB", (t[used.index(peak)], peak), textcoords="offset points",
                 xytext=(5, 5), fontsize=8)
     ax.set_ylim(0, max(ax.get_ylim()[1], 1.15 * peak))
-    ax.set_xlabel("seconds since the run began")
-    ax.set_ylabel("GiB")
-    ax.set_title(f"Device memory used ({len(samples)} samples)")
-    ax.legend(loc="best", fontsize=8)
-    ax.grid(alpha=0.3)
-    return _png(fig)
+    return _run_series_png(fig, ax, "GiB", f"Device memory used ({len(samples)} samples)")
 
 
 def power(result: Result) -> bytes | None:
@@ -186,12 +191,7 @@ def power(result: Result) -> bytes | None:
                        color="C1" if name == "infer" else "C2",
                        label=f"{name}: {p.avg_power_w:.0f} W average, {p.energy_j:,.0f} J")
     ax.set_ylim(0, 1.15 * max(s[1] for s in samples))
-    ax.set_xlabel("seconds since the run began")
-    ax.set_ylabel("W")
-    ax.set_title(f"Device power ({len(samples)} samples)")
-    ax.legend(loc="best", fontsize=8)
-    ax.grid(alpha=0.3)
-    return _png(fig)
+    return _run_series_png(fig, ax, "W", f"Device power ({len(samples)} samples)")
 
 
 def comparison(results: Sequence[Result], labels: Sequence[str]) -> bytes:
