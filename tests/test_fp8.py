@@ -4,7 +4,7 @@ Golden values are computed here without the code under test: e4m3 rounding by th
 the 253 finite float8_e4m3fn values decoded from their bit fields (not torch's cast), scales in
 float64 from numpy, and the model path through the HF modules with dequantized weights and
 hooks that fake-quantize each linear layer's input. The FP8 kernel itself (torch._scaled_mm on
-the tensor cores) is checked on the device by bench/parity.py --fp8.
+the tensor cores) is checked on the device by bench/parity.py --only ...,fp8.
 """
 
 from __future__ import annotations
