@@ -26,8 +26,16 @@ from mmlubench.prompts import build_prompts, load_tokenizer
 
 
 def parse_try(text: str) -> tuple[str, dict]:
+    """`engine:opt=v,opt=v`; a value may be a YAML flow mapping or list with its own commas,
+    e.g. `shared-prefix:attention_kernel_options={BLOCK_M: 64, BLOCK_N: 64},block_size=64`."""
     name, _, rest = text.partition(":")
-    opts = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in rest.split(",") if kv)}
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(rest + ","):
+        depth += (ch in "{[") - (ch in "}]")
+        if ch == "," and depth == 0:
+            parts.append(rest[start:i])
+            start = i + 1
+    opts = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in parts if kv)}
     return name, opts
 
 
@@ -96,11 +104,14 @@ def main() -> None:
             rows.append({"try": text, "skipped": "budget spent"})
             continue
         name, opts = parse_try(text)
+        torch._dynamo.reset()  # each setting compiles afresh: its compile time is its own
         engine = engine_class(name)(model, engine_options(name, opts), args.device)
         try:
             r = measure(engine, reqs, args.device)
         except torch.OutOfMemoryError:
             r = {"error": "out of memory"}
+        except Exception as e:  # a setting the compiler rejects is a result, not the end
+            r = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
         del engine
         torch.cuda.empty_cache() if args.device.startswith("cuda") else None
         rows.append({"try": text, **r})

@@ -170,9 +170,36 @@ def test_unsupported_model_is_refused():
         engine_class("shared-prefix")(model, engine_options("shared-prefix", {}), "cpu")
 
 
-@pytest.mark.parametrize("bad", [{"pack_tokens": 1000}, {"block_size": 8}, {"max_questions": 0}])
+@pytest.mark.parametrize("bad", [{"pack_tokens": 1000}, {"block_size": 8}, {"max_questions": 0},
+                                 {"attention_kernel_options": {"BLOCK_M": [64]}},
+                                 {"attention_kernel_options": 64}])
 def test_bad_options_are_rejected(bad):
     from mmlubench.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"engines\.shared-prefix"):
         engine_options("shared-prefix", bad)
+
+
+def test_attention_kernel_options_reach_flex_attention(prompts, tokenizer, monkeypatch):
+    """The option is FlexAttention's kernel_options in every layer (tuning on the GPU needs
+    it); eager FlexAttention on CPU ignores it, so the logits stay those of the default."""
+    import torch.nn.attention.flex_attention as fa
+
+    seen, real = [], fa.flex_attention
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("kernel_options"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fa, "flex_attention", spy)
+    reqs = [Request(p.ids, p.prefix_len) for p in prompts[:6]]
+    model = tiny_llama()
+    opts = {"compile": False, "pack_tokens": 2048}
+    plain = logits_of(model, "shared-prefix", reqs, tokenizer, **opts).logits
+    tuned = {"BLOCK_M": 64, "BLOCK_N": 64}
+    seen.clear()
+    logits = logits_of(model, "shared-prefix", reqs, tokenizer, **opts,
+                       attention_kernel_options=tuned).logits
+    assert seen and all(k == tuned for k in seen)
+    assert len(seen) % TINY_CONFIG["num_hidden_layers"] == 0
+    torch.testing.assert_close(logits, plain, rtol=0, atol=0)

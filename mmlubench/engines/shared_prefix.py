@@ -61,6 +61,9 @@ class SharedPrefixOptions:
         "of them: memory does not grow, the HF model computes exactly as before)")})
     block_size: int = field(default=128, metadata={"help": (
         "FlexAttention block size (tokens per mask block)")})
+    attention_kernel_options: dict[str, Any] | None = field(default=None, metadata={"help": (
+        "FlexAttention kernel_options for the Triton kernel, e.g. {BLOCK_M: 64, BLOCK_N: 64, "
+        "num_warps: 4, num_stages: 3}; null: Inductor's defaults for the device")})
     carry_tokens: int = field(default=2048, metadata={"help": (
         "keys carried from one pack to the next: a subject that continues into the next pack "
         "reuses its prefix from there instead of recomputing it (a multiple of block_size; "
@@ -75,6 +78,10 @@ class SharedPrefixOptions:
         if self.carry_tokens < 0 or self.carry_tokens % self.block_size:
             raise ValueError(f"carry_tokens ({self.carry_tokens}) must be 0 or a multiple of "
                              f"block_size ({self.block_size})")
+        for key, value in (self.attention_kernel_options or {}).items():
+            if not isinstance(key, str) or not isinstance(value, (bool, int, float, str)):
+                raise ValueError(f"attention_kernel_options must map names to numbers, true/false "
+                                 f"or text; got {key!r}: {value!r}")
         if self.max_questions < 1:
             raise ValueError(f"max_questions must be >= 1, got {self.max_questions}")
 
@@ -97,13 +104,14 @@ def dense_linear(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 def decoder_layer(x, w_in, w_qkv, w_o, w_post, w_gu, w_down, cos, sin, block_mask,
                   carry_k, carry_v, carry_idx, eps: float, heads: int, kv_heads: int,
-                  head_dim: int, linear=dense_linear):
+                  head_dim: int, linear=dense_linear, kernel_options=None):
     """One Llama decoder layer on a packed sequence x [T, D] (the compiled hot function).
 
     Attention keys/values are [carry_k/v (C carried, post-RoPE)] + [the pack's T]; returns the
     new x and the next carry: the keys/values at `carry_idx` [C] of that key space.
     `linear(h, w)` is h @ w^T: dense_linear, or fp8's pair_linear with (e4m3 weight, scales)
-    as the w_* (an engine always passes the same one: one compiled graph per precision)."""
+    as the w_* (an engine always passes the same one: one compiled graph per precision);
+    `kernel_options` go to FlexAttention's kernel (constants of the compiled graph)."""
     from torch.nn.attention.flex_attention import flex_attention
 
     T = x.shape[0]
@@ -122,7 +130,8 @@ def decoder_layer(x, w_in, w_qkv, w_o, w_post, w_gu, w_down, cos, sin, block_mas
     if carry_k.shape[2]:  # a static shape: with no carry (C = 0) nothing is copied
         k, v = torch.cat([carry_k, k], dim=2), torch.cat([carry_v, v], dim=2)
         carry_k, carry_v = k.index_select(2, carry_idx), v.index_select(2, carry_idx)
-    o = flex_attention(q, k, v, block_mask=block_mask, enable_gqa=kv_heads != heads)
+    o = flex_attention(q, k, v, block_mask=block_mask, enable_gqa=kv_heads != heads,
+                       kernel_options=kernel_options)
     o = o[0].transpose(0, 1).reshape(T, heads * head_dim)
     x = x + linear(o, w_o)
     h = rms_norm(x, w_post, eps)
@@ -200,7 +209,8 @@ class SharedPrefixEngine(Engine):
         if options.compile:
             layer_fn = torch.compile(decoder_layer, dynamic=False, fullgraph=True,
                                      mode=options.compile_mode)
-        self.layer_fn = functools.partial(layer_fn, linear=self.linear)
+        self.layer_fn = functools.partial(layer_fn, linear=self.linear,
+                                          kernel_options=options.attention_kernel_options)
 
     def plan(self, requests: Sequence[Request]) -> list[Batch]:
         o = self.options
@@ -220,11 +230,11 @@ class SharedPrefixEngine(Engine):
                           carry_tokens=o.carry_tokens)
 
     def warmup(self, batches: Sequence[Batch]) -> None:
-        # Compile on the first pack; a second call checks that nothing recompiles.
+        # Compile on the first pack. One call is enough: every pack has the compiled shape and
+        # the mask's metadata buffers keep their identity, so nothing recompiles later (a
+        # second call cost a whole pack, ~0.7 s of a 7B model, inside the compile time).
         for batch in batches[:1]:
-            inputs = self.load(batch)
-            for _ in range(2):
-                self.forward(inputs)
+            self.forward(self.load(batch))
 
     def _put(self, pack: Pack) -> dict[str, Any]:
         dev = self.device
