@@ -6,18 +6,17 @@ a FlexAttention block mask: each suffix sees its prefix and itself, causally, an
 continue from the end of the prefix, so every question's last-position logits are those of its
 whole prompt. Why it is fast:
 - No padding inside a pack and no per-question prefix: ~5-6x fewer tokens through the model.
-- One pack length (`pack_tokens`) means one compiled shape: Inductor compiles the decoder layer
-  once (weights are arguments, so all layers share the graph) and never recompiles. The block
-  mask is rebuilt per pack from metadata buffers that keep their identity, so its mask function
-  never changes either.
+- One pack length (`pack_tokens`): one compiled shape of the decoder layer (weights are
+  arguments, so all layers share the graph), never recompiled. The block mask is rebuilt per
+  pack from metadata buffers that keep their identity, so its mask function never changes.
 - Fused q/k/v and gate/up projections: one large GEMM instead of three or two.
 - The LM head runs only on the last position of each question, never on [tokens x vocab].
 - Each subject's prefix is computed once: when a subject continues into the next pack, that
   pack takes the prefix's keys/values from a carry the previous pack left (`carry_tokens`
   keys ahead of the pack's own in every layer) instead of recomputing it.
-CUDA graphs are not used: a pack of 32k tokens runs ~0.7 s against ~2 ms of launches.
-The block sparsity of each pack's mask is computed on the host while planning.
-The embedding, RoPE tables, final norm and LM head are the HF model's own modules.
+CUDA graphs are not used: a pack of 32k tokens runs ~0.7 s against ~2 ms of launches. The mask's
+block sparsity is computed on the host while planning. The embedding, RoPE tables, final norm
+and LM head are the HF model's own modules.
 
 Exactness: a request's first `prefix_len` ids are shared only with requests whose first ids are
 byte-identical (the prompt builder sets prefix_len only when the full prompt's tokens start with
@@ -51,16 +50,16 @@ class SharedPrefixOptions:
     max_questions: int = field(default=1024, metadata={"help": "most questions per pack"})
     share_prefix: bool = field(default=True, metadata={"help": (
         "share few-shot prefixes; false computes every prompt whole (for comparison)")})
-    compile: bool = field(default=True, metadata={"help": (
-        "torch.compile the decoder layer (FlexAttention needs it to be fast)")})
+    compile: bool = field(default=True, metadata={"help": "torch.compile the decoder layer"})
     compile_mode: str | None = field(default=None, metadata={"help": (
         "torch.compile mode of the decoder layer: null (default), max-autotune-no-cudagraphs, "
         "...")})
+    compile_options: dict[str, Any] | None = field(default=None, metadata={"help": (
+        "Inductor config for that compile, e.g. {prologue_fusion: false} (not with a mode)")})
     fuse_weights: bool = field(default=True, metadata={"help": (
         "fuse q/k/v and gate/up weights into one tensor each (the HF modules then hold views "
         "of them: memory does not grow, the HF model computes exactly as before)")})
-    block_size: int = field(default=128, metadata={"help": (
-        "FlexAttention block size (tokens per mask block)")})
+    block_size: int = field(default=128, metadata={"help": "FlexAttention tokens per mask block"})
     attention_kernel_options: dict[str, Any] | None = field(default=None, metadata={"help": (
         "FlexAttention kernel_options, e.g. {BLOCK_M: 64, num_warps: 4}; null: Inductor's")})
     carry_tokens: int = field(default=2048, metadata={"help": (
@@ -81,6 +80,8 @@ class SharedPrefixOptions:
             if not isinstance(value, (bool, int, float, str)):
                 raise ValueError(f"attention_kernel_options: {key!r} must be a number, true/false "
                                  f"or text, got {value!r}")
+        if self.compile_mode and self.compile_options:  # torch.compile takes one or the other
+            raise ValueError("compile_mode and compile_options cannot both be set")
         if self.max_questions < 1:
             raise ValueError(f"max_questions must be >= 1, got {self.max_questions}")
 
@@ -157,7 +158,6 @@ class SharedPrefixEngine(Engine):
     def __init__(self, model: nn.Module, options: Any, device: str):
         super().__init__(model, options, device)
         from torch.nn.attention.flex_attention import BlockMask
-
         cfg = model.config
         base = model.model
         attn0 = base.layers[0].self_attn
@@ -207,7 +207,7 @@ class SharedPrefixEngine(Engine):
         layer_fn = decoder_layer
         if options.compile:
             layer_fn = torch.compile(decoder_layer, dynamic=False, fullgraph=True,
-                                     mode=options.compile_mode)
+                                     mode=options.compile_mode, options=options.compile_options)
         self.layer_fn = functools.partial(layer_fn, linear=self.linear,
                                           kernel_options=options.attention_kernel_options)
 
