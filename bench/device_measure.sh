@@ -4,10 +4,9 @@
 #          2. its infer pass again on the same machine (`--no-validation`): the warm compile
 #          3. the case in fp8 WITH its fp16 val pass: in-run agreement and letter-logit L2
 #          4. bench/kernel_profile.py on the infer engine
-#          5. bench/parity.py: shared-prefix (and fp8) against eager batch 1
 #   GPU 1: 1. `run --resume` of the reference method's full run (the run folder that
-#             bench/device_tune.sh brought back, carried as .devdata/refrun), with the frozen code
-#             it started with (.devdata/refcode2)
+#             bench/device_flex.sh brought back, carried as .devdata/refrun), with the frozen code
+#             it started with (.devdata/refcode2): its third part
 #          2. the reference method on the fixed 342-question sample (same call as the case)
 # Model and MMLU folders sit at the fixed paths the reference run's config names. Everything
 # comes back in one tarball; a short table is printed last.
@@ -34,15 +33,14 @@ P=(--model-dir /tmp/ds --mmlu-dir /tmp/mmlu)
 ( if [ -d .devdata/refrun/runs ]; then
     cp -r .devdata/refrun /tmp/ref
     ( cd .devdata/refcode2 && export MMLUBENCH_GIT_COMMIT=$(cat COMMIT) PYTHONPATH=$PWD &&
-      on 1 reference-resume 330 python3 -m mmlubench run --resume "$(ls -d /tmp/ref/runs/*reference-full | head -1)" --no-progress )
+      on 1 reference-resume 230 python3 -m mmlubench run --resume "$(ls -d /tmp/ref/runs/*reference-full | head -1)" --no-progress )
   fi
   on 1 reference 200 python3 -m mmlubench run "${c[@]}" --engine inductor --limit 6 \
     --set engines.eager.method=reference --run-name reference ) &
 ( on 0 fast 200 python3 -m mmlubench run "${c[@]}" --run-name fast
   on 0 fast-warm 80 python3 -m mmlubench run "${c[@]}" --no-validation --run-name fast-warm
   on 0 fp8 150 python3 -m mmlubench run "${c[@]}" --precision fp8 --run-name fp8
-  on 0 profile-infer 50 python3 bench/kernel_profile.py "${P[@]}" --engine shared-prefix --skip 2 --batches 3 --out "$W/profile-infer.json"
-  on 0 parity 120 python3 bench/parity.py "${P[@]}" --out "$W/parity.json" --only shared_prefix,fp8 ) &
+  on 0 profile-infer 50 python3 bench/kernel_profile.py "${P[@]}" --engine shared-prefix --skip 2 --batches 3 --out "$W/profile-infer.json" ) &
 wait
 for f in "$L"/*.log; do echo "----- $f"; grep -v -i -E "warn|tokenizer_class|^  warnings" "$f" | tail -6; done
 cp -r /tmp/ref "$W/ref" 2>/dev/null
