@@ -7,20 +7,9 @@
 #          (carried as .devdata/refrun), with the frozen code it started with (.devdata/refcode2)
 set -uo pipefail
 T0=$(date +%s); END=$((T0 + ${BUDGET_S:-300}))
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=true PYTHONPATH=$PWD
-export MMLUBENCH_GIT_COMMIT=$(cat .devdata/COMMIT 2>/dev/null)
-W=/tmp/flex; L="$W/logs"; rm -rf "$W"; mkdir -p "$L"
-rm -rf /tmp/ds /tmp/mmlu /tmp/ref && cp -r tests/fixtures/tokenizers/deepseek-llm-7b-base /tmp/ds
-mkdir -p /tmp/mmlu && tar -xJf .devdata/xfer/mmlu.tar.xz -C /tmp/mmlu && cp -r .devdata/refrun /tmp/ref
-nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv > "$W/gpus.csv"
-left() { local l=$(( END - $(date +%s) )); [ "$l" -gt "$1" ] && l=$1; echo $l; }
-on() {  # on GPU LOG CAP CMD...: run with a timeout of min(CAP, time left), skip when none left
-  local gpu=$1 log=$2 t; t=$(left "$3"); shift 3
-  if [ "$t" -lt 20 ]; then echo "skipped $log: no time left" >> "$L/$log.log"; return; fi
-  echo "start $log t=$(( $(date +%s) - T0 ))s timeout ${t}s" >> "$L/$log.log"
-  CUDA_VISIBLE_DEVICES=$gpu TORCHINDUCTOR_CACHE_DIR=/tmp/inductor-$gpu timeout -k 30 -s INT "$t" "$@" >> "$L/$log.log" 2>&1
-  echo "end $log rc=$? t=$(( $(date +%s) - T0 ))s" >> "$L/$log.log"
-}
+W=/tmp/flex; L="$W/logs"
+source bench/device_jobs.sh
+rm -rf /tmp/ref && cp -r .devdata/refrun /tmp/ref
 ( cd .devdata/refcode2 && export MMLUBENCH_GIT_COMMIT=$(cat COMMIT) PYTHONPATH=$PWD &&
   on 1 reference-resume $(( ${BUDGET_S:-300} - 15 )) python3 -m mmlubench run --resume "$(ls -d /tmp/ref/runs/*reference-full | head -1)" --no-progress ) &
 NP='compile_options={prologue_fusion: false}'

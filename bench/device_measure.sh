@@ -12,22 +12,9 @@
 # comes back in one tarball; a short table is printed last.
 set -uo pipefail
 T0=$(date +%s); END=$((T0 + ${BUDGET_S:-500}))
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=true PYTHONPATH=$PWD
-export MMLUBENCH_GIT_COMMIT=$(cat .devdata/COMMIT 2>/dev/null)
-W=/tmp/measure; L="$W/logs"; rm -rf "$W"; mkdir -p "$L" "$W/runs"
-rm -rf /tmp/ds /tmp/mmlu /tmp/ref && cp -r tests/fixtures/tokenizers/deepseek-llm-7b-base /tmp/ds
-mkdir -p /tmp/mmlu && tar -xJf .devdata/xfer/mmlu.tar.xz -C /tmp/mmlu
-nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv > "$W/gpus.csv"
-python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' > "$W/versions.txt"
-echo "$MMLUBENCH_GIT_COMMIT" > "$W/commit.txt"
-left() { local l=$(( END - $(date +%s) )); [ "$l" -gt "$1" ] && l=$1; echo $l; }
-on() {  # on GPU LOG CAP CMD...: run with a timeout of min(CAP, time left), skip when none left
-  local gpu=$1 log=$2 t; t=$(left "$3"); shift 3
-  if [ "$t" -lt 20 ]; then echo "skipped $log: no time left" >> "$L/$log.log"; return; fi
-  echo "start $log t=$(( $(date +%s) - T0 ))s timeout ${t}s" >> "$L/$log.log"
-  CUDA_VISIBLE_DEVICES=$gpu TORCHINDUCTOR_CACHE_DIR=/tmp/inductor-$gpu timeout -k 30 -s INT "$t" "$@" >> "$L/$log.log" 2>&1
-  echo "end $log rc=$? t=$(( $(date +%s) - T0 ))s" >> "$L/$log.log"
-}
+W=/tmp/measure; L="$W/logs"
+source bench/device_jobs.sh
+rm -rf /tmp/ref; mkdir -p "$W/runs"
 c=(--random-weights --data-dir / --weight-dir /tmp/ds --mmlu-dir /tmp/mmlu --device cuda --output-dir "$W/runs" --no-progress)
 P=(--model-dir /tmp/ds --mmlu-dir /tmp/mmlu)
 ( if [ -d .devdata/refrun/runs ]; then
