@@ -135,6 +135,11 @@ class Agreement(Section):
     # how far the infer engine's numbers are from the plain model's (fp8's cost; older: null).
     letter_logits_rel_l2_mean: float | None = None
     letter_logits_rel_l2_max: float | None = None
+    # The same over the whole vocabulary, on a sample of questions (logit_sample.py): their
+    # number (this session's questions both passes computed), mean and max.
+    logits_sample_questions: int | None = None
+    logits_rel_l2_mean: float | None = None
+    logits_rel_l2_max: float | None = None
 
     def same_letter(self, rule: str) -> float | None:
         """How often both passes gave the same letter under answer rule `rule` (None: the

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from mmlubench import accel
+from mmlubench import accel, logit_sample
 from mmlubench.engines.base import Batch, Engine, Request, Work
 from mmlubench.errors import RunError
 from mmlubench.scoring import reduce_logits
@@ -61,6 +61,7 @@ class PassResult:
     torch_peak_allocated_bytes: int | None = None
     oom_backoffs: list[dict] = field(default_factory=list)
     per_rank: list[dict] = field(default_factory=list)
+    sample_logits: dict[int, np.ndarray] = field(default_factory=dict)  # see logit_sample.py
 
     @classmethod
     def empty(cls, name: str, engine: dict, n: int) -> PassResult:
@@ -114,6 +115,7 @@ def merge(parts: Sequence[PassResult], labels: Sequence[int], *, parallel: bool,
         out.timeline += [[*t, label] if parallel else [*t[:3], t[3] + offset] for t in p.timeline]
         offset += p.whole_time_s
         out.oom_backoffs += [{**b, tag: label} for b in p.oom_backoffs]
+        out.sample_logits.update(p.sample_logits)
     for key in ("whole_time_s", "core_time_s", "compile_time_s", "plan_time_s"):
         setattr(out, key, total(getattr(p, key) for p in parts))
     peaks = [p.torch_peak_allocated_bytes for p in parts if p.torch_peak_allocated_bytes]
@@ -217,11 +219,12 @@ def run_pass(name: str, engine: Engine, requests: Sequence[Request], choice_ids:
              labels: Sequence[str] | None = None, *, done: np.ndarray | None = None,
              progress: bool = True,
              share: Callable[[list[Batch]], list[Batch]] | None = None,
-             record: Record = no_record) -> PassResult:
+             record: Record = no_record, sample: np.ndarray | None = None) -> PassResult:
     """Run the `requests` not yet `done` through `engine`: plan, warm up, then per batch
     load, sync, forward, sync, reduce, record. `share` picks this rank's batches (data
     parallel); `record` gets each event for the resume log. The result answers the questions
-    this call computed (top id -1 elsewhere). `labels` name the questions in errors."""
+    this call computed (top id -1 elsewhere). `labels` name the questions in errors; the
+    `sample` questions' whole logits are kept in `sample_logits` (logit_sample.py)."""
     from tqdm import tqdm
 
     labels = labels or [str(i) for i in range(len(requests))]
@@ -250,6 +253,7 @@ def run_pass(name: str, engine: Engine, requests: Sequence[Request], choice_ids:
             for part, logits, core_s in run_batch(name, engine, batch, done, labels, attempts,
                                                   backoff):
                 rows, top, choice = _reduce(name, engine, part, logits, choice_ids, labels, done)
+                logit_sample.keep(out.sample_logits, sample, np.asarray(part.rows), logits)
                 tokens = _new_tokens(part, done, requests)
                 done[rows] = True
                 t_s = time.perf_counter() - t_start

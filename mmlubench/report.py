@@ -87,10 +87,12 @@ def agreement_line(result: Result) -> str | None:
     if result.metrics.precision == "fp8":  # fp8's accuracy cost: both rules, named as such
         letters = ", ".join(f"{r} rule {pct(agree.same_letter(r))}"
                             for r in ("reference", "choices"))
-        rel = agree.letter_logits_rel_l2_mean
+        rel, whole = agree.letter_logits_rel_l2_mean, agree.logits_rel_l2_mean
         return (f"val (fp16) / infer (fp8) agreement, the accuracy cost of fp8: top token "
                 f"{pct(agree.same_top_token)}, letter: {letters}"
-                + (f"; answer-letter logits rel L2 {rel:.2e} (mean)" if rel is not None else ""))
+                + (f"; answer-letter logits rel L2 {rel:.2e} (mean)" if rel is not None else "")
+                + (f"; last-position logits rel L2 {whole:.2e} (mean of "
+                   f"{agree.logits_sample_questions} questions)" if whole is not None else ""))
     return (f"val/infer agreement: top token {pct(agree.same_top_token)}, "
             f"letter ({rule} rule) {pct(agree.same_letter(rule))}")
 

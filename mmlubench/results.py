@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from mmlubench import document as doc
+from mmlubench import logit_sample
 from mmlubench.metrics import ModelShape, mfu, resolve_peak, throughput, work_flops
 from mmlubench.prompts import choice_token_ids, json_line
 from mmlubench.scoring import Decoder, accuracy, choices_letter, reference_letter, token_letter
@@ -99,12 +100,14 @@ def _agreement(passes: Mapping[str, PassResult],
     val, infer = passes["val"].choice_logits, passes["infer"].choice_logits
     norm = np.linalg.norm(val, axis=-1)
     rel = (np.linalg.norm(infer - val, axis=-1) / np.where(norm > 0, norm, 1))[norm > 0]
+    whole = logit_sample.rel_l2(passes["val"].sample_logits, passes["infer"].sample_logits)
     return doc.Agreement(
         same_top_token=float(np.mean(passes["val"].top_ids == passes["infer"].top_ids)),
         same_letter_reference=same("reference"), same_letter_choices=same("choices"),
         same_letter_token=same("token"),
         letter_logits_rel_l2_mean=float(rel.mean()) if rel.size else None,
-        letter_logits_rel_l2_max=float(rel.max()) if rel.size else None)
+        letter_logits_rel_l2_max=float(rel.max()) if rel.size else None,
+        logits_rel_l2_mean=whole[0], logits_rel_l2_max=whole[1], logits_sample_questions=whole[2])
 
 
 def _metrics(cfg: Config, sections: Mapping[str, doc.Pass], memory: Sequence[MemoryReport],

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmlubench import environment, faults, results, rundir, vendors
+from mmlubench import environment, faults, logit_sample, results, rundir, vendors
 from mmlubench.config import Config, parse_flops_per_token
 from mmlubench.data import load_mmlu
 from mmlubench.distributed import Dist, all_gather, exit_now, init_from_env, sharer, shutdown, step
@@ -224,7 +224,8 @@ def compute_pass(cfg: Config, d: Dist, name: str, engine_name: str, model: torch
     share = sharer(d, lambda b: work_flops(shape, b.work.padded_tokens, b.work.attention_pairs,
                                            b.work.logit_rows))
     return run_pass(name, engine, q.requests, q.choice_ids, q.labels, done=done,
-                    progress=cfg.progress, share=share, record=log.recorder(name))
+                    progress=cfg.progress, share=share, record=log.recorder(name),
+                    sample=logit_sample.members(len(q.prompts)) if cfg.validation else None)
 
 
 def write_results(run_dir: Path, q: Questions, passes: dict[str, PassResult],

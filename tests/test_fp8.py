@@ -252,9 +252,9 @@ def test_agreement_reports_the_answer_letter_logits_distance():
     from mmlubench.results import _agreement
 
     val = SimpleNamespace(top_ids=np.array([5, 6, 7]), choice_logits=np.array(
-        [[1.0, 0, 0, 0], [3, 4, 0, 0], [0, 0, 0, 0]], dtype=np.float32))
+        [[1.0, 0, 0, 0], [3, 4, 0, 0], [0, 0, 0, 0]], dtype=np.float32), sample_logits={})
     infer = SimpleNamespace(top_ids=np.array([5, 6, 8]), choice_logits=np.array(
-        [[1.0, 1, 0, 0], [3, 4, 0, 0], [1, 0, 0, 0]], dtype=np.float32))
+        [[1.0, 1, 0, 0], [3, 4, 0, 0], [1, 0, 0, 0]], dtype=np.float32), sample_logits={})
     letters = {"reference": ["A", "B", "C"], "choices": ["A", "B", "C"], "token": ["A", "B", "C"]}
     agree = _agreement({"val": val, "infer": infer}, {"val": letters, "infer": letters})
     # rows: ||(0,1,0,0)|| / ||(1,0,0,0)|| = 1, then 0; a val row of zeros has no ratio

@@ -154,6 +154,11 @@ def test_resume_finishes_the_run_exactly(killed, tmp_path):
     times = [t[3] for t in infer["timeline"]]
     assert times == sorted(times)  # one timeline, the second session after the first
     assert result["metrics"]["peak_flops_per_s"] == 1e12 and result["metrics"]["mfu"] > 0
+    # The whole-logit distance needs both passes' logits in memory: val ran in the killed
+    # session, so the resumed one has no question to compare and says so (0, null).
+    agree, ref_agree = (r["accuracy"]["agreement_val_infer"] for r in (result, ref))
+    assert ref_agree["logits_sample_questions"] == QUESTIONS
+    assert agree["logits_sample_questions"] == 0 and agree["logits_rel_l2_mean"] is None
     assert main(["run", "--resume", str(run_dir)]) == 2  # finished: nothing to resume
 
 

@@ -154,8 +154,10 @@ def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_di
     cpu_keys, gpu_keys = data_keys_masked(key_shape(result)), data_keys_masked(key_shape(gpu))
     assert gpu_keys - cpu_keys == set(), gpu_keys - cpu_keys
     # Keys result.json gained after that GPU run (commit 023e506): fp8's agreement figures.
-    assert cpu_keys - gpu_keys == {".accuracy.agreement_val_infer.letter_logits_rel_l2_max",
-                                   ".accuracy.agreement_val_infer.letter_logits_rel_l2_mean"}
+    added = {f".accuracy.agreement_val_infer.{k}" for k in (
+        "letter_logits_rel_l2_max", "letter_logits_rel_l2_mean", "logits_rel_l2_max",
+        "logits_rel_l2_mean", "logits_sample_questions")}
+    assert cpu_keys - gpu_keys == added
     env, mem, m = result["environment"], result["memory"], result["metrics"]
     assert env["vendor"] == "fake" and env["device_name"] == "Fake Accelerator 9000"
     assert mem["source"] == "fake-counter" and mem["vendor"] == "fake"
