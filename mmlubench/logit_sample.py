@@ -1,7 +1,9 @@
 """The whole last-position logits of a fixed sample of questions, kept in every pass, so that a
 run can say how far its infer engine's logits are from the plain model's (val) over the whole
 vocabulary, not only over the four answer letters (result.json's
-`accuracy.agreement_val_infer.logits_rel_l2_*`; fp8's accuracy cost, issue 12).
+`accuracy.agreement_val_infer.logits_rel_l2_*`; fp8's accuracy cost, issue 12). Both distances,
+the sample's and the answer letters' of every question, are `row_ratios` summarized by
+`mean_max`.
 
 The sample is at most `SAMPLE` questions, evenly spaced over the question order (every subject
 is represented). A pass keeps each sample question's logits once, when it first computes them,
@@ -41,17 +43,24 @@ def keep(store: dict[int, np.ndarray], sample: np.ndarray | None, rows: np.ndarr
         store[int(rows[i])] = row
 
 
+def row_ratios(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """||other - reference|| / ||reference|| of each row (last axis; float64), leaving out the
+    rows whose reference is all zeros: they have no ratio."""
+    a, b = np.atleast_2d(reference).astype(np.float64), np.atleast_2d(other).astype(np.float64)
+    norm = np.linalg.norm(a, axis=-1)
+    keep = norm > 0
+    return np.linalg.norm(b - a, axis=-1)[keep] / norm[keep]
+
+
+def mean_max(ratios: np.ndarray) -> tuple[float | None, float | None]:
+    """(mean, max) of `ratios`; (None, None) when there are none."""
+    return (float(ratios.mean()), float(ratios.max())) if ratios.size else (None, None)
+
+
 def rel_l2(reference: dict[int, np.ndarray], other: dict[int, np.ndarray]
            ) -> tuple[float | None, float | None, int]:
-    """Mean and max over the questions both hold of ||other - reference|| / ||reference||
-    (float64), and how many questions that is."""
+    """mean_max of row_ratios over the questions both hold, and how many questions that is
+    (one row at a time: float64 copies of all 512 would take ~400 MB each)."""
     common = sorted(set(reference) & set(other))
-    rel = []
-    for q in common:
-        a, b = reference[q].astype(np.float64), other[q].astype(np.float64)
-        norm = np.linalg.norm(a)
-        if norm > 0:
-            rel.append(np.linalg.norm(b - a) / norm)
-    if not rel:
-        return None, None, len(common)
-    return float(np.mean(rel)), float(np.max(rel)), len(common)
+    ratios = [row_ratios(reference[q], other[q]) for q in common]
+    return (*mean_max(np.concatenate(ratios) if ratios else np.zeros(0)), len(common))

@@ -97,16 +97,14 @@ def _agreement(passes: Mapping[str, PassResult],
         pairs = zip(predicted["val"][rule], predicted["infer"][rule], strict=True)
         return float(np.mean([x == y for x, y in pairs]))
 
-    val, infer = passes["val"].choice_logits, passes["infer"].choice_logits
-    norm = np.linalg.norm(val, axis=-1)
-    rel = (np.linalg.norm(infer - val, axis=-1) / np.where(norm > 0, norm, 1))[norm > 0]
+    letters = logit_sample.mean_max(logit_sample.row_ratios(passes["val"].choice_logits,
+                                                             passes["infer"].choice_logits))
     whole = logit_sample.rel_l2(passes["val"].sample_logits, passes["infer"].sample_logits)
     return doc.Agreement(
         same_top_token=float(np.mean(passes["val"].top_ids == passes["infer"].top_ids)),
         same_letter_reference=same("reference"), same_letter_choices=same("choices"),
         same_letter_token=same("token"),
-        letter_logits_rel_l2_mean=float(rel.mean()) if rel.size else None,
-        letter_logits_rel_l2_max=float(rel.max()) if rel.size else None,
+        letter_logits_rel_l2_mean=letters[0], letter_logits_rel_l2_max=letters[1],
         logits_rel_l2_mean=whole[0], logits_rel_l2_max=whole[1], logits_sample_questions=whole[2])
 
 
