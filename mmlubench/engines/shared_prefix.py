@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmlubench.engines import fp8
-from mmlubench.engines.base import Batch, Engine, Request, Work
+from mmlubench.engines.base import Batch, Engine, Request
 from mmlubench.engines.packing import Pack, plan_packs
 from mmlubench.errors import RunError
 
@@ -251,10 +251,7 @@ class SharedPrefixEngine(Engine):
         it ran then (the same positions in the same compiled shape: the same keys/values as a
         run that never broke the chain); its LM head does not run."""
         origin = pack.carry_origin
-        w = origin.work
-        work = Work(tokens=w.tokens, attention_pairs=w.attention_pairs,
-                    padded_tokens=w.padded_tokens)
-        return {**self._put(origin), "work": work}
+        return {**self._put(origin), "work": replace(origin.work, logit_rows=0)}
 
     def load(self, batch: Batch) -> dict[str, Any]:
         """The pack's device inputs. `batch.work` is reset to the pack's planned work here;
