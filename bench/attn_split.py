@@ -1,0 +1,147 @@
+"""The shared-prefix engine's attention alone, on real packs: FlexAttention with the engine's
+block mask against the split varlen form (mmlubench/engines/varlen.py) on each backend.
+
+Plans the full test split as the engine does (real tokenizer), takes every `--every`th pack,
+and for each draws random q/k/v of the model's head shape; checks that every method gives
+FlexAttention's output (max abs difference and relative L2 on the real tokens) and times one
+layer's attention per pack with CUDA events. Prints a table; `--out` writes JSON.
+
+    python bench/attn_split.py --model-dir /tmp/ds --mmlu-dir /tmp/mmlu --out attn.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from mmlubench.data import load_mmlu
+from mmlubench.engines import varlen
+from mmlubench.engines.base import Request
+from mmlubench.engines.packing import plan_packs
+from mmlubench.prompts import build_prompts, load_tokenizer
+
+
+def timed(fn, reps: int) -> float:
+    """Mean seconds per call of fn() after one warm call."""
+    fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    for _ in range(reps):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / 1e3 / reps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model-dir", required=True)
+    ap.add_argument("--mmlu-dir", required=True)
+    ap.add_argument("--every", type=int, default=8)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--pack-tokens", type=int, default=32768)
+    ap.add_argument("--carry-tokens", type=int, default=2048)
+    ap.add_argument("--prefix-keys", type=int, default=8192)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+    cfg = json.load(open(f"{args.model_dir}/config.json"))
+    H = cfg["num_attention_heads"]
+    Hk = cfg.get("num_key_value_heads") or H
+    D = cfg["hidden_size"] // H
+    prompts = build_prompts(load_mmlu(args.mmlu_dir, "test"), load_tokenizer(args.model_dir),
+                            "reference", 5, 2048)
+    reqs = [Request(p.ids, p.prefix_len) for p in prompts]
+    T, C = args.pack_tokens, args.carry_tokens
+    packs = [b.payload for b in plan_packs(reqs, T, 1024, True, carry_tokens=C)]
+    chosen = packs[:: args.every]
+    dev = "cuda"
+    seg = torch.zeros(T, dtype=torch.int32, device=dev)
+    ps, pe = torch.zeros_like(seg), torch.zeros_like(seg)
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        own = (kv_idx >= seg[q_idx]) & (kv_idx <= q_idx + C)
+        return own | ((kv_idx >= ps[q_idx]) & (kv_idx < pe[q_idx]))
+
+    flex = torch.compile(flex_attention, dynamic=False)
+    split = torch.compile(varlen.split_attention, dynamic=False, fullgraph=True)
+    rows, errors = [], {}
+    torch.manual_seed(0)
+    for n, p in enumerate(chosen):
+        fill = int(p.last.max()) + 1
+        seg.copy_(torch.from_numpy(p.seg_start))
+        ps.copy_(torch.from_numpy(p.pre_start))
+        pe.copy_(torch.from_numpy(p.pre_end))
+        bm = BlockMask.from_kv_blocks(*[torch.from_numpy(a).to(dev)[None, None]
+                                        for a in p.blocks], BLOCK_SIZE=128, mask_mod=mask_mod)
+        q = torch.randn(T, H, D, device=dev, dtype=torch.float16)
+        ka = torch.randn(C + T, Hk, D, device=dev, dtype=torch.float16)
+        va = torch.randn(C + T, Hk, D, device=dev, dtype=torch.float16)
+        qf, kf, vf = (a.transpose(0, 1)[None].contiguous() for a in (q, ka, va))
+
+        def run_flex():
+            return flex(qf, kf, vf, block_mask=bm, enable_gqa=H != Hk)[0].transpose(0, 1)
+
+        t0 = time.perf_counter()
+        L = varlen.layout(p.seg_start, p.pre_start, p.pre_end, fill, args.prefix_keys)
+        layout_s = time.perf_counter() - t0
+        lt = [torch.from_numpy(a).to(dev) for a in (L.cu_own, L.cu_q, L.cu_k, L.prefix_idx,
+                                                     L.has_prefix)]
+        lens = torch.from_numpy(L.lens)
+        pairs = int(((np.arange(T)[:fill] + C + 1 - p.seg_start[:fill])
+                     + (p.pre_end[:fill] - p.pre_start[:fill])).sum())
+        flops = 4 * pairs * H * D
+        ref = run_flex()
+        row = {"pack": n * args.every, "fill": fill, "lens": L.lens.tolist(),
+               "layout_ms": layout_s * 1e3, "useful_gflop": flops / 1e9}
+        row["flex_ms"] = timed(run_flex, args.reps) * 1e3
+        for backend in varlen.BACKENDS:
+            for mode, fn in (("eager", varlen.split_attention), ("compiled", split)):
+                key = f"{backend}_{mode}"
+                try:
+                    def go(fn=fn, backend=backend):
+                        return fn(q, ka, va, C, *lt, lens, backend)
+                    out = go()
+                    d = (out[:fill].float() - ref[:fill].float())
+                    row[key + "_maxabs"] = d.abs().max().item()
+                    row[key + "_rel_l2"] = (d.norm() / ref[:fill].float().norm()).item()
+                    row[key + "_ms"] = timed(go, args.reps) * 1e3
+                except Exception as e:  # record and go on: a backend may be missing here
+                    errors[key] = f"{type(e).__name__}: {e}"[:400]
+            # the two calls alone (no gather, no merge)
+            try:
+                kp, vp = ka.index_select(0, lt[3]), va.index_select(0, lt[3])
+                row[f"{backend}_own_ms"] = timed(lambda b=backend: varlen.varlen_attention(
+                    q, ka[C:], va[C:], lt[0], lt[0], lens[:3], True, b), args.reps) * 1e3
+                row[f"{backend}_prefix_ms"] = timed(lambda b=backend: varlen.varlen_attention(
+                    q, kp, vp, lt[1], lt[2], lens[3:], False, b), args.reps) * 1e3
+            except Exception as e:
+                errors[backend + "_calls"] = f"{type(e).__name__}: {e}"[:400]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    keys = [k for k in rows[0] if k.endswith("_ms") and k != "layout_ms"]
+    total = {k: sum(r.get(k, float("nan")) for r in rows) for k in keys}
+    gflop = sum(r["useful_gflop"] for r in rows)
+    print(f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}, {len(rows)} packs, "
+          f"H={H} Hkv={Hk} D={D}; one layer's attention per pack")
+    print(f"{'method':24} {'ms/pack':>9} {'vs flex':>8} {'useful TFLOP/s':>15}")
+    for k in keys:
+        ms = total[k] / len(rows)
+        print(f"{k:24} {ms:9.3f} {total['flex_ms'] / total[k]:8.2f}x "
+              f"{gflop / total[k]:15.1f}")
+    for k, e in errors.items():
+        print("error", k, e)
+    if args.out:
+        json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+                   "rows": rows, "errors": errors}, open(args.out, "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()
