@@ -38,6 +38,54 @@ def timed(fn, reps: int) -> float:
     return start.elapsed_time(end) / 1e3 / reps
 
 
+def measure(p, bm, flex, split, shape: tuple[int, int, int], args, errors: dict) -> dict:
+    """One pack: every method's agreement with FlexAttention and its time per layer."""
+    H, Hk, D = shape
+    T, C, dev = args.pack_tokens, args.carry_tokens, "cuda"
+    fill = int(p.last.max()) + 1
+    q = torch.randn(T, H, D, device=dev, dtype=torch.float16)
+    ka = torch.randn(C + T, Hk, D, device=dev, dtype=torch.float16)
+    va = torch.randn(C + T, Hk, D, device=dev, dtype=torch.float16)
+    qf, kf, vf = (a.transpose(0, 1)[None].contiguous() for a in (q, ka, va))
+
+    def run_flex():
+        return flex(qf, kf, vf, block_mask=bm, enable_gqa=Hk != H)[0].transpose(0, 1)
+
+    t0 = time.perf_counter()
+    L = varlen.layout(p.seg_start, p.pre_start, p.pre_end, fill, args.prefix_keys)
+    layout_s = time.perf_counter() - t0
+    lt = [torch.from_numpy(a).to(dev) for a in (L.cu_own, L.cu_q, L.cu_k, L.prefix_idx,
+                                                 L.has_prefix)]
+    lens = torch.from_numpy(L.lens)
+    pairs = int(((np.arange(T)[:fill] + C + 1 - p.seg_start[:fill])
+                 + (p.pre_end[:fill] - p.pre_start[:fill])).sum())
+    ref = run_flex()
+    row = {"fill": fill, "lens": L.lens.tolist(), "layout_ms": layout_s * 1e3,
+           "useful_gflop": 4 * pairs * H * D / 1e9, "flex_ms": timed(run_flex, args.reps) * 1e3}
+    for backend in varlen.BACKENDS:
+        for mode, fn in (("eager", varlen.split_attention), ("compiled", split)):
+            key = f"{backend}_{mode}"
+            try:
+                def go(fn=fn, backend=backend):
+                    return fn(q, ka, va, C, *lt, lens, backend)
+                d = go()[:fill].float() - ref[:fill].float()
+                row[key + "_maxabs"] = d.abs().max().item()
+                row[key + "_rel_l2"] = (d.norm() / ref[:fill].float().norm()).item()
+                row[key + "_ms"] = timed(go, args.reps) * 1e3
+            except Exception as e:  # record and go on: a backend may be missing here
+                errors[key] = f"{type(e).__name__}: {e}"[:400]
+        try:  # the two calls alone (no gather, no merge)
+            kp, vp = ka.index_select(0, lt[3]), va.index_select(0, lt[3])
+            row[f"{backend}_own_ms"] = timed(lambda b=backend: varlen.varlen_attention(
+                q, ka[C:], va[C:], lt[0], lt[0], lens[:3], True, b), args.reps) * 1e3
+            row[f"{backend}_prefix_ms"] = timed(lambda b=backend, k=kp, v=vp: (
+                varlen.varlen_attention(q, k, v, lt[1], lt[2], lens[3:], False, b)), args.reps
+            ) * 1e3
+        except Exception as e:
+            errors[backend + "_calls"] = f"{type(e).__name__}: {e}"[:400]
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,7 +100,8 @@ def main() -> None:
     args = ap.parse_args()
     from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
-    cfg = json.load(open(f"{args.model_dir}/config.json"))
+    with open(f"{args.model_dir}/config.json") as f:
+        cfg = json.load(f)
     H = cfg["num_attention_heads"]
     Hk = cfg.get("num_key_value_heads") or H
     D = cfg["hidden_size"] // H
@@ -72,58 +121,17 @@ def main() -> None:
 
     flex = torch.compile(flex_attention, dynamic=False)
     split = torch.compile(varlen.split_attention, dynamic=False, fullgraph=True)
-    rows, errors = [], {}
+    rows: list[dict] = []
+    errors: dict[str, str] = {}
     torch.manual_seed(0)
     for n, p in enumerate(chosen):
-        fill = int(p.last.max()) + 1
         seg.copy_(torch.from_numpy(p.seg_start))
         ps.copy_(torch.from_numpy(p.pre_start))
         pe.copy_(torch.from_numpy(p.pre_end))
         bm = BlockMask.from_kv_blocks(*[torch.from_numpy(a).to(dev)[None, None]
                                         for a in p.blocks], BLOCK_SIZE=128, mask_mod=mask_mod)
-        q = torch.randn(T, H, D, device=dev, dtype=torch.float16)
-        ka = torch.randn(C + T, Hk, D, device=dev, dtype=torch.float16)
-        va = torch.randn(C + T, Hk, D, device=dev, dtype=torch.float16)
-        qf, kf, vf = (a.transpose(0, 1)[None].contiguous() for a in (q, ka, va))
-
-        def run_flex():
-            return flex(qf, kf, vf, block_mask=bm, enable_gqa=H != Hk)[0].transpose(0, 1)
-
-        t0 = time.perf_counter()
-        L = varlen.layout(p.seg_start, p.pre_start, p.pre_end, fill, args.prefix_keys)
-        layout_s = time.perf_counter() - t0
-        lt = [torch.from_numpy(a).to(dev) for a in (L.cu_own, L.cu_q, L.cu_k, L.prefix_idx,
-                                                     L.has_prefix)]
-        lens = torch.from_numpy(L.lens)
-        pairs = int(((np.arange(T)[:fill] + C + 1 - p.seg_start[:fill])
-                     + (p.pre_end[:fill] - p.pre_start[:fill])).sum())
-        flops = 4 * pairs * H * D
-        ref = run_flex()
-        row = {"pack": n * args.every, "fill": fill, "lens": L.lens.tolist(),
-               "layout_ms": layout_s * 1e3, "useful_gflop": flops / 1e9}
-        row["flex_ms"] = timed(run_flex, args.reps) * 1e3
-        for backend in varlen.BACKENDS:
-            for mode, fn in (("eager", varlen.split_attention), ("compiled", split)):
-                key = f"{backend}_{mode}"
-                try:
-                    def go(fn=fn, backend=backend):
-                        return fn(q, ka, va, C, *lt, lens, backend)
-                    out = go()
-                    d = (out[:fill].float() - ref[:fill].float())
-                    row[key + "_maxabs"] = d.abs().max().item()
-                    row[key + "_rel_l2"] = (d.norm() / ref[:fill].float().norm()).item()
-                    row[key + "_ms"] = timed(go, args.reps) * 1e3
-                except Exception as e:  # record and go on: a backend may be missing here
-                    errors[key] = f"{type(e).__name__}: {e}"[:400]
-            # the two calls alone (no gather, no merge)
-            try:
-                kp, vp = ka.index_select(0, lt[3]), va.index_select(0, lt[3])
-                row[f"{backend}_own_ms"] = timed(lambda b=backend: varlen.varlen_attention(
-                    q, ka[C:], va[C:], lt[0], lt[0], lens[:3], True, b), args.reps) * 1e3
-                row[f"{backend}_prefix_ms"] = timed(lambda b=backend: varlen.varlen_attention(
-                    q, kp, vp, lt[1], lt[2], lens[3:], False, b), args.reps) * 1e3
-            except Exception as e:
-                errors[backend + "_calls"] = f"{type(e).__name__}: {e}"[:400]
+        row = {"pack": n * args.every}
+        row.update(measure(p, bm, flex, split, (H, Hk, D), args, errors))
         rows.append(row)
         print(json.dumps(row), flush=True)
     keys = [k for k in rows[0] if k.endswith("_ms") and k != "layout_ms"]
@@ -139,8 +147,9 @@ def main() -> None:
     for k, e in errors.items():
         print("error", k, e)
     if args.out:
-        json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                   "rows": rows, "errors": errors}, open(args.out, "w"), indent=1)
+        with open(args.out, "w") as f:
+            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+                       "rows": rows, "errors": errors}, f, indent=1)
 
 
 if __name__ == "__main__":
