@@ -163,3 +163,15 @@ def split_attention(q: torch.Tensor, k_all: torch.Tensor, v_all: torch.Tensor, c
     w = torch.sigmoid(l2 - l1)[..., None]
     mixed = o1.float() + (o2.float() - o1.float()) * w
     return torch.where(has_prefix[:, None, None], mixed, o1.float()).to(q.dtype)
+
+
+@torch.library.custom_op("mmlubench::materialize", mutates_args=())
+def materialize(x: torch.Tensor) -> torch.Tensor:
+    """A contiguous copy that Inductor cannot fuse into its consumer: the consumer reads
+    memory instead of recomputing the producer in its loads."""
+    return x.contiguous().clone()
+
+
+@materialize.register_fake
+def _(x):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
