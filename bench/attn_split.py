@@ -60,8 +60,15 @@ def measure(p, bm, flex, split, shape: tuple[int, int, int], args, errors: dict)
     pairs = int(((np.arange(T)[:fill] + C + 1 - p.seg_start[:fill])
                  + (p.pre_end[:fill] - p.pre_start[:fill])).sum())
     ref = run_flex()
+    # FlexAttention right after a large GEMM, as in the engine (a clock that drops under load
+    # would show here): the pair's time less the GEMM's alone
+    xg = torch.randn(T, 4096, device=dev, dtype=torch.float16)
+    wg = torch.randn(22016, 4096, device=dev, dtype=torch.float16) * 0.02
+    gemm_ms = timed(lambda: xg @ wg.t(), args.reps) * 1e3
+    pair_ms = timed(lambda: (xg @ wg.t(), run_flex()), args.reps) * 1e3
     row = {"fill": fill, "lens": L.lens.tolist(), "layout_ms": layout_s * 1e3,
-           "useful_gflop": 4 * pairs * H * D / 1e9, "flex_ms": timed(run_flex, args.reps) * 1e3}
+           "useful_gflop": 4 * pairs * H * D / 1e9, "flex_ms": timed(run_flex, args.reps) * 1e3,
+           "flex_after_gemm_ms": pair_ms - gemm_ms}
     for backend in varlen.BACKENDS:
         for mode, fn in (("eager", varlen.split_attention), ("compiled", split)):
             key = f"{backend}_{mode}"
@@ -92,6 +99,10 @@ def main() -> None:
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--mmlu-dir", required=True)
     ap.add_argument("--every", type=int, default=8)
+    ap.add_argument("--every-subject", type=int, default=1,
+                    help="plan only every Nth subject (bench/kernel_profile.py's sample: 8)")
+    ap.add_argument("--first", type=int, default=0, help="first pack taken")
+    ap.add_argument("--count", type=int, default=1000, help="most packs taken")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--pack-tokens", type=int, default=32768)
     ap.add_argument("--carry-tokens", type=int, default=2048)
@@ -105,12 +116,14 @@ def main() -> None:
     H = cfg["num_attention_heads"]
     Hk = cfg.get("num_key_value_heads") or H
     D = cfg["hidden_size"] // H
-    prompts = build_prompts(load_mmlu(args.mmlu_dir, "test"), load_tokenizer(args.model_dir),
-                            "reference", 5, 2048)
+    data = load_mmlu(args.mmlu_dir, "test")
+    keep = set(data.subjects[:: args.every_subject])
+    prompts = [p for p in build_prompts(data, load_tokenizer(args.model_dir), "reference", 5, 2048)
+               if p.subject in keep]
     reqs = [Request(p.ids, p.prefix_len) for p in prompts]
     T, C = args.pack_tokens, args.carry_tokens
     packs = [b.payload for b in plan_packs(reqs, T, 1024, True, carry_tokens=C)]
-    chosen = packs[:: args.every]
+    chosen = packs[args.first :: args.every][: args.count]
     dev = "cuda"
     seg = torch.zeros(T, dtype=torch.int32, device=dev)
     ps, pe = torch.zeros_like(seg), torch.zeros_like(seg)
@@ -130,7 +143,7 @@ def main() -> None:
         pe.copy_(torch.from_numpy(p.pre_end))
         bm = BlockMask.from_kv_blocks(*[torch.from_numpy(a).to(dev)[None, None]
                                         for a in p.blocks], BLOCK_SIZE=128, mask_mod=mask_mod)
-        row = {"pack": n * args.every}
+        row = {"pack": args.first + n * args.every}
         row.update(measure(p, bm, flex, split, (H, Hk, D), args, errors))
         rows.append(row)
         print(json.dumps(row), flush=True)
