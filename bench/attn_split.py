@@ -1,5 +1,5 @@
 """The shared-prefix engine's attention alone, on real packs: FlexAttention with the engine's
-block mask against the split varlen form (mmlubench/engines/varlen.py) on each backend.
+block mask against the split varlen form (bench/varlen_split.py) on each backend.
 
 Plans the full test split as the engine does (real tokenizer), takes every `--every`th pack,
 and for each draws random q/k/v of the model's head shape; checks that every method gives
@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from mmlubench.data import load_mmlu
-from mmlubench.engines import varlen
 from mmlubench.engines.base import Request
 from mmlubench.engines.packing import plan_packs
 from mmlubench.prompts import build_prompts, load_tokenizer
+
+sys.path.insert(0, str(Path(__file__).parent))
+import varlen_split as varlen
 
 
 def timed(fn, reps: int) -> float:

@@ -40,7 +40,6 @@ from torch import nn
 from mmlubench.engines import fp8
 from mmlubench.engines.base import Batch, Engine, Request
 from mmlubench.engines.packing import Pack, plan_packs
-from mmlubench.engines.varlen import materialize
 from mmlubench.errors import RunError
 
 
@@ -61,9 +60,6 @@ class SharedPrefixOptions:
         "fuse q/k/v and gate/up weights into one tensor each (the HF modules then hold views "
         "of them: memory does not grow, the HF model computes exactly as before)")})
     block_size: int = field(default=128, metadata={"help": "FlexAttention tokens per mask block"})
-    attention_inputs: str = field(default="fused", metadata={"help": (
-        "how q/k/v reach FlexAttention: fused (Inductor's choice), contiguous (heads-first "
-        "copies before RoPE), materialized (written out by an opaque copy after RoPE)")})
     attention_kernel_options: dict[str, Any] | None = field(default=None, metadata={"help": (
         "FlexAttention kernel_options, e.g. {BLOCK_M: 64, num_warps: 4}; null: Inductor's")})
     carry_tokens: int = field(default=2048, metadata={"help": (
@@ -86,9 +82,6 @@ class SharedPrefixOptions:
                                  f"or text, got {value!r}")
         if self.compile_mode and self.compile_options:  # torch.compile takes one or the other
             raise ValueError("compile_mode and compile_options cannot both be set")
-        if self.attention_inputs not in ("fused", "contiguous", "materialized"):
-            raise ValueError(f"attention_inputs must be fused, contiguous or materialized, "
-                             f"got {self.attention_inputs!r}")
         if self.max_questions < 1:
             raise ValueError(f"max_questions must be >= 1, got {self.max_questions}")
 
@@ -111,7 +104,7 @@ def dense_linear(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 def decoder_layer(x, w_in, w_qkv, w_o, w_post, w_gu, w_down, cos, sin, block_mask,
                   carry_k, carry_v, carry_idx, eps: float, heads: int, kv_heads: int,
-                  head_dim: int, linear=dense_linear, kernel_options=None, inputs="fused"):
+                  head_dim: int, linear=dense_linear, kernel_options=None):
     """One Llama decoder layer on a packed sequence x [T, D] (the compiled hot function).
 
     Attention keys/values are [carry_k/v (C carried, post-RoPE)] + [the pack's T]; returns the
@@ -128,7 +121,7 @@ def decoder_layer(x, w_in, w_qkv, w_o, w_post, w_gu, w_down, cos, sin, block_mas
     q = q.view(T, heads, head_dim).transpose(0, 1)[None]
     k = k.view(T, kv_heads, head_dim).transpose(0, 1)[None]
     v = v.view(T, kv_heads, head_dim).transpose(0, 1)[None]
-    if x.device.type == "cpu" or inputs == "contiguous":
+    if x.device.type == "cpu":
         # Inductor's CPU FlexAttention template (torch 2.13) computed wrong results when q/k
         # were pointwise results of transposed views; contiguous heads-first inputs are right.
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
@@ -137,8 +130,6 @@ def decoder_layer(x, w_in, w_qkv, w_o, w_post, w_gu, w_down, cos, sin, block_mas
     if carry_k.shape[2]:  # a static shape: with no carry (C = 0) nothing is copied
         k, v = torch.cat([carry_k, k], dim=2), torch.cat([carry_v, v], dim=2)
         carry_k, carry_v = k.index_select(2, carry_idx), v.index_select(2, carry_idx)
-    if inputs == "materialized":
-        q, k, v = materialize(q), materialize(k), materialize(v)
     o = flex_attention(q, k, v, block_mask=block_mask, enable_gqa=kv_heads != heads,
                        kernel_options=kernel_options)
     o = o[0].transpose(0, 1).reshape(T, heads * head_dim)
@@ -218,8 +209,7 @@ class SharedPrefixEngine(Engine):
             layer_fn = torch.compile(decoder_layer, dynamic=False, fullgraph=True,
                                      mode=options.compile_mode, options=options.compile_options)
         self.layer_fn = functools.partial(layer_fn, linear=self.linear,
-                                          kernel_options=options.attention_kernel_options,
-                                          inputs=options.attention_inputs)
+                                          kernel_options=options.attention_kernel_options)
 
     def plan(self, requests: Sequence[Request]) -> list[Batch]:
         o = self.options

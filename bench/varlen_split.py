@@ -1,16 +1,17 @@
-"""Packed attention as two variable-length attention calls merged by log-sum-exp.
+"""Packed attention as two variable-length attention calls merged by log-sum-exp: an experiment
+of 2026-11-28 (session 5), timed against FlexAttention by bench/attn_split.py. The engine does
+not use it: on an H200 with torch 2.11 it did not beat FlexAttention (docs/DESIGN.md).
 
-The shared-prefix engine's mask lets a suffix token see its prefix and its own segment. On a
-GPU that mask runs through FlexAttention, whose block-sparse tiles leave much of the kernel's
-speed unused (docs/DESIGN.md). This module computes the same attention with two plain
-varlen calls of the vendor's flash kernels (`backend`: "flash" or "cudnn"):
+The shared-prefix engine's mask lets a suffix token see its prefix and its own segment. This
+computes the same attention with two plain varlen calls of the vendor's flash kernels
+(`backend`: "flash", PyTorch's FlashAttention-2, or "cudnn"):
 1. own: every segment (a prefix, a question suffix, the padding) causally on itself;
 2. prefix: each question suffix against its prefix's keys, gathered into one short compact
    tensor (`prefix_keys` long), with no mask at all.
 A query's softmax over both key sets is the two partial softmaxes weighted by their
-log-sum-exps, so the merged output equals the masked attention (tests: CPU fp32 against the
-plain model). The lengths the kernels need on the host travel in a small CPU tensor, so the
-compiled decoder layer has one graph whatever the pack holds.
+log-sum-exps, so the merged output equals the masked attention (tests/test_varlen_split.py: the
+CPU form against a dense masked softmax on real pack layouts). The lengths the kernels need on
+the host travel in a small CPU tensor, so a compiled caller could keep one graph.
 """
 
 from __future__ import annotations
@@ -164,14 +165,3 @@ def split_attention(q: torch.Tensor, k_all: torch.Tensor, v_all: torch.Tensor, c
     mixed = o1.float() + (o2.float() - o1.float()) * w
     return torch.where(has_prefix[:, None, None], mixed, o1.float()).to(q.dtype)
 
-
-@torch.library.custom_op("mmlubench::materialize", mutates_args=())
-def materialize(x: torch.Tensor) -> torch.Tensor:
-    """A contiguous copy that Inductor cannot fuse into its consumer: the consumer reads
-    memory instead of recomputing the producer in its loads."""
-    return x.contiguous().clone()
-
-
-@materialize.register_fake
-def _(x):
-    return torch.empty_like(x, memory_format=torch.contiguous_format)
