@@ -85,6 +85,10 @@ class Pass(Section):
     energy_source: str | None = None
     energy_window_s: float | None = None  # the longest device's time between the two reads
     energy_per_device_j: list[float] | None = None
+    # What bounds the speed (vendor plug-in; null where unknown): the board power limit
+    # (summed over devices) and the median compute clock of the samples taken in the pass.
+    power_limit_w: float | None = None
+    sm_clock_mhz_median: float | None = None
 
 
 @dataclass
@@ -168,6 +172,7 @@ class Memory(Section):
     per_device: list[Memory] | None = field(default=None, metadata=OMIT_IF_NONE)
     vendor: str | None = None  # the vendor plug-in that measured memory and power
     power_samples: list[list[float]] = field(default_factory=list)  # [seconds, watts]
+    sm_clock_samples: list[list[float]] = field(default_factory=list)  # [seconds, MHz]
 
 
 @dataclass

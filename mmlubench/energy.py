@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mmlubench.memory import MemorySampler
 from mmlubench.vendors.base import Vendor
 
 
@@ -22,25 +23,31 @@ class EnergyReading:
     energy_j: float | None
     seconds: float
     source: str | None
+    sm_clock_mhz_median: float | None = None  # over the sampler's samples in the pass
+    power_limit_w: float | None = None
 
 
 class EnergyWindow:
     """Reads the counter now; `stop()` reads it again (after a synchronize) and returns the
-    difference."""
+    difference, with the power limit and the median clock of `sampler`'s samples between."""
 
-    def __init__(self, vendor: Vendor):
-        self.vendor = vendor
+    def __init__(self, vendor: Vendor, sampler: MemorySampler | None = None):
+        self.vendor, self.sampler = vendor, sampler
         vendor.synchronize()
         self.t0 = time.perf_counter()
+        self.s0 = sampler.elapsed() if sampler is not None else 0.0
         self.e0 = vendor.energy_j()
 
     def stop(self) -> EnergyReading:
         self.vendor.synchronize()
         e1 = self.vendor.energy_j()
         seconds = time.perf_counter() - self.t0
-        if self.e0 is None or e1 is None or e1 < self.e0:  # no counter, or it was reset
-            return EnergyReading(None, seconds, self.vendor.energy_source)
-        return EnergyReading(e1 - self.e0, seconds, self.vendor.energy_source)
+        s = self.sampler
+        clock = s.median_clock(self.s0, s.elapsed()) if s is not None else None
+        limit = self.vendor.limits()["power_limit_w"]
+        joules = None if self.e0 is None or e1 is None or e1 < self.e0 else e1 - self.e0
+        # (no counter, or it was reset: None)
+        return EnergyReading(joules, seconds, self.vendor.energy_source, clock, limit)
 
 
 def pass_energy(readings: Sequence[EnergyReading | None], prompt_tokens: int,
@@ -54,7 +61,8 @@ def pass_energy(readings: Sequence[EnergyReading | None], prompt_tokens: int,
         source = next((r.source for r in readings if r is not None), None)
         return {"energy_j": None, "avg_power_w": None, "tokens_per_joule": None,
                 "joules_per_question": None, "energy_source": source,
-                "energy_window_s": None, "energy_per_device_j": None}
+                "energy_window_s": None, "energy_per_device_j": None,
+                **_clock_figures(readings)}
     energy = sum(r.energy_j for r in measured)
     seconds = max(r.seconds for r in measured)
     return {
@@ -65,4 +73,18 @@ def pass_energy(readings: Sequence[EnergyReading | None], prompt_tokens: int,
         "energy_source": measured[0].source,
         "energy_window_s": seconds,
         "energy_per_device_j": [r.energy_j for r in measured],
+        **_clock_figures(readings),
+    }
+
+
+def _clock_figures(readings: Sequence[EnergyReading | None]) -> dict:
+    """The power limit (summed over devices, like avg_power_w) and the median compute clock
+    (mean over devices); null unless every device gave it."""
+    limits = [r.power_limit_w if r is not None else None for r in readings]
+    clocks = [r.sm_clock_mhz_median if r is not None else None for r in readings]
+    known = bool(readings)
+    return {
+        "power_limit_w": sum(limits) if known and None not in limits else None,  # type: ignore[arg-type]
+        "sm_clock_mhz_median": (sum(clocks) / len(clocks)  # type: ignore[arg-type]
+                              if known and None not in clocks else None),
     }

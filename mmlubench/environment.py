@@ -57,6 +57,7 @@ def collect(device: str, vendor: Vendor) -> dict:
         "device": device,
         "device_name": vendor.device_name(),
         "device_count": vendor.device_count(),
+        **vendor.limits(),
         "cpu_count": os.cpu_count(),
         "command": sys.argv,
     }

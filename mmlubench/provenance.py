@@ -55,6 +55,9 @@ class Environment(Section):
     command: list[str]
     vendor: str | None = None  # the vendor plug-in (mmlubench/vendors)
     vendor_versions: dict[str, Any] = field(default_factory=dict)
+    # What bounds the device's speed (vendor plug-in; null where unknown or in older runs).
+    power_limit_w: float | None = None
+    max_sm_clock_mhz: float | None = None
 
 
 @dataclass

@@ -103,8 +103,11 @@ def energy_lines(result: Result) -> list[str]:
     for name in result.pass_names():
         p = result.passes[name]
         if p.energy_j is not None:
-            out.append(f"{name} energy: {p.energy_j:,.0f} J, {num(p.avg_power_w)} W average, "
-                       f"{num(p.tokens_per_joule)} prompt tokens/J, "
+            limit = f" (limit {p.power_limit_w:,.0f} W)" if p.power_limit_w is not None else ""
+            clock = (f", compute clock {p.sm_clock_mhz_median:,.0f} MHz median"
+                     if p.sm_clock_mhz_median is not None else "")
+            out.append(f"{name} energy: {p.energy_j:,.0f} J, {num(p.avg_power_w)} W average"
+                       f"{limit}{clock}, {num(p.tokens_per_joule)} prompt tokens/J, "
                        f"{num(p.joules_per_question, 2)} J/question ({p.energy_source})")
     return out
 

@@ -125,7 +125,7 @@ def _run_case(cfg: Config, d: Dist, run_dir: Path | None, resumed: bool, e2e_sta
         sampler.sample()
         passes: dict[str, PassResult] = {}
         for name, engine_name in planned_passes(cfg):
-            window = EnergyWindow(vendor)
+            window = EnergyWindow(vendor, sampler)
             passes[name] = one_pass(cfg, d, name, engine_name, model, q, log)
             # Earlier sessions of a resumed run were not metered: its energy stays null.
             reading = None if resumed else window.stop()

@@ -59,6 +59,12 @@ class FakeVendor(CpuVendor):
     def power_w(self):
         return 42.5
 
+    def sm_clock_mhz(self):
+        return 1234.0
+
+    def limits(self):
+        return {{"power_limit_w": 300.0, "max_sm_clock_mhz": 2000.0}}
+
     def energy_j(self):
         value = COUNTER[min(FakeVendor.reads, len(COUNTER) - 1)]
         FakeVendor.reads += 1
@@ -153,10 +159,15 @@ def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_di
     assert gpu["environment"]["vendor"] == "nvidia" and gpu["memory"]["source"] == "nvml"
     cpu_keys, gpu_keys = data_keys_masked(key_shape(result)), data_keys_masked(key_shape(gpu))
     assert gpu_keys - cpu_keys == set(), gpu_keys - cpu_keys
-    # Keys result.json gained after that GPU run (commit 023e506): fp8's agreement figures.
+    # Keys result.json gained after that GPU run (commit 023e506): fp8's agreement figures,
+    # the power limit and the compute clock.
     added = {f".accuracy.agreement_val_infer.{k}" for k in (
         "letter_logits_rel_l2_max", "letter_logits_rel_l2_mean", "logits_rel_l2_max",
         "logits_rel_l2_mean", "logits_sample_questions")}
+    added |= {".environment.power_limit_w", ".environment.max_sm_clock_mhz",
+              ".memory.sm_clock_samples"}
+    added |= {f".passes.{p}.{k}" for p in ("val", "infer")
+              for k in ("power_limit_w", "sm_clock_mhz_median")}
     assert cpu_keys - gpu_keys == added
     env, mem, m = result["environment"], result["memory"], result["metrics"]
     assert env["vendor"] == "fake" and env["device_name"] == "Fake Accelerator 9000"
@@ -164,6 +175,13 @@ def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_di
     assert m["mem_peak_used_bytes"] == 3 * 1024**3 and m["mem_total_bytes"] == 16 * 1024**3
     assert m["mem_source"] == "fake-counter"
     assert mem["power_samples"] and {w for _, w in mem["power_samples"]} == {42.5}
+    # What bounds the speed: the plug-in's limits, and its clock's median over each pass's
+    # samples (the infer pass compiles for seconds: samples every 0.05 s fall inside it).
+    assert mem["sm_clock_samples"] and {c for _, c in mem["sm_clock_samples"]} == {1234.0}
+    assert env["power_limit_w"] == 300.0 and env["max_sm_clock_mhz"] == 2000.0
+    assert result["passes"]["infer"]["power_limit_w"] == 300.0
+    assert result["passes"]["infer"]["sm_clock_mhz_median"] == 1234.0
+    assert "W average (limit 300 W), compute clock 1,234 MHz median" in stdout
     # MFU against the vendor file's fp32 peak: flops/token x computed tokens / core time / peak.
     infer = result["passes"]["infer"]
     assert m["peak_flops_per_s"] == 2.0e12
@@ -254,6 +272,14 @@ def test_pass_energy_sums_devices():
     assert e["tokens_per_joule"] == 20.0
     assert e["joules_per_question"] == 20.0
     assert e["energy_per_device_j"] == [300.0, 500.0]
+    assert e["power_limit_w"] is None and e["sm_clock_mhz_median"] is None  # none given
+    # Limits add up over devices like the power does; the clock is the devices' mean.
+    clocked = [EnergyReading(300.0, 10.0, "nvml", 1400.0, 700.0),
+               EnergyReading(500.0, 12.5, "nvml", 1500.0, 700.0)]
+    e = pass_energy(clocked, prompt_tokens=16000, questions=40)
+    assert e["power_limit_w"] == 1400.0 and e["sm_clock_mhz_median"] == 1450.0
+    e = pass_energy([clocked[0], readings[1]], prompt_tokens=16000, questions=40)
+    assert e["power_limit_w"] is None and e["sm_clock_mhz_median"] is None
     # One device without a figure: the pass has none (no partial sum passed off as a total).
     assert pass_energy([readings[0], EnergyReading(None, 3.0, None)], 1, 1)["energy_j"] is None
     assert pass_energy([None], 1, 1)["energy_j"] is None

@@ -114,6 +114,16 @@ class Vendor:
         """The device's power draw now, in watts; None if unknown."""
         return None
 
+    def sm_clock_mhz(self) -> float | None:
+        """The compute clock now, in MHz; None if unknown."""
+        return None
+
+    def limits(self) -> dict[str, float | None]:
+        """What bounds the device's speed: `power_limit_w` (the enforced board power limit)
+        and `max_sm_clock_mhz`; None where unknown. A device held at its power limit runs
+        below its top clock, and its peak FLOP/s (the MFU's denominator) with it."""
+        return {"power_limit_w": None, "max_sm_clock_mhz": None}
+
     def versions(self) -> dict[str, Any]:
         """Driver and runtime versions for result.json's environment section."""
         return {}

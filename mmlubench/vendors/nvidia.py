@@ -103,6 +103,29 @@ class NvidiaVendor(Vendor):
         except self._nvml.NVMLError:
             return None
 
+    def _nvml_read(self, fn: str, *args: Any) -> Any:
+        """An NVML query, None without NVML or when the device does not answer it."""
+        if self._handle is None:
+            return None
+        try:
+            return getattr(self._nvml, fn)(self._handle, *args)
+        except self._nvml.NVMLError:
+            return None
+
+    def sm_clock_mhz(self) -> float | None:
+        if self._nvml is None:
+            return None
+        mhz = self._nvml_read("nvmlDeviceGetClockInfo", self._nvml.NVML_CLOCK_SM)
+        return None if mhz is None else float(mhz)
+
+    def limits(self) -> dict[str, float | None]:
+        if self._nvml is None:
+            return super().limits()
+        mw = self._nvml_read("nvmlDeviceGetEnforcedPowerLimit")
+        mhz = self._nvml_read("nvmlDeviceGetMaxClockInfo", self._nvml.NVML_CLOCK_SM)
+        return {"power_limit_w": None if mw is None else mw / 1000.0,
+                "max_sm_clock_mhz": None if mhz is None else float(mhz)}
+
     def versions(self) -> dict[str, Any]:
         driver = None
         if self._nvml is not None:
