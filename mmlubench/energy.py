@@ -44,7 +44,7 @@ class EnergyWindow:
         seconds = time.perf_counter() - self.t0
         s = self.sampler
         clock = s.median_clock(self.s0, s.elapsed()) if s is not None else None
-        limit = self.vendor.limits()["power_limit_w"]
+        limit = self.vendor.limits().get("power_limit_w")
         joules = None if self.e0 is None or e1 is None or e1 < self.e0 else e1 - self.e0
         # (no counter, or it was reset: None)
         return EnergyReading(joules, seconds, self.vendor.energy_source, clock, limit)

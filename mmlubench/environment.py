@@ -39,6 +39,7 @@ def collect(device: str, vendor: Vendor) -> dict:
     import transformers
 
     versions = vendor.versions()
+    limits = vendor.limits()
     return {
         "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "hostname": socket.gethostname(),
@@ -57,7 +58,9 @@ def collect(device: str, vendor: Vendor) -> dict:
         "device": device,
         "device_name": vendor.device_name(),
         "device_count": vendor.device_count(),
-        **vendor.limits(),
+        # only the two known keys: a plug-in's limits() may give fewer or more
+        "power_limit_w": limits.get("power_limit_w"),
+        "max_sm_clock_mhz": limits.get("max_sm_clock_mhz"),
         "cpu_count": os.cpu_count(),
         "command": sys.argv,
     }
