@@ -18,7 +18,8 @@ from mmlubench.vendors.base import Vendor
 
 @dataclass
 class EnergyReading:
-    """One device's counter over one pass: joules used and the seconds between the reads."""
+    """One device's counter over one pass: joules used and the seconds between the reads; its
+    power limit and median compute clock in that time (None: unknown)."""
 
     energy_j: float | None
     seconds: float
@@ -45,8 +46,8 @@ class EnergyWindow:
         s = self.sampler
         clock = s.median_clock(self.s0, s.elapsed()) if s is not None else None
         limit = self.vendor.limits().get("power_limit_w")
+        # no counter, or it was reset: no energy figure
         joules = None if self.e0 is None or e1 is None or e1 < self.e0 else e1 - self.e0
-        # (no counter, or it was reset: None)
         return EnergyReading(joules, seconds, self.vendor.energy_source, clock, limit)
 
 
@@ -80,11 +81,12 @@ def pass_energy(readings: Sequence[EnergyReading | None], prompt_tokens: int,
 def _clock_figures(readings: Sequence[EnergyReading | None]) -> dict:
     """The power limit (summed over devices, like avg_power_w) and the median compute clock
     (mean over devices); null unless every device gave it."""
-    limits = [r.power_limit_w if r is not None else None for r in readings]
-    clocks = [r.sm_clock_mhz_median if r is not None else None for r in readings]
-    known = bool(readings)
+    limits = [r.power_limit_w for r in readings if r is not None and r.power_limit_w is not None]
+    clocks = [r.sm_clock_mhz_median for r in readings
+              if r is not None and r.sm_clock_mhz_median is not None]
+    every = len(readings) > 0
     return {
-        "power_limit_w": sum(limits) if known and None not in limits else None,  # type: ignore[arg-type]
-        "sm_clock_mhz_median": (sum(clocks) / len(clocks)  # type: ignore[arg-type]
-                              if known and None not in clocks else None),
+        "power_limit_w": sum(limits) if every and len(limits) == len(readings) else None,
+        "sm_clock_mhz_median": (sum(clocks) / len(clocks)
+                                if every and len(clocks) == len(readings) else None),
     }
