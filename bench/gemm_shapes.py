@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+from attn_split import timed  # the CUDA-event timer, one warm call first
+
 
 def tflops(flops: float, fn, reps: int) -> float:
-    fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return flops * reps / (start.elapsed_time(end) / 1e3) / 1e12
+    return flops / timed(fn, reps) / 1e12
 
 
 def sustained(gemms: list, layers: int) -> dict:
