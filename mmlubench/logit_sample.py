@@ -48,8 +48,8 @@ def row_ratios(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
     rows whose reference is all zeros: they have no ratio."""
     a, b = np.atleast_2d(reference).astype(np.float64), np.atleast_2d(other).astype(np.float64)
     norm = np.linalg.norm(a, axis=-1)
-    keep = norm > 0
-    return np.linalg.norm(b - a, axis=-1)[keep] / norm[keep]
+    nonzero = norm > 0  # not `keep`: that is this module's function
+    return np.linalg.norm(b - a, axis=-1)[nonzero] / norm[nonzero]
 
 
 def mean_max(ratios: np.ndarray) -> tuple[float | None, float | None]:
