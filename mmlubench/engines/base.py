@@ -37,15 +37,22 @@ class Work:
 
     tokens: token positions run through the decoder layers (padding excluded);
     attention_pairs: (query, key) pairs attended, summed over the batch (padding excluded);
-    logit_rows: rows the LM head is applied to; padded_tokens: positions incl. padding.
+    logit_rows: rows the LM head is applied to; padded_tokens: positions incl. padding;
+    window_pairs: pairs attended in each sliding-window layer, where the engine skips the pairs
+    outside the window (None: as many as attention_pairs, i.e. the window is not exploited).
     """
 
     tokens: int = 0
     attention_pairs: int = 0
     logit_rows: int = 0
     padded_tokens: int = 0
+    window_pairs: int | None = None
 
     def __iadd__(self, other: Work) -> Work:
+        if self.window_pairs is not None or other.window_pairs is not None:
+            self.window_pairs = (self.attention_pairs if self.window_pairs is None
+                                 else self.window_pairs) + (
+                other.attention_pairs if other.window_pairs is None else other.window_pairs)
         self.tokens += other.tokens
         self.attention_pairs += other.attention_pairs
         self.logit_rows += other.logit_rows

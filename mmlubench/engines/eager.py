@@ -8,6 +8,12 @@ Three ways to call it (option `method`), all the unmodified HF model in eager mo
   (prefix_len 0) run whole in padded batches. See engines/prefix_cache.py.
 - `padded`: length-sorted whole prompts in left-padded batches, last-position logits only.
 - `reference`: the reference's own method: one prompt per call, logits at every position.
+
+Sliding-window layers: a suffix batch against a shared prefix cache has padding between the
+prefix and each suffix, and transformers counts a sliding window in cache positions, padding
+included; so where a window is shorter than the longest prompt, `prefix-cache` plans the
+`padded` method instead (left padding shifts every position alike: the window is exact), and
+says so in result.json (the engine's `method_used` and `method_why`).
 """
 
 from __future__ import annotations
@@ -74,6 +80,12 @@ class EagerEngine(Engine):
         super().__init__(model, options, device)
         self.call = model  # the inductor engine swaps in the compiled model
         self.prefixes = PrefixStore(model)
+        from mmlubench.engines.packed_attention import layer_windows
+
+        config = model.config
+        windows = layer_windows(config, getattr(config, "num_hidden_layers", 0) or 0)
+        self.window = min((w for w in windows if w), default=None)
+        self.why: str | None = None  # why prefix-cache ran as padded, if it did
 
     @property
     def method(self) -> str:
@@ -81,9 +93,20 @@ class EagerEngine(Engine):
 
     def plan(self, requests: Sequence[Request]) -> list[Batch]:
         o = self.options
-        if self.method == "prefix-cache":
+        longest = max((len(r.ids) for r in requests), default=0)
+        if self.method == "prefix-cache" and self.window and self.window < longest:
+            self.why = (f"a sliding window of {self.window} tokens is shorter than the longest "
+                        f"prompt ({longest}); a prefix cache with padding after the prefix "
+                        "would shift it")
+        elif self.method == "prefix-cache":
             return plan_prefix_cache(requests, o.batch_size, o.batch_tokens)
         return plan_padded(requests, o.batch_size, o.batch_tokens, o.full_logits)
+
+    def describe(self) -> dict:
+        out = super().describe()
+        if self.why:
+            out["options"].update(method_used="padded", method_why=self.why)
+        return out
 
     def split(self, batch: Batch) -> list[Batch] | None:
         """Re-plan the rows with half the batch size and half the positions."""

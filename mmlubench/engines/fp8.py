@@ -1,9 +1,14 @@
 """FP8 (e4m3) linear layers for the shared-prefix engine: what `--precision fp8` runs.
 
+A generic transformation of the HF model: every `nn.Linear` of the decoder layers (attention
+projections and MLP, whatever the architecture names them) is swapped for an `FP8Linear` while
+the engine runs (`linear_swaps`, `swapped`); the fp16 modules stay for the val pass. MoE experts
+that are stacked weight tensors rather than nn.Linear modules are refused, not left in fp16.
+
 The recipe (RECIPE, recorded in result.json):
-- The weights of the decoder's linear layers (fused q/k/v, o, fused gate/up, down) are stored in
-  float8_e4m3fn with one fp32 scale per output channel, computed once at engine set-up from the
-  fp16 weights: scale = amax(|row|) / 448, so every row's largest weight becomes +-448.
+- The weights of the decoder's linear layers are stored in float8_e4m3fn with one fp32 scale
+  per output channel, computed once at engine set-up from the fp16 weights:
+  scale = amax(|row|) / 448, so every row's largest weight becomes +-448.
 - Activations are quantized the same way per token (row), dynamically, inside the compiled
   decoder layer, so that Inductor can fuse the amax, the division and the cast into the kernel
   that produces the activation (RMSNorm, SiLU(gate) * up, the attention output's re-layout)
@@ -21,10 +26,12 @@ checked on the device by bench/parity.py.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
+from torch import nn
 
 from mmlubench.errors import RunError
 
@@ -39,7 +46,7 @@ MIN_AMAX = 1e-12
 FAST_ACCUM = True
 RECIPE = {
     "format": "float8_e4m3fn (max 448)",
-    "layers": "decoder linear layers: fused q/k/v, o, fused gate/up, down",
+    "layers": "every nn.Linear of the decoder layers (attention projections and MLP)",
     "weights": "one fp32 scale per output channel (amax/448), computed once from fp16 weights",
     "activations": "one fp32 scale per token (amax/448), dynamic, computed in the compiled "
                    "layer",
@@ -149,3 +156,58 @@ def quantize_layers(layers: Sequence[tuple], device: torch.device
         quantized.append(tuple(quantize_weight(w) if pos in LINEAR_WEIGHTS else w
                                for pos, w in enumerate(weights)))
     return quantized, functools.partial(pair_linear, out_dtype=out_dtype)
+
+
+class FP8Linear(nn.Module):
+    """An nn.Linear's product on the FP8 tensor cores: the weight quantized once, per output
+    channel; the input per token, in the forward (fused by Inductor); the bias added in the
+    input dtype."""
+
+    def __init__(self, linear: nn.Linear, out_dtype: torch.dtype):
+        super().__init__()
+        w_q, scale = quantize_weight(linear.weight.detach())
+        self.register_buffer("w_q", w_q, persistent=False)
+        self.register_buffer("w_scale", scale, persistent=False)
+        self.bias = linear.bias
+        self.out_dtype = out_dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = fp8_linear(x.reshape(-1, x.shape[-1]), self.w_q, self.w_scale, self.out_dtype)
+        y = y.reshape(*x.shape[:-1], y.shape[-1])
+        return y if self.bias is None else y + self.bias
+
+
+Swap = tuple[nn.Module, str, nn.Module, nn.Module]  # (parent, name, fp16 module, fp8 module)
+
+
+def linear_swaps(layers: Sequence[nn.Module], device: torch.device) -> list[Swap]:
+    """FP8 replacements of every nn.Linear in the decoder layers. Refuses a device without FP8
+    matrix units, weights _scaled_mm cannot take, and weights that are not nn.Linear modules
+    (stacked MoE experts), which would otherwise stay fp16 unsaid."""
+    check_device(device)
+    out_dtype = scaled_mm_out_dtype(device)
+    swaps: list[Swap] = []
+    for i, layer in enumerate(layers):
+        for pname, p in layer.named_parameters():
+            if p.dim() > 2:
+                raise RunError(f"precision fp8: layer {i}'s {pname} is a stacked weight "
+                               f"{list(p.shape)} (MoE experts), not an nn.Linear; fp8 covers "
+                               "the nn.Linear layers of dense models: use --precision fp16")
+        for parent in layer.modules():
+            for name, child in parent.named_children():
+                if isinstance(child, nn.Linear):
+                    check_shape(f"{name} of layer {i}", child.weight)
+                    swaps.append((parent, name, child, FP8Linear(child, out_dtype)))
+    return swaps
+
+
+@contextlib.contextmanager
+def swapped(swaps: Sequence[Swap]) -> Iterator[None]:
+    """The fp8 modules in place while the engine runs; the fp16 ones again afterwards."""
+    for parent, name, _, new in swaps:
+        setattr(parent, name, new)
+    try:
+        yield
+    finally:
+        for parent, name, old, _ in swaps:
+            setattr(parent, name, old)

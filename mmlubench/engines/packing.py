@@ -37,12 +37,24 @@ class Pack:
     pre_end: np.ndarray  # [T] end (exclusive) of that prefix; == pre_start when none
     last: np.ndarray  # [q] index of each question's last token
     blocks: tuple[np.ndarray, ...] = ()  # block_layout(): the FlexAttention block sparsity
+    # Sliding-window layers: seg_start and pre_start cut to the window, and their blocks.
+    window: tuple[np.ndarray, np.ndarray] | None = None
+    window_blocks: tuple[np.ndarray, ...] = ()
     requests: list[Request] = field(default_factory=list)  # the batch's requests, row order
     carry_out: np.ndarray | None = None  # [C] keys gathered into the next carry (None: C=0)
     carry_out_key: bytes | None = None  # the prefix those keys hold (None: nothing useful)
     carry_in_key: bytes | None = None  # the prefix the carry must hold (None: not used)
     carry_origin: Pack | None = None  # the pack that computed it (rerun when it is not held)
     work: Work = field(default_factory=Work)  # what the pack itself computes, as planned
+
+    def mask_meta(self) -> list[np.ndarray]:
+        """The masks' metadata: (seg_start, pre_start, pre_end) of the full mask, then of the
+        window mask when the pack has one."""
+        full = [self.seg_start, self.pre_start, self.pre_end]
+        return full + ([*self.window, self.pre_end] if self.window is not None else [])
+
+    def all_blocks(self) -> list[tuple[np.ndarray, ...]]:
+        return [self.blocks] + ([self.window_blocks] if self.window is not None else [])
 
 
 def prefix_key(prefix: np.ndarray) -> bytes:
@@ -96,12 +108,35 @@ def block_layout(seg: np.ndarray, ps: np.ndarray, pe: np.ndarray, block: int, ca
     return (*indices(partial), *indices(full))
 
 
+def window_cut(seg: np.ndarray, ps: np.ndarray, pe: np.ndarray, pos: np.ndarray, window: int,
+               carry: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(seg_start, pre_start) of a sliding-window mask: a query at prompt position p sees only
+    keys at positions > p - window, as transformers' sliding mask counts them for the prompt
+    run alone. Own segments hold consecutive positions (key index - seg = position offset);
+    a prefix holds positions 0.. from `pre_start`, so its first visible key is
+    pre_start + p - window + 1."""
+    key = np.arange(len(seg), dtype=np.int64) + carry
+    seg_w = np.maximum(seg, key - window + 1)
+    has = pe > ps
+    ps_w = np.where(has, np.minimum(pe, np.maximum(ps, ps + pos - window + 1)), ps)
+    return seg_w.astype(np.int32), ps_w.astype(np.int32)
+
+
+def pairs_attended(seg: np.ndarray, ps: np.ndarray, pe: np.ndarray, real: int, carry: int = 0
+                   ) -> int:
+    """(query, key) pairs the first `real` tokens attend: own segment plus prefix."""
+    key = np.arange(real, dtype=np.int64) + carry
+    own = key - seg[:real].astype(np.int64) + 1
+    return int(own.sum() + (pe[:real].astype(np.int64) - ps[:real]).sum())
+
+
 class PackBuilder:
     """Fills packs of `pack_tokens` positions after `carry` carried keys; `close` turns the
     open pack into a Batch (`finish` into a Pack)."""
 
-    def __init__(self, pack_tokens: int, block_size: int, carry: int = 0):
-        self.T, self.block, self.C = pack_tokens, block_size, carry
+    def __init__(self, pack_tokens: int, block_size: int, carry: int = 0,
+                 window: int | None = None):
+        self.T, self.block, self.C, self.W = pack_tokens, block_size, carry, window
         self.batches: list[Batch] = []
         self.carried: tuple[bytes, Pack] | None = None  # the last pack's carry-out, origin
         self._open()
@@ -163,10 +198,16 @@ class PackBuilder:
                 out[: end - start] = np.arange(start, end)
                 out_key = prefix_key(prefix)
         self.work.logit_rows = len(self.rows)
+        window, window_blocks = None, ()
+        if self.W:
+            window = window_cut(self.seg, self.ps, self.pe, self.pos, self.W, C)
+            window_blocks = block_layout(window[0], window[1], self.pe, self.block, C)
+            self.work.window_pairs = pairs_attended(*window, self.pe, self.fill, C)
         pack = Pack(self.ids, self.pos, self.seg, self.ps, self.pe,
                     np.asarray(self.last, np.int64),
-                    block_layout(self.seg, self.ps, self.pe, self.block, C), self.requests,
-                    out, out_key, *(self.carry_in or (None, None)), self.work)
+                    block_layout(self.seg, self.ps, self.pe, self.block, C), window,
+                    window_blocks, self.requests, out, out_key,
+                    *(self.carry_in or (None, None)), self.work)
         # The prefix left behind was computed here, or (carried through) where this pack's
         # carry-in was computed.
         through = self.carry_in is not None and self.carry_in[0] == self.key
@@ -184,19 +225,21 @@ class PackBuilder:
 
 def plan_packs(requests: Sequence[Request], pack_tokens: int, max_questions: int,
                share_prefix: bool, block_size: int = 128,
-               rows: Sequence[int] | None = None, carry_tokens: int = 0) -> list[Batch]:
+               rows: Sequence[int] | None = None, carry_tokens: int = 0,
+               window: int | None = None) -> list[Batch]:
     """Greedy packing in request order: a pack closes when the next segment does not fit. A
     group's prefix is placed once in each pack that holds any of its questions, except that a
     pack continuing the previous pack's group takes the prefix from the carry when it fits in
     `carry_tokens` (0: no carry). `rows` are the requests' indices in the pass (default
-    0..n-1)."""
+    0..n-1). `window`: the model's shortest sliding window, for which each pack also gets a
+    window mask (None: no sliding-window layers)."""
     rows = list(range(len(requests))) if rows is None else list(rows)
     groups: dict[bytes, list[int]] = {}
     for i, r in enumerate(requests):
         p = r.prefix_len if share_prefix and r.prefix_len < len(r.ids) else 0
         # Unshared requests are groups of one with an empty prefix.
         groups.setdefault(prefix_key(r.ids[:p]) if p else b"solo:%d" % i, []).append(i)
-    b = PackBuilder(pack_tokens, block_size, carry_tokens)
+    b = PackBuilder(pack_tokens, block_size, carry_tokens, window)
     for key, members in groups.items():
         p = 0 if key.startswith(b"solo:") else requests[members[0]].prefix_len
         prefix = requests[members[0]].ids[:p]
