@@ -26,6 +26,9 @@ class Model(Section):
     load_time_s: float
     # sha256 of config.json's content (keys sorted): which model, whatever the folder's name.
     config_sha256: str | None = field(default=None, metadata=OMIT_IF_NONE)
+    # The BOS id every prompt starts with; null: the prompts have none (the tokenizer defines
+    # no BOS, or the case drops it, as llama3_8b_mmlu does).
+    prompt_bos_id: int | None = None
 
 
 @dataclass

@@ -226,7 +226,10 @@ def assemble(
     sections = {name: pass_section(p, shape, peak, devices, flops_per_token, subjects, answers,
                                    predicted[name], (energy or {}).get(name))
                 for name, p in passes.items()}
-    model = replace(model_info, config_sha256=config_sha256(model_info.path))
+    bos = tokenizer.bos_token_id
+    leads = bos is not None and all(len(p.ids) and int(p.ids[0]) == bos for p in prompts)
+    model = replace(model_info, config_sha256=config_sha256(model_info.path),
+                    prompt_bos_id=int(bos) if leads else None)
     return doc.Result(
         schema=doc.SCHEMA,
         case=cfg.case,

@@ -29,10 +29,9 @@ class PromptTokenizer:
         self.tokenizer = tokenizer
         self.style = style
         if style == "reference":
-            if tokenizer.bos_token_id is None:
-                raise ModelError("the tokenizer defines no BOS token, which the reference "
-                                 "prompt style requires (use --prompt-style lm-eval)")
-            self.head: list[int] = [int(tokenizer.bos_token_id)]
+            # One BOS if the tokenizer has one (Qwen's defines none: no BOS, nothing refused).
+            bos = tokenizer.bos_token_id
+            self.head: list[int] = [] if bos is None else [int(bos)]
         else:
             # lm-eval defers to the tokenizer: see what it adds in front of an empty text.
             self.head = [int(i) for i in tokenizer("", add_special_tokens=True)["input_ids"]]

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import BOS, read_rows
+from conftest import BOS, MAX_SEQ_LEN, read_rows
 
 from mmlubench.data import load_mmlu
 from mmlubench.errors import RunError
@@ -396,3 +396,18 @@ def test_prompts_cli_full_test_split(tmp_path, full_mmlu_dir, tokenizer_dir, raw
     assert 9.5e6 < counts.sum() < 10.5e6
     assert 500 < np.median(counts) < 580
     assert sum(1 for r in rows if r.get("dropped")) == 376
+
+
+def test_reference_style_without_a_bos_token(mmlu_dir, tokenizer_dir, raw_tokenizer):
+    """A tokenizer that defines no BOS (Qwen's) gets reference prompts without one: the ids are
+    the text's own, nothing is refused, and truncation counts what the model sees."""
+    from mmlubench.prompts import load_tokenizer
+
+    tok = load_tokenizer(tokenizer_dir)
+    tok.bos_token = None
+    assert tok.bos_token_id is None
+    dataset = load_mmlu(mmlu_dir, "test", ["abstract_algebra", "high_school_european_history"],
+                        limit=2)
+    for p in build_prompts(dataset, tok):
+        assert p.ids.tolist() == raw_tokenizer.encode(p.text, add_special_tokens=False).ids
+        assert BOS not in p.ids.tolist() and len(p.ids) <= MAX_SEQ_LEN
