@@ -118,6 +118,13 @@ def pass_logits(model, name: str, options: dict, requests, tokenizer) -> tuple:
     return result, engine.logits
 
 
+def compile_phases() -> str:
+    """Where compile time went, as Dynamo's own counters say (seconds per phase, summed)."""
+    from torch._dynamo.utils import compile_times
+
+    return compile_times(repr="str", aggregate=True)
+
+
 def speed(model, requests, tokenizer, packs: int) -> dict:
     """The engine on the questions of the first `packs` + 1 packs (the first compiles)."""
     engine = engine_class("shared-prefix")(model, engine_options("shared-prefix", {}), DEVICE)
@@ -142,7 +149,7 @@ def speed(model, requests, tokenizer, packs: int) -> dict:
             "executed_tflop": flops / 1e12,
             "mfu_computed": flops / result.core_time_s / peak if peak else None,
             "torch_peak_allocated_gib": (accel.peak_allocated_bytes(DEVICE) or 0) / 2**30,
-            **s.medians()}
+            **s.medians(), "compile_phases": compile_phases()}
 
 
 def parity(model, requests, tokenizer, n: int) -> dict:
