@@ -79,11 +79,12 @@ def test_logits_match_eager(prompts, tokenizer, kv_heads, compile_, pack):
     assert fast.work.logit_rows == len(requests)
 
 
-def test_fused_weights_leave_the_hf_model_unchanged(prompts, tokenizer):
+def test_the_engine_leaves_the_hf_model_computing_as_before(prompts, tokenizer):
+    """Building and running the engine changes nothing the val pass sees."""
     model = tiny_llama()
     requests = [Request(p.ids, p.prefix_len) for p in prompts[:4]]
     before = logits_of(model, "eager", requests, tokenizer, batch_size=1).logits
-    engine_class("shared-prefix")(model, engine_options("shared-prefix", {}), "cpu")
+    logits_of(model, "shared-prefix", requests, tokenizer, compile=False, pack_tokens=2048)
     after = logits_of(model, "eager", requests, tokenizer, batch_size=1).logits
     assert torch.equal(before, after)
 
@@ -164,9 +165,12 @@ def test_block_layout_matches_flex_create_block_mask():
         assert_layout_matches_flex(b.payload, 512, 64)
 
 
-def test_unsupported_model_is_refused():
-    model = tiny_llama(attention_bias=True)
-    with pytest.raises(RunError, match="attention_bias"):
+def test_an_encoder_decoder_model_is_refused_by_name():
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    model = T5ForConditionalGeneration(T5Config(vocab_size=64, d_model=16, d_ff=32,
+                                                num_layers=1, num_heads=2, d_kv=8))
+    with pytest.raises(RunError, match=r"T5ForConditionalGeneration.*--engine eager"):
         engine_class("shared-prefix")(model, engine_options("shared-prefix", {}), "cpu")
 
 
