@@ -107,3 +107,26 @@ def test_a_model_without_flex_support_is_refused_by_name():
             engine_class("shared-prefix")(model, engine_options("shared-prefix", {}), "cpu")
     finally:
         type(model)._supports_flex_attn = True
+
+
+def test_fused_projections_are_one_gemm_and_exact(requests_, tokenizer, monkeypatch):
+    """With fuse_projections the k/v and up projections are parts of the q and gate GEMMs:
+    their own modules never run, and the logits are those of the unfused engine."""
+    from torch import nn
+
+    model = tiny_model("qwen2", seed=7)  # q/k/v biases
+    own = []
+    real = nn.Linear.forward
+
+    def spy(self, x):
+        if self is model.model.layers[0].self_attn.k_proj:
+            own.append(1)
+        return real(self, x)
+
+    monkeypatch.setattr(nn.Linear, "forward", spy)
+    _, fused = logits_of(model, "shared-prefix", requests_[:4], tokenizer, **INFER)
+    assert not own
+    _, plain = logits_of(model, "shared-prefix", requests_[:4], tokenizer,
+                         fuse_projections=False, **INFER)
+    assert own
+    assert (fused - plain).abs().max().item() <= 1e-5

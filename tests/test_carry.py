@@ -144,22 +144,21 @@ def test_split_of_a_carried_pack_is_exact(setup):
     tokenizer, requests, model, golden, options = setup
     target = plan_of(options, requests)[chains(plan_of(options, requests))[1]]
     engine = engine_class("shared-prefix")(model, engine_options("shared-prefix", options), "cpu")
-    layer_fn, load, calls = engine.layer_fn, engine.load, []
+    second, load, calls = engine.compiled[1], engine.load, []
+    assert second is not None, "the setups compile the decoder layers"
 
     def failing_load(batch):
         if batch.rows == target.rows and not calls:
             calls.append(0)  # arm: the next forward fails in its second layer
         return load(batch)
 
-    def failing_layer(*args):
-        if calls and calls[0] >= 0:
-            calls[0] += 1
-            if calls[0] == 2:
-                calls[0] = -1
-                raise torch.OutOfMemoryError("test: out of memory")
-        return layer_fn(*args)
+    def failing_layer(*args, **kwargs):
+        if calls and calls[0] == 0:
+            calls[0] = -1
+            raise torch.OutOfMemoryError("test: out of memory")
+        return second(*args, **kwargs)
 
-    engine.load, engine.layer_fn = failing_load, failing_layer
+    engine.load, engine.compiled[1] = failing_load, failing_layer
     result = logits_of(model, "shared-prefix", requests, tokenizer, options, engine)
     assert [b["questions"] for b in result.oom_backoffs] == [len(target.rows)]
     assert_exact(result, golden, range(len(requests)))

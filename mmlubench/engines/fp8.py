@@ -203,7 +203,8 @@ def linear_swaps(layers: Sequence[nn.Module], device: torch.device) -> list[Swap
 
 @contextlib.contextmanager
 def swapped(swaps: Sequence[Swap]) -> Iterator[None]:
-    """The fp8 modules in place while the engine runs; the fp16 ones again afterwards."""
+    """The swapped modules (fp8's, or fused projections') in place while the engine runs;
+    the plain ones again afterwards."""
     for parent, name, _, new in swaps:
         setattr(parent, name, new)
     try:

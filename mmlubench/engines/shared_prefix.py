@@ -43,6 +43,7 @@ from torch import nn
 
 from mmlubench.engines import fp8, packed_attention
 from mmlubench.engines.base import Batch, Engine, Request
+from mmlubench.engines.fused_projections import group_swaps
 from mmlubench.engines.packing import Pack, plan_packs
 
 
@@ -67,6 +68,9 @@ class SharedPrefixOptions:
         "keys carried from one pack to the next: a subject that continues into the next pack "
         "reuses its prefix from there instead of recomputing it (a multiple of block_size; "
         "0: no carry, each pack recomputes the prefixes it needs)")})
+    fuse_projections: bool = field(default=True, metadata={"help": (
+        "q/k/v and gate/up projections of one input as one GEMM each while the engine runs "
+        "(engines/fused_projections.py; not with fp8)")})
     fp8: bool = field(default=False, metadata={"help": (
         "decoder linear layers in e4m3 with row-wise scales (engines/fp8.py); set by "
         "--precision fp8")})
@@ -105,7 +109,10 @@ class SharedPrefixEngine(Engine):
         self.held: bytes | None = None
         self.attention = packed_attention.attach(self.layers, self.windows, C, self.device,
                                                  model.dtype)
-        self.swaps = fp8.linear_swaps(self.layers, self.device) if options.fp8 else []
+        if options.fp8:
+            self.swaps = fp8.linear_swaps(self.layers, self.device)
+        else:
+            self.swaps = group_swaps(self.layers) if options.fuse_projections else []
         self.compiled = [None] * len(self.layers)
         if options.compile:
             self.compiled = [torch.compile(layer._call_impl, dynamic=False, fullgraph=True,
@@ -117,8 +124,8 @@ class SharedPrefixEngine(Engine):
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
         """The HF model as this engine runs it: the packed attention function, the compiled
-        layers and (fp8) the quantized linear layers; as it was afterwards, so that the val
-        pass runs the plain model on the same weights."""
+        layers and the fused (or, fp8, the quantized) projections; as it was afterwards, so
+        that the val pass runs the plain model on the same weights."""
         with packed_attention.implementation(self.model), fp8.swapped(self.swaps):
             for layer, compiled in zip(self.layers, self.compiled, strict=True):
                 layer._compiled_call_impl = compiled
