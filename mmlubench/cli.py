@@ -1,4 +1,5 @@
-"""Command line: `mmlubench run | prompts | report | compare | demo | download | cases | engines`.
+"""Command line: `mmlubench run | prompts | report | compare | demo | download | cases | engines
+| ceiling`.
 
 Bad input ends with one line naming the file, line or key at fault (exit status 2), never a
 traceback; a bug still shows its traceback. argparse's own usage errors (an unknown flag, a bad
@@ -95,6 +96,9 @@ def add_run_args(p: argparse.ArgumentParser, d: dict[str, Any]) -> None:
     g.add_argument("--val-engine", help=f"val engine (default: {d['val_engine']}: the plain HF "
                    "model)")
     g.add_argument("--no-validation", action="store_true", help="skip the val pass")
+    g.add_argument("--no-ceiling", action="store_true", help="skip measuring the device's own "
+                   "ceiling after the passes (a few seconds, outside e2e_time; see `mmlubench "
+                   "ceiling`); it runs on accelerators, on the CPU only with --set ceiling=true")
     g.add_argument("--random-weights", action="store_true",
                    help="build the model from config.json with random weights (speed only)")
     g.add_argument("--seed", type=int, help=f"seed of the random weights, 0 to 2**64-1 "
@@ -218,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_case_commands(sub)
     add_tool_commands(sub)
+    from mmlubench import ceiling_cli
+
+    ceiling_cli.add_command(sub)
     return parser
 
 

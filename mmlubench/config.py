@@ -80,6 +80,9 @@ class Config:
     output_dir: str = "runs"
     run_name: str | None = None
     progress: bool = True
+    # Measure the device's own ceiling after the passes (mmlubench/ceiling.py, outside e2e):
+    # null = on accelerators only; true also on the CPU (small shapes); false never.
+    ceiling: bool | None = None
 
     @property
     def weight_path(self) -> Path:
