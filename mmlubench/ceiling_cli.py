@@ -1,6 +1,7 @@
-"""`mmlubench ceiling`: the device's measured table without a run (cli.py declares the
-subcommand through `add_command`): GEMM TFLOP/s per precision at a model's shapes and at a
-large square product, attention TFLOP/s on one pack, copy bandwidth, clock and power."""
+"""`mmlubench ceiling`: the device's measured table without a run: GEMM TFLOP/s per precision
+at a model's shapes and at a large square product, attention TFLOP/s on one pack, copy
+bandwidth, clock and power. cli.py declares the subcommand with the config and folder flags;
+`add_arguments` adds its own."""
 
 from __future__ import annotations
 
@@ -19,14 +20,8 @@ MMLU prompts when --data-dir finds MMLU and a tokenizer (first 3 subjects unless
 else a synthetic layout of MMLU's shape. On the CPU: small shapes, fp32 by default."""
 
 
-def add_command(sub: argparse._SubParsersAction) -> None:
-    from mmlubench.cli import add_config_args, add_folder_args, case_defaults
-    from mmlubench.config import DEFAULT_CASE
-
-    p = sub.add_parser("ceiling", help="measure the device's GEMM, attention and memory rates",
-                       description=HELP)
-    add_config_args(p, DEFAULT_CASE)
-    add_folder_args(p, case_defaults(DEFAULT_CASE))
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command's own flags (beside --config, --vendor, --set and the folder flags)."""
     p.add_argument("--device", help="cuda, cuda:N, xpu, npu, ..., or cpu (default: the case's, "
                    "cuda)")
     p.add_argument("--precision", help="comma-separated, of fp16, bf16, fp32, fp8 (default: "

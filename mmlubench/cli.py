@@ -214,6 +214,14 @@ def add_tool_commands(sub: argparse._SubParsersAction) -> None:
                        "each option with its default and meaning.")
     p.set_defaults(func=commands.engines)
 
+    from mmlubench import ceiling_cli
+
+    p = sub.add_parser("ceiling", help="measure the device's GEMM, attention and memory rates",
+                       description=ceiling_cli.HELP)
+    add_config_args(p, DEFAULT_CASE)
+    add_folder_args(p, case_defaults(DEFAULT_CASE))
+    ceiling_cli.add_arguments(p)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmlubench", description=DESCRIPTION,
@@ -222,9 +230,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_case_commands(sub)
     add_tool_commands(sub)
-    from mmlubench import ceiling_cli
-
-    ceiling_cli.add_command(sub)
     return parser
 
 

@@ -80,9 +80,7 @@ class Config:
     output_dir: str = "runs"
     run_name: str | None = None
     progress: bool = True
-    # Measure the device's own ceiling after the passes (mmlubench/ceiling.py, outside e2e):
-    # null = on accelerators only; true also on the CPU (small shapes); false never.
-    ceiling: bool | None = None
+    ceiling: bool | None = None  # measure the device's ceiling (ceiling.py): null = not on CPU
 
     @property
     def weight_path(self) -> Path:
