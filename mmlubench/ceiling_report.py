@@ -20,6 +20,10 @@ def tflops(x: float | None) -> str:
     return "-" if x is None else f"{x / 1e12:.4g}"
 
 
+def gbs(x: float | None) -> str:
+    return "-" if x is None else f"{x / 1e9:,.0f}"
+
+
 def _median(values: list[float | None]) -> float | None:
     import statistics
 
@@ -40,9 +44,8 @@ def device_rows(c: Ceiling) -> list[list[str]]:
 
 def reading_row(r: Reading) -> list[str]:
     ms = None if r.median_time_s is None else r.median_time_s * 1e3
-    gbs = None if r.bytes_per_s is None else r.bytes_per_s / 1e9
     return [r.name, r.dtype, "x".join(str(s) for s in r.shape), str(r.reps), num(ms, 3),
-            tflops(r.flops_per_s), num(gbs, 0), num(r.sm_clock_mhz_median, 0),
+            tflops(r.flops_per_s), gbs(r.bytes_per_s), num(r.sm_clock_mhz_median, 0),
             num(r.power_w_median, 0), r.error or ""]
 
 
@@ -60,9 +63,8 @@ def summary_lines(c: Ceiling) -> list[str]:
         out.append(f"attention pack: {p.pack_tokens} tokens, {p.questions} questions, "
                    f"{p.attended_pairs:,} attended pairs ({p.source}); compile "
                    f"{num(c.attention_compile_s)} s, not in any figure")
-    gbs = None if c.bandwidth_bytes_per_s is None else c.bandwidth_bytes_per_s / 1e9
     clock = c.copy.sm_clock_mhz_median if c.copy is not None else None
-    out.append(f"memory bandwidth (copy, read + written): {num(gbs, 0)} GB/s"
+    out.append(f"memory bandwidth (copy, read + written): {gbs(c.bandwidth_bytes_per_s)} GB/s"
                + (f" at {num(clock, 0)} MHz" if clock is not None else ""))
     return out
 
@@ -105,8 +107,8 @@ def notes(result: Result) -> list[str]:
                    f"outside e2e): GEMMs at the model's shapes "
                    f"{tflops(rates.gemm_model_flops_per_s)} TFLOP/s, square "
                    f"{tflops(rates.gemm_square_flops_per_s)}, attention "
-                   f"{tflops(rates.attention_flops_per_s)}; copy "
-                   f"{num((c.bandwidth_bytes_per_s or 0) / 1e9 or None, 0)} GB/s")
+                   f"{tflops(rates.attention_flops_per_s)}; copy {gbs(c.bandwidth_bytes_per_s)} "
+                   "GB/s")
         failed = [r.name for r in rates.readings if r.error]
         if failed:
             out.append(f"ceiling: not measured here: {', '.join(failed)} (see ceiling.precisions"
@@ -123,22 +125,24 @@ def chart(result: Result) -> bytes | None:
     from mmlubench.charts import _png, _pyplot
 
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.9 * len(names)))
+    fig, ax = plt.subplots(figsize=(9, 1.5 + 0.9 * len(names)))
     for i, n in enumerate(names):
         p, at = result.passes[n], result.passes[n].at_ceiling
-        ax.barh(i + 0.2, p.core_time_s, height=0.35, color="#999999",
+        ax.barh(i - 0.2, p.core_time_s, height=0.35, color="#999999",
                 label="core time" if i == 0 else None)
-        ax.barh(i - 0.2, at.gemm_time_s, height=0.35, color="#4c72b0",
+        ax.barh(i + 0.2, at.gemm_time_s, height=0.35, color="#4c72b0",
                 label="GEMMs at the ceiling" if i == 0 else None)
-        ax.barh(i - 0.2, at.attention_time_s, left=at.gemm_time_s, height=0.35,
+        ax.barh(i + 0.2, at.attention_time_s, left=at.gemm_time_s, height=0.35,
                 color="#dd8452", label="attention at the ceiling" if i == 0 else None)
-        ax.annotate(f"{pct(p.ceiling_fraction)} of ceiling", (p.core_time_s, i + 0.2),
-                    xytext=(4, -3), textcoords="offset points", fontsize=8)
+        ax.annotate(f"{pct(p.ceiling_fraction)} of ceiling", (p.core_time_s, i - 0.2),
+                    xytext=(4, 0), textcoords="offset points", fontsize=8, va="center")
     ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()  # passes in run order, top down
     ax.set_xlabel("seconds")
     ax.set_title("Where the core time goes against the measured ceiling")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_xlim(0, 1.25 * max(result.passes[n].core_time_s for n in names))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8)
+    ax.set_xlim(0, 1.2 * max(max(result.passes[n].core_time_s, result.passes[n].at_ceiling.time_s)
+                             for n in names))
     return _png(fig)
 
 
