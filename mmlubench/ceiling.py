@@ -189,7 +189,8 @@ def for_run(cfg: Config, model_config: Any, requests: Sequence[Request]) -> Ceil
     try:
         with torch.inference_mode():
             return measure_device(torch.device(cfg.device), vendor, precisions,
-                                  ModelDims.from_config(model_config), "the run's model",
+                                  ModelDims.from_config(model_config),
+                                  f"the run's model ({cfg.weight_path / 'config.json'})",
                                   requests, "the run's prompts", PackOptions.from_config(cfg))
     finally:
         vendor.close()
