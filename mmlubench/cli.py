@@ -1,4 +1,5 @@
-"""Command line: `mmlubench run | prompts | report | compare | demo | download | cases | engines`.
+"""Command line: `mmlubench run | prompts | report | compare | demo | download | cases | engines
+| ceiling`.
 
 Bad input ends with one line naming the file, line or key at fault (exit status 2), never a
 traceback; a bug still shows its traceback. argparse's own usage errors (an unknown flag, a bad
@@ -95,6 +96,9 @@ def add_run_args(p: argparse.ArgumentParser, d: dict[str, Any]) -> None:
     g.add_argument("--val-engine", help=f"val engine (default: {d['val_engine']}: the plain HF "
                    "model)")
     g.add_argument("--no-validation", action="store_true", help="skip the val pass")
+    g.add_argument("--no-ceiling", action="store_true", help="skip measuring the device's own "
+                   "ceiling after the passes (a few seconds, outside e2e_time; see `mmlubench "
+                   "ceiling`); it runs on accelerators, on the CPU only with --set ceiling=true")
     g.add_argument("--random-weights", action="store_true",
                    help="build the model from config.json with random weights (speed only)")
     g.add_argument("--seed", type=int, help=f"seed of the random weights, 0 to 2**64-1 "
@@ -209,6 +213,14 @@ def add_tool_commands(sub: argparse._SubParsersAction) -> None:
                        description="Every engine: what it is, whether it is a default, and "
                        "each option with its default and meaning.")
     p.set_defaults(func=commands.engines)
+
+    from mmlubench import ceiling_cli
+
+    p = sub.add_parser("ceiling", help="measure the device's GEMM, attention and memory rates",
+                       description=ceiling_cli.HELP)
+    add_config_args(p, DEFAULT_CASE)
+    add_folder_args(p, case_defaults(DEFAULT_CASE))
+    ceiling_cli.add_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:

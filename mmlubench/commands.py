@@ -46,6 +46,8 @@ def overrides_from_args(args: argparse.Namespace, flags: dict[str, str]) -> dict
         pairs.append(("random_weights", True))
     if getattr(args, "no_progress", False):
         pairs.append(("progress", False))
+    if getattr(args, "no_ceiling", False):
+        pairs.append(("ceiling", False))
     pairs += [parse_set(item) for item in args.set]
     return dotted_to_nested(pairs)
 

@@ -80,6 +80,7 @@ class Config:
     output_dir: str = "runs"
     run_name: str | None = None
     progress: bool = True
+    ceiling: bool | None = None  # measure the device's ceiling (ceiling.py): null = not on CPU
 
     @property
     def weight_path(self) -> Path:

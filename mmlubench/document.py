@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmlubench.ceiling_sections import AtCeiling, Ceiling
 from mmlubench.errors import MmlubenchError
 from mmlubench.provenance import Environment, Model, RunConfig
 from mmlubench.sections import OMIT_IF_NONE, BadKey, Section
@@ -89,6 +90,10 @@ class Pass(Section):
     # (summed over devices) and the median compute clock of the samples taken in the pass.
     power_limit_w: float | None = None
     sm_clock_mhz_median: float | None = None
+    # Against the device's measured ceiling (ceiling_sections; absent when it was not measured):
+    # the pass's executed FLOPs at the measured rates, over its core time.
+    ceiling_fraction: float | None = field(default=None, metadata=OMIT_IF_NONE)
+    at_ceiling: AtCeiling | None = field(default=None, metadata=OMIT_IF_NONE)
 
 
 @dataclass
@@ -194,6 +199,8 @@ class Result(Section):
     config: RunConfig
     # The sessions of a resumed run and how their timings were combined; null for one session.
     resume: dict[str, Any] | None = None
+    # The device's own measured rates (mmlubench/ceiling.py); absent when not measured.
+    ceiling: Ceiling | None = field(default=None, metadata=OMIT_IF_NONE)
 
     @property
     def infer(self) -> Pass:

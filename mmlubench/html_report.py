@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmlubench import charts
+from mmlubench import ceiling_report, charts
 from mmlubench.display import GIB, commit_label, pct
 from mmlubench.document import Result
 from mmlubench.htmlpage import esc, image, kv_table, page, table
@@ -184,6 +184,7 @@ def render(result: Result, run_name: str = "") -> str:
         _throughput(result),
         _memory(result),
         _power(result),
+        ceiling_report.html_section(result),
         "<h2>Environment</h2>\n" + kv_table(result.environment.to_json()),
         "<h2>Model</h2>\n" + kv_table(result.model.to_json()),
         "<h2>Config</h2>\n" + kv_table(result.config.to_json()),

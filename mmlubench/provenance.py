@@ -97,3 +97,4 @@ class RunConfig(Section):
     bos: bool = True
     reference: dict[str, dict[str, Any]] | None = None  # cases.ReferenceRow by precision
     hf_repo: str | None = None
+    ceiling: bool | None = None  # run's ceiling step: null = on accelerators only

@@ -118,6 +118,9 @@ def format_report(result: Result) -> str:
     out = [f"WARNING: {w}" for w in result.warnings if not w.startswith("RANDOM WEIGHTS")]
     out += context_lines(result)
     out += energy_lines(result)
+    from mmlubench.ceiling_report import notes  # each pass against the measured ceiling
+
+    out += notes(result)
     from mmlubench.cases import vs_reference  # the case's FlagPerf row, if it has one
 
     out += [line for line in [vs_reference(result)] if line]

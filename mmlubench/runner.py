@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmlubench import environment, faults, logit_sample, results, rundir, vendors
+from mmlubench import ceiling, environment, faults, logit_sample, results, rundir, vendors
 from mmlubench.config import Config, parse_flops_per_token
 from mmlubench.data import load_mmlu
 from mmlubench.distributed import Dist, all_gather, exit_now, init_from_env, sharer, shutdown, step
@@ -149,6 +149,8 @@ def _run_case(cfg: Config, d: Dist, run_dir: Path | None, resumed: bool, e2e_sta
         flops_per_token=parse_flops_per_token(cfg.flops_per_token, info.n_params),
         warnings=[w for w in [sampler.warning] if w], devices=d.world, resume=resume_doc,
         energy=energy)
+    # The device's own ceiling, measured after e2e_time stopped (the model still loaded).
+    result = ceiling.attach(result, ceiling.for_run(cfg, model.config, q.requests))
     write_results(run_dir, q, passes, result)
     return run_dir, result
 

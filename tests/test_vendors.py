@@ -165,7 +165,7 @@ def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_di
         "letter_logits_rel_l2_max", "letter_logits_rel_l2_mean", "logits_rel_l2_max",
         "logits_rel_l2_mean", "logits_sample_questions")}
     added |= {".environment.power_limit_w", ".environment.max_sm_clock_mhz",
-              ".memory.sm_clock_samples"}
+              ".memory.sm_clock_samples", ".config.ceiling"}
     added |= {f".passes.{p}.{k}" for p in ("val", "infer")
               for k in ("power_limit_w", "sm_clock_mhz_median")}
     assert cpu_keys - gpu_keys == added
