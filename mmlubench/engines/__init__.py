@@ -19,9 +19,6 @@ ENGINES: dict[str, str] = {
     "eager": "mmlubench.engines.eager:EagerEngine",
     "inductor": "mmlubench.engines.inductor:InductorEngine",
     "shared-prefix": "mmlubench.engines.shared_prefix:SharedPrefixEngine",
-    # The hand-written Llama decoder layer the engine above replaces, kept to measure the two
-    # in one GPU run (bench/engine_compare.py).
-    "shared-prefix-llama": "mmlubench.engines.shared_prefix_llama:SharedPrefixEngine",
     "null": "mmlubench.engines.null:NullEngine",
 }
 

@@ -27,8 +27,7 @@ checked on the device by bench/parity.py.
 from __future__ import annotations
 
 import contextlib
-import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -56,9 +55,6 @@ RECIPE = {
               "kernel writes only bf16)",
     "fp16": "attention, norms, RoPE, embeddings, LM head, residual stream; the val pass",
 }
-# The linear weights in the shared-prefix engine's per-layer tuples
-# (w_in, w_qkv, w_o, w_post, w_gu, w_down), by position.
-LINEAR_WEIGHTS = {1: "q/k/v", 2: "o", 4: "gate/up", 5: "down"}
 
 
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,28 +130,6 @@ def scaled_mm_out_dtype(device: torch.device) -> torch.dtype:
     raise RunError(f"precision fp8: device {device} cannot run torch's row-wise FP8 matmul "
                    f"(FP8 matrix units: NVIDIA compute capability >= 8.9); torch says: "
                    f"{errors[-1]}: use --precision fp16")
-
-
-def pair_linear(x: torch.Tensor, w: tuple[torch.Tensor, torch.Tensor],
-                out_dtype: torch.dtype = torch.float16) -> torch.Tensor:
-    """fp8_linear with the weight as the (w_q, scale) pair quantize_weight made."""
-    return fp8_linear(x, w[0], w[1], out_dtype)
-
-
-def quantize_layers(layers: Sequence[tuple], device: torch.device
-                    ) -> tuple[list[tuple], Callable[[torch.Tensor, tuple], torch.Tensor]]:
-    """The engine's per-layer weight tuples with each linear weight replaced by its (w_q,
-    scale) pair, and the linear function that multiplies by such pairs. Refuses a device
-    without FP8 matrix units and weights _scaled_mm cannot take."""
-    check_device(device)
-    out_dtype = scaled_mm_out_dtype(device)
-    quantized = []
-    for i, weights in enumerate(layers):
-        for pos, name in LINEAR_WEIGHTS.items():
-            check_shape(f"{name} of layer {i}", weights[pos])
-        quantized.append(tuple(quantize_weight(w) if pos in LINEAR_WEIGHTS else w
-                               for pos, w in enumerate(weights)))
-    return quantized, functools.partial(pair_linear, out_dtype=out_dtype)
 
 
 class FP8Linear(nn.Module):
