@@ -130,3 +130,15 @@ def test_fused_projections_are_one_gemm_and_exact(requests_, tokenizer, monkeypa
                          fuse_projections=False, **INFER)
     assert own
     assert (fused - plain).abs().max().item() <= 1e-5
+
+
+def test_fp8_refuses_stacked_moe_experts(monkeypatch):
+    """fp8 swaps nn.Linear modules; Mixtral's experts are stacked tensors, which would stay
+    fp16 unsaid: refused, naming the weight."""
+    from mmlubench.engines import fp8
+
+    monkeypatch.setattr(fp8, "check_device", lambda device: None)
+    monkeypatch.setattr(fp8, "scaled_mm_out_dtype", lambda device: torch.float32)
+    with pytest.raises(RunError, match=r"precision fp8: layer 0's .*experts.* stacked weight"):
+        engine_class("shared-prefix")(tiny_model("mixtral"), engine_options(
+            "shared-prefix", {"fp8": True, "compile": False}), "cpu")

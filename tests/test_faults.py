@@ -107,7 +107,7 @@ def test_shared_prefix_split_keeps_pack_length_and_answers(monkeypatch):
     spec = [(50, 30, 0)] * 5 + [(40, 0, 1), (70, 20, 2), (70, 20, 2), (64, 30, 0)]
     requests = requests_from(spec)
     model = tiny_llama()
-    options = dict(pack_tokens=512, block_size=64, compile=False, fuse_weights=False)
+    options = dict(pack_tokens=512, block_size=64, compile=False, fuse_projections=False)
 
     def one_pass():
         engine = engine_class("shared-prefix")(

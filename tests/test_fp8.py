@@ -239,7 +239,7 @@ def test_fp8_results_show_the_label_the_recipe_and_both_rules(demo_run_dirs):
     data["metrics"] |= {"precision": "fp8", "precision_recipe": fp8_recipe()}
     result = document.from_json(data)
     assert table_row(result)[1] == "fp8 (e4m3, row-wise)"
-    assert result.metrics.precision_recipe["layers"].startswith("decoder linear layers")
+    assert result.metrics.precision_recipe["layers"].startswith("every nn.Linear of the decoder")
     line = agreement_line(result)
     assert line.startswith("val (fp16) / infer (fp8) agreement")
     assert "reference rule" in line and "choices rule" in line
