@@ -217,9 +217,9 @@ def assemble(
     decode = Decoder(tokenizer)
     subjects = [p.subject for p in prompts]
     answers = [p.answer for p in prompts]
-    shape = ModelShape(model_info.num_hidden_layers, model_info.hidden_size,
-                       model_info.intermediate_size, model_info.num_attention_heads,
-                       model_info.num_key_value_heads, model_info.vocab_size)
+    shape = ModelShape(**model_info.flop_shape) if model_info.flop_shape else ModelShape(
+        model_info.num_hidden_layers, model_info.hidden_size, model_info.intermediate_size,
+        model_info.num_attention_heads, model_info.num_key_value_heads, model_info.vocab_size)
     peak, peak_source = resolve_peak(cfg.peak_flops, cfg.precision, env.get("device_name"))
     choice_ids = choice_token_ids(tokenizer)
     predicted = {name: letters(p, decode, choice_ids) for name, p in passes.items()}

@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 
 SCHEMA = "mmlubench.fingerprint/2"
 EXCLUDED = ("data_dir", "weight_dir", "mmlu_dir", "output_dir", "run_name", "progress",
-            "mem_sample_interval_s", "flops_per_token", "peak_flops", "scoring")
+            "mem_sample_interval_s", "flops_per_token", "peak_flops", "scoring",
+            "flops_per_token_set_by", "model", "revision", "log_samples")
 TIMING_RULE = (
     "core_time_s of a pass = sum of the core times recorded for its batches in all sessions; "
     "whole_time_s, compile_time_s, plan_time_s and e2e_time_s = sums over the sessions, where "

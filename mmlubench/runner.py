@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from mmlubench import environment, faults, logit_sample, results, rundir, vendors
-from mmlubench.config import Config, parse_flops_per_token
+from mmlubench.config import Config
 from mmlubench.data import load_mmlu
 from mmlubench.distributed import Dist, all_gather, exit_now, init_from_env, sharer, shutdown, step
 from mmlubench.document import Result
@@ -141,16 +141,37 @@ def _run_case(cfg: Config, d: Dist, run_dir: Path | None, resumed: bool, e2e_sta
     if not d.is_main:
         return None, None
     resume_doc, e2e_s = log.summary(time.perf_counter() - e2e_start)
+    fpt, fpt_warnings = flops_for(cfg, info)
     timings = {**q.timings, "model_load_s": model_load_s,
                **{f"{name}_plan_s": p.plan_time_s for name, p in passes.items()}}
     result = results.assemble(
         cfg=cfg, env=env, model_info=info, prompts=q.prompts, passes=passes,
         tokenizer=q.tokenizer, memory=memories, e2e_s=e2e_s, timings=timings,
-        flops_per_token=parse_flops_per_token(cfg.flops_per_token, info.n_params),
-        warnings=[w for w in [sampler.warning] if w], devices=d.world, resume=resume_doc,
+        flops_per_token=fpt, warnings=[w for w in [sampler.warning] if w] + fpt_warnings,
+        devices=d.world, resume=resume_doc,
         energy=energy)
     write_results(run_dir, q, passes, result)
     return run_dir, result
+
+
+def flops_for(cfg: Config, info: ModelInfo) -> tuple[float, list[str]]:
+    """MFU's FLOPs per token (mfu.resolve_flops_per_token) and the warnings: the model is not
+    the case's own (its reference row is another model's), a given value far from 2*params."""
+    import json
+
+    from mmlubench.cases import model_differences
+    from mmlubench.mfu import resolve_flops_per_token
+
+    try:
+        model = json.loads((Path(info.path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        model = {}
+    differs = model_differences(model, cfg.model_config) if cfg.model_config else None
+    warnings = [f"the model is not case {cfg.case}'s own ({'; '.join(differs[:3])}): its "
+                "reference row is another model's"] if differs else []
+    value, more = resolve_flops_per_token(cfg.flops_per_token, cfg.flops_per_token_set_by,
+                                          cfg.case, differs, info.active_params or info.n_params)
+    return value, warnings + more
 
 
 def load_questions(cfg: Config) -> Questions:
