@@ -54,8 +54,16 @@ def add_config_args(p: argparse.ArgumentParser, case: Path) -> None:
                    "(repeatable; value read as YAML)")
 
 
-def add_folder_args(p: argparse.ArgumentParser, d: dict[str, Any]) -> None:
+def add_folder_args(p: argparse.ArgumentParser, d: dict[str, Any], model: bool = False) -> None:
     g = p.add_argument_group("folders")
+    if model:
+        g.add_argument("--model", metavar="NAME_OR_PATH", help="the model: a folder, or a "
+                       "Hugging Face Hub repo id (ORG/NAME) taken from huggingface_hub's cache "
+                       "(HF_HOME; HF_HUB_OFFLINE=1: the cache only) or downloaded into it. "
+                       "Without --config it runs the case whose model this is (by config.json), "
+                       "else the generic case mmlu")
+        g.add_argument("--revision", help="with a Hub repo id: branch, tag or commit (default: "
+                       "main); the commit used is recorded in result.json")
     g.add_argument("--data-dir", help=f"root folder of weight_dir and mmlu_dir (default: "
                    f"{d['data_dir']})")
     g.add_argument("--weight-dir", help="model folder (weights, config.json, tokenizer), "
@@ -127,7 +135,7 @@ def add_case_commands(sub: argparse._SubParsersAction) -> None:
                        "predictions.jsonl; print the table last. Defaults shown are the "
                        "packaged case file's.")
     add_config_args(p, DEFAULT_CASE)
-    add_folder_args(p, case)
+    add_folder_args(p, case, model=True)
     add_prompt_args(p, case)
     add_run_args(p, case)
     p.add_argument("--resume", metavar="RUN_DIR",
@@ -141,7 +149,7 @@ def add_case_commands(sub: argparse._SubParsersAction) -> None:
                        "text, token ids and answer letter, to inspect what the model sees. "
                        "On a demo folder: `mmlubench prompts --data-dir DEMO_DIR --out F`.")
     add_config_args(p, DEFAULT_CASE)
-    add_folder_args(p, case)
+    add_folder_args(p, case, model=True)
     add_prompt_args(p, case)
     p.add_argument("--out", required=True, help="output .jsonl file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

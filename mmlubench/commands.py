@@ -46,6 +46,7 @@ def overrides_from_args(args: argparse.Namespace, flags: dict[str, str]) -> dict
         pairs.append(("random_weights", True))
     if getattr(args, "no_progress", False):
         pairs.append(("progress", False))
+    pairs += [(k, v) for k, v in getattr(args, "model_overrides", {}).items() if v is not None]
     pairs += [parse_set(item) for item in args.set]
     return dotted_to_nested(pairs)
 
@@ -59,6 +60,25 @@ def config_from_args(args: argparse.Namespace, flags: dict[str, str]):
     return load_config(args.config, args.vendor, overrides_from_args(args, flags))
 
 
+def apply_model(args: argparse.Namespace) -> None:
+    """`--model`: its folder (a Hub id resolved in huggingface_hub's cache), and its case
+    unless one is named (hub.model_layer); the run folder is named after the model."""
+    if not getattr(args, "model", None):
+        return
+    from mmlubench.hub import model_layer, run_label
+
+    if getattr(args, "weight_dir", None):
+        from mmlubench.errors import ConfigError
+
+        raise ConfigError("command line: --model and --weight-dir both name the model; give one")
+    case, overrides = model_layer(args.model, args.revision, getattr(args, "random_weights",
+                                                                     False), bool(args.config))
+    args.config = args.config or case
+    args.model_overrides = overrides
+    if hasattr(args, "run_name") and args.run_name is None:
+        args.run_name = run_label(args.model)
+
+
 def run(args: argparse.Namespace) -> int:
     from mmlubench.model import transformers_bars
     from mmlubench.report import format_report
@@ -70,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
         # The interrupted run's own validated config; flags given again must agree with it.
         args.config = str(resume_config_path(resume))
+    apply_model(args)
     cfg = config_from_args(args, {**DATA_FLAGS, **RUN_FLAGS})
     with transformers_bars(cfg.progress):  # its "Loading weights" bar follows --no-progress
         run_dir, result = run_case(cfg, e2e_start=args.start_time, resume=resume)
@@ -83,6 +104,7 @@ def prompts(args: argparse.Namespace) -> int:
     from mmlubench.data import load_mmlu
     from mmlubench.prompts import build_prompts, load_tokenizer, without_bos, write_jsonl
 
+    apply_model(args)
     cfg = config_from_args(args, DATA_FLAGS)
     dataset = load_mmlu(cfg.mmlu_path, cfg.split, cfg.subjects, cfg.limit, cfg.few_shots)
     tokenizer = load_tokenizer(cfg.weight_path)

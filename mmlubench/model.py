@@ -29,8 +29,9 @@ WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt")
 def download_hint(path: Path) -> str:
     return (
         f"put all files of the HF repo {HF_REPO} in {path} (`mmlubench download --weights "
-        "--data-dir DATA_DIR`, or huggingface-cli download), or pass --random-weights to "
-        "measure speed with random weights built from config.json"
+        f"--data-dir DATA_DIR`, or `hf download {HF_REPO} --local-dir {path}`), give "
+        "--model ORG/NAME for a Hub model, or pass --random-weights to measure speed with "
+        "random weights built from config.json"
     )
 
 

@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from mmlubench import document as doc
-from mmlubench import logit_sample
+from mmlubench import hub, logit_sample
 from mmlubench.metrics import ModelShape, mfu, resolve_peak, throughput, work_flops
 from mmlubench.prompts import choice_token_ids, json_line
 from mmlubench.scoring import Decoder, accuracy, choices_letter, reference_letter, token_letter
@@ -226,7 +226,8 @@ def assemble(
     sections = {name: pass_section(p, shape, peak, devices, flops_per_token, subjects, answers,
                                    predicted[name], (energy or {}).get(name))
                 for name, p in passes.items()}
-    model = replace(model_info, config_sha256=config_sha256(model_info.path))
+    model = replace(model_info, config_sha256=config_sha256(model_info.path),
+                    **hub.provenance(model_info.path))
     return doc.Result(
         schema=doc.SCHEMA,
         case=cfg.case,
