@@ -11,7 +11,7 @@ source replaced; the built-in tasks are not indexed, so the names stay lm-eval's
 
     pip install lm-eval==0.4.9   # in a venv with torch and transformers
     python bench/lmeval_golden.py --model /tmp/smol-hf --mmlu-dir /work/shared/mmlu/data \\
-        --subjects abstract_algebra,jurisprudence,us_foreign_policy,global_facts \\
+        --subjects abstract_algebra,jurisprudence,us_foreign_policy,global_facts --limit 25 \\
         --out tests/fixtures/lmeval/smollm2-135m_4subjects.json
 """
 
@@ -77,6 +77,7 @@ def main() -> None:
     ap.add_argument("--mmlu-dir", required=True, type=Path)
     ap.add_argument("--subjects", required=True)
     ap.add_argument("--batch-size", default="4")
+    ap.add_argument("--limit", type=int, help="first N test questions of each subject")
     ap.add_argument("--out", required=True, type=Path)
     args = ap.parse_args()
     import lm_eval
@@ -90,6 +91,7 @@ def main() -> None:
         out = lm_eval.simple_evaluate(
             model="hf", model_args=f"pretrained={args.model},dtype=float32", tasks=["mmlu"],
             num_fewshot=5, batch_size=args.batch_size, device="cpu", log_samples=True,
+            limit=args.limit,
             task_manager=TaskManager(include_path=tmp, include_defaults=False))
         seconds = time.perf_counter() - t
     keep = {k: out[k] for k in ("results", "groups", "group_subtasks", "configs", "versions",
@@ -97,6 +99,7 @@ def main() -> None:
     keep["lm_eval_version"] = lm_eval.__version__ if hasattr(lm_eval, "__version__") else None
     keep["model_args"] = out["config"]["model_args"]
     keep["seconds"] = seconds
+    keep["limit"] = args.limit
     keep["samples_digest"] = digest(out["samples"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(keep, indent=1, default=handle_non_serializable) + "\n")

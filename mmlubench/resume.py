@@ -240,8 +240,10 @@ class RunLog(NoLog):
                     not len(rows) or (rows.min() >= 0 and rows.max() < self.questions
                                       and not p.answered[rows].any()))
                 if ok:
+                    lse = r.get("logsumexp")  # older logs: none (log-likelihoods null)
                     p.add(rows, ids, logits, r["prompt_tokens"], Work(**r["work"]),
-                          r["core_time_s"], r["t_s"])
+                          r["core_time_s"], r["t_s"],
+                          None if lse is None else np.asarray(lse, dtype=np.float32))
             except (TypeError, ValueError):  # wrong types or lengths
                 ok = False
             if not ok:
