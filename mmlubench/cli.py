@@ -121,6 +121,9 @@ def add_run_args(p: argparse.ArgumentParser, d: dict[str, Any]) -> None:
     g.add_argument("--run-name", help="suffix of the run folder name")
     g.add_argument("--no-progress", action="store_true",
                    help="no progress bars (also none from transformers)")
+    g.add_argument("--log-samples", action="store_true", help="also write lm-eval's samples "
+                   "files (samples_lm-eval/samples_mmlu_SUBJECT.jsonl): per question the four "
+                   "letters' log-likelihoods over the vocabulary, gold, prediction, prompt")
 
 
 def add_case_commands(sub: argparse._SubParsersAction) -> None:
@@ -179,9 +182,12 @@ def add_tool_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("report", help="print the table of a finished run again")
     p.add_argument("run_dir", help="run folder (or its result.json)")
-    p.add_argument("--format", choices=["markdown", "json", "flagperf"], default="markdown",
-                   help="markdown: the table (default); json: result.json itself; flagperf: "
-                   "the keys and units FlagPerf's inference run logs (Finish Info)")
+    p.add_argument("--format", choices=["table", "markdown", "json", "flagperf", "lm-eval"],
+                   default="table", help="table: aligned columns on a terminal, markdown "
+                   "elsewhere (default); markdown: the table as markdown; json: result.json "
+                   "itself; flagperf: the keys and units FlagPerf's inference run logs (Finish "
+                   "Info); lm-eval: lm-evaluation-harness's results layout (per subject and "
+                   "group acc,none and acc_stderr,none, choices rule; results_lm-eval.json)")
     p.add_argument("--html", nargs="?", const="", metavar="OUT.html",
                    help="also write a self-contained HTML report (charts embedded; default "
                    "RUN_DIR/report.html)")
@@ -249,8 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     except MmlubenchError as e:
         print(f"mmlubench: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("mmlubench: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        from mmlubench.errors import Interrupted
+
+        # On a line of its own: a progress bar may hold the cursor at the end of its line.
+        print("\n" + (e.message() if isinstance(e, Interrupted) else "mmlubench: interrupted"),
+              file=sys.stderr)
         return 130
     except BrokenPipeError:  # `mmlubench engines | head`: the reader has gone, not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit

@@ -7,6 +7,7 @@ MmlubenchError, which the command line prints as one `mmlubench: error:` line.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 # CLI flag -> config key; a flag left unset does not override the YAML files.
@@ -44,6 +45,8 @@ def overrides_from_args(args: argparse.Namespace, flags: dict[str, str]) -> dict
         pairs.append(("validation", False))
     if getattr(args, "random_weights", False):
         pairs.append(("random_weights", True))
+    if getattr(args, "log_samples", False):
+        pairs.append(("log_samples", True))
     if getattr(args, "no_progress", False):
         pairs.append(("progress", False))
     pairs += [(k, v) for k, v in getattr(args, "model_overrides", {}).items() if v is not None]
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir, result = run_case(cfg, e2e_start=args.start_time, resume=resume)
     if result is not None:  # under torchrun only rank 0 reports
         print(f"\n{'resumed ' if resume else ''}run folder: {run_dir}")
-        print(format_report(result))
+        print(format_report(result, aligned=sys.stdout.isatty()))
     return 0
 
 
@@ -124,6 +127,16 @@ def report(args: argparse.Namespace) -> int:
     from mmlubench.report import render
 
     result = load(args.run_dir)
+    if args.format == "lm-eval":
+        import json
+
+        from mmlubench import lmeval
+
+        run_dir = Path(args.run_dir)
+        run_dir = run_dir.parent if run_dir.suffix == ".json" else run_dir
+        print(json.dumps(lmeval.from_run(run_dir, result.config.to_json(),
+                                         result.model.to_json()), indent=2))
+        return 0
     print(render(result, args.format))
     if args.html is not None:
         from mmlubench import html_report

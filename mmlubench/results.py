@@ -294,5 +294,7 @@ def _predictions(f: IO[str], prompts: Sequence[Prompt], passes: Mapping[str, Pas
                 "reference": reference_letter(tid, decode),
                 "choices": choices_letter(r.choice_logits[i].tolist()),
                 "token": token_letter(tid, choice_ids),
-            }
+                # log-softmax over the vocabulary of " A".." D" (null: not recorded)
+                "loglikelihoods": None if np.isnan(r.logsumexp[i]) else
+                [float(x) for x in r.choice_logits[i] - r.logsumexp[i]]}
         f.write(json_line(row))

@@ -24,7 +24,7 @@ from mmlubench.document import Result
 from mmlubench.energy import EnergyWindow, pass_energy
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Engine, Request
-from mmlubench.errors import MmlubenchError, RunError
+from mmlubench.errors import Interrupted, MmlubenchError, RunError
 from mmlubench.memory import MemorySampler
 from mmlubench.metrics import ModelShape, work_flops
 from mmlubench.model import ModelInfo, load_model
@@ -70,6 +70,12 @@ def run_case(cfg: Config, e2e_start: float | None = None,
                         e2e_start)
         shutdown(d)
         return out
+    except KeyboardInterrupt:
+        if lock is None:
+            raise
+        run_dir = lock.path.parent
+        raise Interrupted(run_dir, resumable=not d.active and (run_dir / rundir.CONFIG).is_file(),
+                          ) from None
     except MmlubenchError as e:
         if not d.active:
             raise
@@ -251,6 +257,12 @@ def compute_pass(cfg: Config, d: Dist, name: str, engine_name: str, model: torch
 
 def write_results(run_dir: Path, q: Questions, passes: dict[str, PassResult],
                   result: Result) -> None:
-    """predictions.jsonl, then result.json last: its presence says the run is finished."""
+    """predictions.jsonl, results_lm-eval.json (and --log-samples' files), then result.json
+    last: its presence says the run is finished."""
     results.write_predictions(run_dir / "predictions.jsonl", q.prompts, passes, q.tokenizer)
+    from mmlubench import lmeval
+
+    lmeval.write_files(run_dir, result.config.to_json(), result.model.to_json(),
+                       {(p.subject, p.index): p.text for p in q.prompts},
+                       bool(result.config.to_json().get("log_samples")))
     results.write_json_atomic(run_dir / rundir.RESULT, result.to_json())

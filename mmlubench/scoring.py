@@ -86,6 +86,7 @@ class Accuracy:
     correct: int
     total: int
     per_subject: dict[str, float]
+    per_subject_total: dict[str, int]  # questions of each subject
 
 
 def accuracy(subjects: Sequence[str], answers: Sequence[str], predicted: Sequence[str]) -> Accuracy:
@@ -105,4 +106,5 @@ def accuracy(subjects: Sequence[str], answers: Sequence[str], predicted: Sequenc
         correct=correct,
         total=total,
         per_subject=per_subject,
+        per_subject_total={s: n for s, (_, n) in sorted(hits.items())},
     )

@@ -49,3 +49,32 @@ def test_no_warm_up_line_for_an_engine_that_compiles_nothing(capsys, tiny_model)
     engine = engine_class("eager")(tiny_model, engine_options("eager", {}, "test"), "cpu")
     assert warm_up("val", engine, [], say=True) == 0.0
     assert capsys.readouterr().err == ""
+
+
+def test_ctrl_c_names_the_folder_and_the_resume_command(tmp_path, tiny_model_dir, mmlu_dir,
+                                                        monkeypatch):
+    """Ctrl-C (here while the model loads, after the run files are written) ends with the
+    run folder and the exact command to go on, on a line of its own; the command works."""
+    import contextlib
+
+    from mmlubench import runner
+    from mmlubench.cli import main
+
+    def interrupt(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "load_weights", interrupt)
+    args = ["run", "--weight-dir", str(tiny_model_dir), "--mmlu-dir", str(mmlu_dir),
+            "--subjects", "abstract_algebra", "--limit", "1", "--device", "cpu",
+            "--precision", "fp32", "--random-weights", "--no-validation", "--engine", "eager",
+            "--output-dir", str(tmp_path / "runs"), "--no-progress"]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        assert main(args) == 130
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert err.getvalue() == (f"\nmmlubench: interrupted; the answers so far are kept in "
+                              f"{run_dir}; go on with: mmlubench run --resume {run_dir}\n")
+    monkeypatch.undo()
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        assert main(["run", "--resume", str(run_dir), "--no-progress"]) == 0
+    assert (run_dir / "result.json").is_file()
