@@ -163,12 +163,13 @@ def compare(args: argparse.Namespace) -> int:
 
 def demo(args: argparse.Namespace) -> int:
     from mmlubench.config import CONFIG_DIR
-    from mmlubench.demo import make_demo
+    from mmlubench.demo import is_demo_dir, make_demo
 
     root = Path(args.dir)
+    made = "were generated" if not is_demo_dir(root) else "are reused"
     make_demo(root)
     print(f"DEMO: a tiny random Llama checkpoint, a tiny tokenizer and a small synthetic MMLU "
-          f"were generated under {root}; the numbers below show the pipeline, not a real model. "
+          f"{made} under {root}; the numbers below show the pipeline, not a real model. "
           f"See its prompts: mmlubench prompts --data-dir {root} --out prompts.jsonl")
     args.config = args.config or str(CONFIG_DIR / "demo.yaml")
     args.data_dir = args.data_dir or str(root)

@@ -21,10 +21,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from mmlubench.categories import LMEVAL_GROUP_NAMES, LMEVAL_GROUPS
+from mmlubench.categories import LMEVAL_GROUPS
 from mmlubench.data import LETTERS
 
 METRIC, STDERR = "acc,none", "acc_stderr,none"
+# lm-eval's order (lm_eval/tasks/mmlu/default/_mmlu.yaml)
+GROUP_ORDER = ("mmlu_stem", "mmlu_other", "mmlu_social_sciences", "mmlu_humanities")
 GROUP_ALIASES = {"mmlu_stem": "stem", "mmlu_humanities": "humanities",
                  "mmlu_social_sciences": "social sciences", "mmlu_other": "other"}
 
@@ -66,8 +68,8 @@ def group_entry(name: str, alias: str, leaves: Sequence[tuple[float, float | str
     stderrs = [se for _, se, _ in leaves]
     stderr = "N/A" if "N/A" in stderrs or sum(sizes) == len(sizes) else \
         pooled_sample_stderr(stderrs, sizes)  # type: ignore[arg-type]
-    return {"alias": alias, "name": name, METRIC: acc, STDERR: stderr,
-            "sample_len": sum(sizes)}
+    return {"alias": alias, "name": name, "sample_len": sum(sizes), METRIC: acc,
+            STDERR: stderr, "sample_count": {METRIC: sum(sizes)}}
 
 
 def results(scores: Mapping[str, Sequence[float]], few_shots: int,
@@ -78,23 +80,21 @@ def results(scores: Mapping[str, Sequence[float]], few_shots: int,
     for subject in sorted(scores):
         s = scores[subject]
         acc, stderr = sum(s) / len(s), mean_stderr(s)
-        per_task[task_name(subject)] = {"alias": subject, METRIC: acc, STDERR: stderr,
-                                        "sample_len": len(s)}
+        per_task[task_name(subject)] = {"name": task_name(subject), "alias": subject,
+                                        "sample_len": len(s), METRIC: acc, STDERR: stderr}
         group = LMEVAL_GROUPS.get(subject, "mmlu_other")
         leaves[group].append((acc, stderr, len(s)))
-    groups = {g: group_entry(g, GROUP_ALIASES[g], leaves[g])
-              for g in LMEVAL_GROUP_NAMES.values() if leaves[g]}
-    groups = {"mmlu": group_entry("mmlu", "mmlu", [x for v in leaves.values() for x in v]),
-              **groups}
+    groups = {g: group_entry(g, GROUP_ALIASES[g], leaves[g]) for g in GROUP_ORDER if leaves[g]}
+    groups["mmlu"] = group_entry("mmlu", "mmlu", [x for v in leaves.values() for x in v])
     subtasks = {g: [task_name(s) for s in sorted(scores) if LMEVAL_GROUPS.get(s) == g]
                 for g in groups if g != "mmlu"}
     return {
-        "results": {**groups, **per_task},
+        "results": {**per_task, **groups},
         "groups": groups,
         "group_subtasks": {**subtasks, "mmlu": list(subtasks)},
         "configs": {task_name(s): task_config(s, few_shots) for s in sorted(scores)},
-        "versions": {**{g: 2 for g in groups}, **{task_name(s): 1.0 for s in sorted(scores)}},
-        "n-shot": {task_name(s): few_shots for s in sorted(scores)},
+        "versions": {**{g: "2" for g in groups}, **{task_name(s): 1.0 for s in sorted(scores)}},
+        "n-shot": {name: few_shots for name in [*per_task, *groups] if name != "mmlu"},
         "higher_is_better": {name: {"acc": True} for name in [*groups, *per_task]},
         "n-samples": {task_name(s): {"original": len(scores[s]), "effective": len(scores[s])}
                       for s in sorted(scores)},

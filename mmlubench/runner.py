@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -173,7 +174,9 @@ def flops_for(cfg: Config, info: ModelInfo) -> tuple[float, list[str]]:
     except (OSError, ValueError):
         model = {}
     differs = model_differences(model, cfg.model_config) if cfg.model_config else None
-    warnings = [f"the model is not case {cfg.case}'s own ({'; '.join(differs[:3])}): its "
+    warnings = ["DEMO: a tiny random model on synthetic questions; accuracy means nothing"
+                ] if cfg.case == "demo" else []
+    warnings += [f"the model is not case {cfg.case}'s own ({'; '.join(differs[:3])}): its "
                 "reference row is another model's"] if differs else []
     value, more = resolve_flops_per_token(cfg.flops_per_token, cfg.flops_per_token_set_by,
                                           cfg.case, differs, info.active_params or info.n_params)
@@ -186,8 +189,10 @@ def load_questions(cfg: Config) -> Questions:
     dataset = load_mmlu(cfg.mmlu_path, cfg.split, cfg.subjects, cfg.limit, cfg.few_shots)
     tokenizer = load_tokenizer(cfg.weight_path)
     t_tok = time.perf_counter()
+    # Its tqdm bar only on a terminal: elsewhere its frames pile up into one line (a pass's
+    # progress prints plain lines there instead, progress.py).
     prompts = build_prompts(dataset, tokenizer, cfg.prompt_style, cfg.few_shots,
-                            cfg.max_seq_len, progress=cfg.progress)
+                            cfg.max_seq_len, progress=cfg.progress and sys.stderr.isatty())
     prompts = without_bos(prompts, None if cfg.bos else tokenizer.bos_token_id)
     tokenize_s = time.perf_counter() - t_tok
     return Questions(prompts, tokenizer, choice_token_ids(tokenizer),
@@ -212,8 +217,9 @@ def open_log(cfg: Config, d: Dist, run_dir: Path | None, resumed: bool, q: Quest
 def load_weights(cfg: Config) -> tuple[torch.nn.Module, ModelInfo, float]:
     """The model on its device, what it is, and the seconds it took."""
     t = time.perf_counter()
+    # No "Loading weights" bar from transformers: loading is one line of the run's, not a bar.
     model, info = load_model(cfg.weight_path, cfg.precision, cfg.device, cfg.random_weights,
-                             cfg.seed)
+                             cfg.seed, progress=False)
     return model, info, time.perf_counter() - t
 
 
