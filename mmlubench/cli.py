@@ -135,8 +135,12 @@ def add_case_commands(sub: argparse._SubParsersAction) -> None:
     case = case_defaults(DEFAULT_CASE)
     p = sub.add_parser("run", help="run the case: val + infer passes, result table",
                        description="Run the case and write runs/<name>/result.json, "
-                       "predictions.jsonl; print the table last. Defaults shown are the "
-                       "packaged case file's.")
+                       "predictions.jsonl and results_lm-eval.json; print the table last. "
+                       "Defaults shown are the packaged case file's. There is no --batch-size: "
+                       "each engine sizes its own batches (`mmlubench engines`), and a batch "
+                       "that runs out of device memory is split and retried (lm-eval's "
+                       "--batch-size auto behaviour, always on; result.json records each "
+                       "back-off).")
     add_config_args(p, DEFAULT_CASE)
     add_folder_args(p, case, model=True)
     add_prompt_args(p, case)
