@@ -38,7 +38,7 @@ def fmt(key: str, value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     if key == "mfu" or key.startswith(("mfu_", "acc_")):
-        return f"{100 * value:.2f}%"
+        return f"{100 * value:.1f}%"  # as the tables (display.pct)
     if key.endswith("_bytes"):
         return f"{value / GIB:.2f} GiB ({int(value)} B)"
     if key.endswith("_s"):
@@ -63,7 +63,7 @@ def _warnings(result: Result) -> str:
     out = ""
     if result.case == "demo":
         out += f'<div class="banner" id="demo">{esc(DEMO_BANNER)}</div>\n'
-    if result.random_weights or not result.accuracy_meaningful:
+    if result.random_weights or not (result.accuracy_meaningful or result.case == "demo"):
         out += f'<div class="banner" id="random-weights">{esc(RANDOM_BANNER)}</div>\n'
     warnings = result.warnings
     if warnings:
@@ -81,7 +81,10 @@ def _result_table(result: Result) -> str:
         f"infer: compile/warm-up {infer.compile_time_s:.1f} s, core "
         f"{infer.core_time_s:.1f} s, computed tokens {infer.computed_tokens}",
     ]
-    lines += [esc(line) for line in [agreement_line(result), *accuracy_lines(result)[:1]]
+    from mmlubench.accuracy_notes import accuracy_notes
+
+    lines += [esc(line) for line in [agreement_line(result), *accuracy_lines(result)[:1],
+                                     *accuracy_notes(result)]
               if line]  # [:1]: both rules' accuracy; the random-weights banner is above
     return (
         "<h2>Result (reference columns)</h2>\n"

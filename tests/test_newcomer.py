@@ -41,6 +41,7 @@ def test_compare_warns_when_only_one_run_has_a_val_pass():
     with_val = h200()
     without = copy.deepcopy(with_val)
     without.passes.pop("val")
+    without.metrics.p_val_whole_tok_per_s = without.metrics.p_val_core_tok_per_s = None
     warnings = setting_warnings([with_val, without], ["a", "b"])
     assert any(w.startswith("runs differ in val pass (a: run, b: not run): e2e_time counts a "
                             "val pass in one run") for w in warnings)
