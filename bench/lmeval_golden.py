@@ -9,7 +9,8 @@ template, the per-subject descriptions, the groups with `weight_by_size`) with o
 source replaced; the built-in tasks are not indexed, so the names stay lm-eval's own
 (mmlu_abstract_algebra, mmlu_stem, ..., mmlu).
 
-    pip install lm-eval==0.4.9   # in a venv with torch and transformers
+    pip install lm-eval==0.4.13  # in a venv with torch and transformers 5
+    # (0.4.9 does not import under transformers 5.24: no transformers.AutoModelForVision2Seq)
     python bench/lmeval_golden.py --model /tmp/smol-hf --mmlu-dir /work/shared/mmlu/data \\
         --subjects abstract_algebra,jurisprudence,us_foreign_policy,global_facts --limit 25 \\
         --out tests/fixtures/lmeval/smollm2-135m_4subjects.json

@@ -92,7 +92,8 @@ def run_args(tmp_path: Path, mmlu_dir: Path, *extra: str) -> list[str]:
 
 def test_run_by_repo_id_offline(offline, tmp_path, mmlu_dir):
     """The generic case, the snapshot's real weights, the commit in result.json."""
-    code, out, err = run(run_args(tmp_path, mmlu_dir, "--model", REPO, "--peak-flops", "1e12"))
+    code, out, err = run(run_args(tmp_path, mmlu_dir, "--model", REPO, "--peak-flops", "1e12",
+                                  "--log-samples"))
     assert code == 0, err
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.endswith("_mmlu_eager_tiny-llama")
@@ -109,6 +110,19 @@ def test_run_by_repo_id_offline(offline, tmp_path, mmlu_dir):
     assert m["mfu"] == pytest.approx(m["flops_per_token"] * rate / 1e12)
     assert m["mfu"] <= 1.0 < 2 * 7e9 * rate / 1e12
     assert "vs reference" not in out
+    # lm-eval's files beside result.json: the choices rule's accuracy, each question's sample
+    lm = json.loads((run_dir / "results_lm-eval.json").read_text())
+    acc = result["passes"]["infer"]["accuracy"]["choices"]["per_subject"]["abstract_algebra"]
+    assert lm["results"]["mmlu_abstract_algebra"]["acc,none"] == acc
+    assert lm["config"]["model_revision"] == COMMIT and lm["n-shot"]["mmlu_abstract_algebra"] == 5
+    lines = (run_dir / "samples_lm-eval/samples_mmlu_abstract_algebra.jsonl").read_text()
+    samples = [json.loads(line) for line in lines.splitlines()]
+    assert [s["doc_id"] for s in samples] == [0, 1]
+    for s in samples:
+        lls = [r[0] for r in s["filtered_resps"]]
+        assert all(ll < 0 for ll in lls) and s["prediction"] == "ABCD"[lls.index(max(lls))]
+        assert s["arguments"]["gen_args_1"]["arg_1"] == " B"
+        assert s["arguments"]["gen_args_0"]["arg_0"].endswith("Answer:")
 
 
 def test_revision_picks_a_tag(offline, tmp_path, mmlu_dir):
