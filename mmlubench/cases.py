@@ -3,13 +3,17 @@
 Each case YAML under configs/ may carry `reference`: the row its FlagPerf README reports, by
 precision, with the keys of `ReferenceRow` (our metric names, so a run compares key by key).
 `report` and `compare` show a run against it; `mmlubench cases` lists the cases.
+A family case also names its model by `model_config` (config.json values, MODEL_KEYS): a model
+that agrees is the case's own (`--model` picks that case; its flops_per_token holds), another
+one runs under a warning, and `--model` without a case runs the generic case `mmlu`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmlubench.config import CONFIG_DIR, read_yaml
 from mmlubench.reference import ReferenceRow, parse_reference
@@ -55,6 +59,24 @@ def vs_reference(result: Result) -> str | None:
             + "; ".join(parts))
 
 
+GENERIC_CASE = "mmlu"  # the case `--model` runs when no case is named and none matches
+# config.json keys that identify a case's model (its size and vocabulary, not its file).
+MODEL_KEYS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers",
+              "num_attention_heads", "num_key_value_heads", "vocab_size")
+
+
+def model_differences(model: Mapping[str, Any], case_model: Mapping[str, Any]) -> list[str]:
+    """How a model's config.json differs from a case's `model_config` ([] when it agrees).
+    A config without num_key_value_heads has as many as attention heads (transformers')."""
+    def value(cfg: Mapping[str, Any], key: str) -> Any:
+        if key == "num_key_value_heads" and cfg.get(key) is None:
+            return cfg.get("num_attention_heads")
+        return cfg.get(key)
+
+    return [f"{k} {value(model, k)!r}, the case's {value(case_model, k)!r}"
+            for k in MODEL_KEYS if k in case_model and value(model, k) != value(case_model, k)]
+
+
 @dataclass(frozen=True)
 class CaseInfo:
     name: str
@@ -63,6 +85,15 @@ class CaseInfo:
     weight_dir: str
     precision: str
     reference: dict[str, ReferenceRow]
+    model_config: dict[str, Any] | None = None
+
+
+def case_for_model(model: Mapping[str, Any]) -> CaseInfo | None:
+    """The packaged family case whose model this is (by config.json), or None."""
+    for case in packaged_cases():
+        if case.model_config and not model_differences(model, case.model_config):
+            return case
+    return None
 
 
 def packaged_cases() -> list[CaseInfo]:
@@ -77,6 +108,7 @@ def packaged_cases() -> list[CaseInfo]:
             weight_dir=str(doc.get("weight_dir", "")),
             precision=str(doc.get("precision", "fp16")),
             reference=parse_reference(doc.get("reference") or {}),
+            model_config=doc.get("model_config"),
         ))
     return out
 

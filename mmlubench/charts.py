@@ -211,7 +211,8 @@ def comparison(results: Sequence[Result], labels: Sequence[str]) -> bytes:
     ax_tp.invert_yaxis()
     ax_tp.set_xlabel("prompt tokens / s")
     ax_tp.set_title("Throughput")
-    ax_tp.legend(fontsize=8, loc="lower right")
+    # Below the axes, never on the bars.
+    ax_tp.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=len(keys))
     ax_tp.grid(axis="x", alpha=0.3)
     ax_e2e.barh(range(n), [r.metrics.e2e_time_s for r in results], color="grey")
     ax_e2e.set_yticks(range(n), [""] * n)
@@ -222,6 +223,8 @@ def comparison(results: Sequence[Result], labels: Sequence[str]) -> bytes:
     acc = [100 * r.metrics.acc_infer for r in results]
     colors = ["#c44e52" if r.random_weights else "#55a868" for r in results]
     ax_acc.barh(range(n), acc, color=colors)
+    for i, value in enumerate(acc):  # a run at 0% still shows its figure
+        ax_acc.text(value + 1, i, f"{value:.1f}%", va="center", fontsize=8)
     ax_acc.set_yticks(range(n), [""] * n)
     ax_acc.invert_yaxis()
     ax_acc.set_xlim(0, 100)

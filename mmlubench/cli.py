@@ -55,8 +55,16 @@ def add_config_args(p: argparse.ArgumentParser, case: Path) -> None:
                    "(repeatable; value read as YAML)")
 
 
-def add_folder_args(p: argparse.ArgumentParser, d: dict[str, Any]) -> None:
+def add_folder_args(p: argparse.ArgumentParser, d: dict[str, Any], model: bool = False) -> None:
     g = p.add_argument_group("folders")
+    if model:
+        g.add_argument("--model", metavar="NAME_OR_PATH", help="the model: a folder, or a "
+                       "Hugging Face Hub repo id (ORG/NAME) taken from huggingface_hub's cache "
+                       "(HF_HOME; HF_HUB_OFFLINE=1: the cache only) or downloaded into it. "
+                       "Without --config it runs the case whose model this is (by config.json), "
+                       "else the generic case mmlu")
+        g.add_argument("--revision", help="with a Hub repo id: branch, tag or commit (default: "
+                       "main); the commit used is recorded in result.json")
     g.add_argument("--data-dir", help=f"root folder of weight_dir and mmlu_dir (default: "
                    f"{d['data_dir']})")
     g.add_argument("--weight-dir", help="model folder (weights, config.json, tokenizer), "
@@ -117,6 +125,9 @@ def add_run_args(p: argparse.ArgumentParser, d: dict[str, Any]) -> None:
     g.add_argument("--run-name", help="suffix of the run folder name")
     g.add_argument("--no-progress", action="store_true",
                    help="no progress bars (also none from transformers)")
+    g.add_argument("--log-samples", action="store_true", help="also write lm-eval's samples "
+                   "files (samples_lm-eval/samples_mmlu_SUBJECT.jsonl): per question the four "
+                   "letters' log-likelihoods over the vocabulary, gold, prediction, prompt")
 
 
 def add_case_commands(sub: argparse._SubParsersAction) -> None:
@@ -128,10 +139,14 @@ def add_case_commands(sub: argparse._SubParsersAction) -> None:
     case = case_defaults(DEFAULT_CASE)
     p = sub.add_parser("run", help="run the case: val + infer passes, result table",
                        description="Run the case and write runs/<name>/result.json, "
-                       "predictions.jsonl; print the table last. Defaults shown are the "
-                       "packaged case file's.")
+                       "predictions.jsonl and results_lm-eval.json; print the table last. "
+                       "Defaults shown are the packaged case file's. There is no --batch-size: "
+                       "each engine sizes its own batches (`mmlubench engines`), and a batch "
+                       "that runs out of device memory is split and retried (lm-eval's "
+                       "--batch-size auto behaviour, always on; result.json records each "
+                       "back-off).")
     add_config_args(p, DEFAULT_CASE)
-    add_folder_args(p, case)
+    add_folder_args(p, case, model=True)
     add_prompt_args(p, case)
     add_run_args(p, case)
     p.add_argument("--resume", metavar="RUN_DIR",
@@ -145,7 +160,7 @@ def add_case_commands(sub: argparse._SubParsersAction) -> None:
                        "text, token ids and answer letter, to inspect what the model sees. "
                        "On a demo folder: `mmlubench prompts --data-dir DEMO_DIR --out F`.")
     add_config_args(p, DEFAULT_CASE)
-    add_folder_args(p, case)
+    add_folder_args(p, case, model=True)
     add_prompt_args(p, case)
     p.add_argument("--out", required=True, help="output .jsonl file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -175,9 +190,12 @@ def add_tool_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("report", help="print the table of a finished run again")
     p.add_argument("run_dir", help="run folder (or its result.json)")
-    p.add_argument("--format", choices=["markdown", "json", "flagperf"], default="markdown",
-                   help="markdown: the table (default); json: result.json itself; flagperf: "
-                   "the keys and units FlagPerf's inference run logs (Finish Info)")
+    p.add_argument("--format", choices=["table", "markdown", "json", "flagperf", "lm-eval"],
+                   default="table", help="table: aligned columns on a terminal, markdown "
+                   "elsewhere (default); markdown: the table as markdown; json: result.json "
+                   "itself; flagperf: the keys and units FlagPerf's inference run logs (Finish "
+                   "Info); lm-eval: lm-evaluation-harness's results layout (per subject and "
+                   "group acc,none and acc_stderr,none, choices rule; results_lm-eval.json)")
     p.add_argument("--html", nargs="?", const="", metavar="OUT.html",
                    help="also write a self-contained HTML report (charts embedded; default "
                    "RUN_DIR/report.html)")
@@ -253,8 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     except MmlubenchError as e:
         print(f"mmlubench: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("mmlubench: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        from mmlubench.errors import Interrupted
+
+        # On a line of its own: a progress bar may hold the cursor at the end of its line.
+        print("\n" + (e.message() if isinstance(e, Interrupted) else "mmlubench: interrupted"),
+              file=sys.stderr)
         return 130
     except BrokenPipeError:  # `mmlubench engines | head`: the reader has gone, not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit

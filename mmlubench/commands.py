@@ -7,6 +7,7 @@ MmlubenchError, which the command line prints as one `mmlubench: error:` line.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 # CLI flag -> config key; a flag left unset does not override the YAML files.
@@ -44,10 +45,13 @@ def overrides_from_args(args: argparse.Namespace, flags: dict[str, str]) -> dict
         pairs.append(("validation", False))
     if getattr(args, "random_weights", False):
         pairs.append(("random_weights", True))
+    if getattr(args, "log_samples", False):
+        pairs.append(("log_samples", True))
     if getattr(args, "no_progress", False):
         pairs.append(("progress", False))
     if getattr(args, "no_ceiling", False):
         pairs.append(("ceiling", False))
+    pairs += [(k, v) for k, v in getattr(args, "model_overrides", {}).items() if v is not None]
     pairs += [parse_set(item) for item in args.set]
     return dotted_to_nested(pairs)
 
@@ -61,6 +65,25 @@ def config_from_args(args: argparse.Namespace, flags: dict[str, str]):
     return load_config(args.config, args.vendor, overrides_from_args(args, flags))
 
 
+def apply_model(args: argparse.Namespace) -> None:
+    """`--model`: its folder (a Hub id resolved in huggingface_hub's cache), and its case
+    unless one is named (hub.model_layer); the run folder is named after the model."""
+    if not getattr(args, "model", None):
+        return
+    from mmlubench.hub import model_layer, run_label
+
+    if getattr(args, "weight_dir", None):
+        from mmlubench.errors import ConfigError
+
+        raise ConfigError("command line: --model and --weight-dir both name the model; give one")
+    case, overrides = model_layer(args.model, args.revision, getattr(args, "random_weights",
+                                                                     False), bool(args.config))
+    args.config = args.config or case
+    args.model_overrides = overrides
+    if hasattr(args, "run_name") and args.run_name is None:
+        args.run_name = run_label(args.model)
+
+
 def run(args: argparse.Namespace) -> int:
     from mmlubench.model import transformers_bars
     from mmlubench.report import format_report
@@ -72,12 +95,13 @@ def run(args: argparse.Namespace) -> int:
 
         # The interrupted run's own validated config; flags given again must agree with it.
         args.config = str(resume_config_path(resume))
+    apply_model(args)
     cfg = config_from_args(args, {**DATA_FLAGS, **RUN_FLAGS})
     with transformers_bars(cfg.progress):  # its "Loading weights" bar follows --no-progress
         run_dir, result = run_case(cfg, e2e_start=args.start_time, resume=resume)
     if result is not None:  # under torchrun only rank 0 reports
         print(f"\n{'resumed ' if resume else ''}run folder: {run_dir}")
-        print(format_report(result))
+        print(format_report(result, aligned=sys.stdout.isatty()))
     return 0
 
 
@@ -85,6 +109,7 @@ def prompts(args: argparse.Namespace) -> int:
     from mmlubench.data import load_mmlu
     from mmlubench.prompts import build_prompts, load_tokenizer, without_bos, write_jsonl
 
+    apply_model(args)
     cfg = config_from_args(args, DATA_FLAGS)
     dataset = load_mmlu(cfg.mmlu_path, cfg.split, cfg.subjects, cfg.limit, cfg.few_shots)
     tokenizer = load_tokenizer(cfg.weight_path)
@@ -104,6 +129,16 @@ def report(args: argparse.Namespace) -> int:
     from mmlubench.report import render
 
     result = load(args.run_dir)
+    if args.format == "lm-eval":
+        import json
+
+        from mmlubench import lmeval
+
+        run_dir = Path(args.run_dir)
+        run_dir = run_dir.parent if run_dir.suffix == ".json" else run_dir
+        print(json.dumps(lmeval.from_run(run_dir, result.config.to_json(),
+                                         result.model.to_json()), indent=2))
+        return 0
     print(render(result, args.format))
     if args.html is not None:
         from mmlubench import html_report
@@ -130,12 +165,13 @@ def compare(args: argparse.Namespace) -> int:
 
 def demo(args: argparse.Namespace) -> int:
     from mmlubench.config import CONFIG_DIR
-    from mmlubench.demo import make_demo
+    from mmlubench.demo import is_demo_dir, make_demo
 
     root = Path(args.dir)
+    made = "were generated" if not is_demo_dir(root) else "are reused"
     make_demo(root)
     print(f"DEMO: a tiny random Llama checkpoint, a tiny tokenizer and a small synthetic MMLU "
-          f"were generated under {root}; the numbers below show the pipeline, not a real model. "
+          f"{made} under {root}; the numbers below show the pipeline, not a real model. "
           f"See its prompts: mmlubench prompts --data-dir {root} --out prompts.jsonl")
     args.config = args.config or str(CONFIG_DIR / "demo.yaml")
     args.data_dir = args.data_dir or str(root)

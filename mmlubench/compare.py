@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mmlubench import document
-from mmlubench.display import commit_label, run_label
+from mmlubench.display import commit_label, pct, run_label
 from mmlubench.document import Metrics, Result
 from mmlubench.report import COLUMNS, LEGEND, markdown_table, table_row
 
@@ -58,6 +58,8 @@ SETTINGS: list[tuple[str, Callable[[Result], object], str]] = [
     ("random_weights", lambda r: r.random_weights,
      "random-weight accuracy is meaningless, and e2e_time skips the checkpoint load"),
     ("precision", lambda r: r.metrics.precision, "different arithmetic and memory traffic"),
+    ("val pass", lambda r: "run" if r.metrics.p_val_whole_tok_per_s is not None else "not run",
+     "e2e_time counts a val pass in one run and not in the other"),
 ]
 
 
@@ -121,8 +123,22 @@ def format_compare(results: Sequence[Result], labels: Sequence[str]) -> str:
     if out:
         out.append("")
     out.append(markdown_table(compare_rows(results, labels), COMPARE_COLUMNS))
-    out += [LEGEND, RATIO_NOTE, *energy_lines(results, labels)]
+    out += [LEGEND, RATIO_NOTE, *energy_lines(results, labels), *category_lines(results, labels)]
     return "\n".join(out)
+
+
+def category_lines(results: Sequence[Result], labels: Sequence[str]) -> list[str]:
+    """Each run's infer accuracy by MMLU category (runs that kept per-subject counts)."""
+    from mmlubench.accuracy_notes import categories
+
+    out = []
+    for label, r in zip(labels, results, strict=True):
+        parts = [f"{name} {pct(acc)} ({n})" for name, acc, n, _ in
+                 categories(r.rule_accuracy("infer"))]
+        if parts:
+            out.append(f"acc by MMLU category {label} ({r.accuracy.rule} rule): "
+                       + ", ".join(parts))
+    return out
 
 
 def write_png(results: Sequence[Result], labels: Sequence[str], out: str | Path) -> Path:
@@ -153,6 +169,7 @@ def render_html(results: Sequence[Result], labels: Sequence[str]) -> str:
                                               "metrics", numeric_from=4))
     body.append(f'<p class="sub">{esc(RATIO_NOTE)}</p>\n')
     body.append(image(charts.comparison(results, labels), "comparison of runs"))
+    body += [f"<p>{esc(line)}</p>\n" for line in category_lines(results, labels)]
     env_rows = []
     for label, r in zip(labels, results, strict=True):
         env = r.environment
@@ -163,7 +180,7 @@ def render_html(results: Sequence[Result], labels: Sequence[str]) -> str:
     body.append("<h2>Runs</h2>\n" + table(
         ["run", "engine", "device", "torch", "transformers", "cuda", "git", "date",
          "prompt_style", "scoring", "questions", "random weights"], env_rows))
-    return page("mmlubench comparison", "".join(body))
+    return page("mmlubench comparison", "".join(body), wide=True)
 
 
 def write_html(results: Sequence[Result], labels: Sequence[str], out: str | Path) -> Path:

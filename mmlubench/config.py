@@ -8,7 +8,6 @@ every error names the key and the layer (file or "command line") that set it.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mmlubench.errors import ConfigError
+from mmlubench.mfu import check_flops_per_token, parse_flops_per_token
 from mmlubench.typed import build_dataclass, check_value
 from mmlubench.yamlfile import COMMAND_LINE, dotted_to_nested, parse_set, read_yaml
 
@@ -64,8 +64,18 @@ class Config:
     engine: str = "auto"
     # Options of each engine, by engine name; each engine validates its own section.
     engines: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # FLOPs per prompt token for MFU: a product such as "2*7e9", or "2*params" (counted).
-    flops_per_token: str = "2*7e9"
+    # FLOPs per prompt token for MFU: a product such as "2*7e9", or "2*params" (counted:
+    # the active parameters of a MoE). A case's own value holds for its model (model_config)
+    # only; any other model gets 2*params (mfu.resolve_flops_per_token).
+    flops_per_token: str = "2*params"
+    flops_per_token_set_by: Literal["case", "user"] = "case"  # filled in by load_config
+    # The case's model: config.json values that identify it (cases.model_matches).
+    model_config: dict[str, Any] | None = None
+    # --model: a folder or a Hub repo id (hub.resolve_model), and the Hub revision.
+    model: str | None = None
+    revision: str | None = None
+    # Per question, the four letters' log-likelihoods, as lm-eval's samples file.
+    log_samples: bool = False
     # Dense peak FLOP/s of one device in `precision`, or one per precision ({fp16: 312e12, ...},
     # as vendor YAMLs give it); None = look the device up in the table (metrics.py).
     peak_flops: float | dict[str, float] | None = None
@@ -123,38 +133,6 @@ def merge_layers(layers: Iterable[Layer]) -> dict[str, tuple[Any, str]]:
     for source, mapping in layers:
         merged.update(_flatten(mapping, source))
     return merged
-
-
-_FLOPS_RE = re.compile(r"^\s*([0-9.eE+\-]+|params)(\s*\*\s*([0-9.eE+\-]+|params))*\s*$")
-
-
-def parse_flops_per_token(expr: str, n_params: int | None = None) -> float | None:
-    """Evaluate "2*7e9" or "2*params"; None if it needs params that are not known yet."""
-    if not _FLOPS_RE.match(expr):
-        raise ValueError(f"expected a product like '2*7e9' or '2*params', got {expr!r}")
-    value = 1.0
-    for factor in expr.split("*"):
-        factor = factor.strip()
-        if factor == "params":
-            if n_params is None:
-                return None
-            value *= n_params
-        else:
-            value *= float(factor)
-    if not 0 < value < math.inf:
-        raise ValueError(f"must be positive and finite, got {expr!r}")
-    return value
-
-
-def check_flops_per_token(expr: str) -> None:
-    """Raise ValueError unless `expr` gives a positive, finite count for any model size.
-
-    Checked before any work: a "params" expression can only be evaluated once the model is
-    loaded, so it is tried at both ends of the sizes a model can have (1 to 1e13 parameters);
-    the value grows with the parameter count, so both ends positive and finite means all are.
-    """
-    for n_params in (1, 10**13):
-        parse_flops_per_token(expr, n_params)
 
 
 def _validate_case_keys(cfg: Config, fail) -> None:
@@ -289,6 +267,8 @@ def load_config(
     if cfg.engine == "auto":  # resolved here: the run folder, config.yaml and result name it
         cfg.engine = AUTO_ENGINE["cpu" if cfg.device == "cpu" else "cuda"]
     sources = {key: source for key, (_, source) in merged.items()}
+    if sources.get("flops_per_token", str(case_path)) != str(case_path):
+        cfg.flops_per_token_set_by = "user"
     # Engine sections are kept as {option: (value, source)} until their engine validates them.
     validate(cfg, sources)
     cfg.engines = {

@@ -11,8 +11,9 @@ GIB = 1024**3
 
 
 def num(x: float | None, digits: int = 1) -> str:
-    """A number with `digits` decimals; None (not measured) shows as '-'."""
-    return "-" if x is None else f"{x:.{digits}f}"
+    """A number with `digits` decimals and thousands separators (as every table shows it);
+    None (not measured) shows as '-'."""
+    return "-" if x is None else f"{x:,.{digits}f}"
 
 
 def pct(x: float | None, digits: int = 1) -> str:

@@ -40,6 +40,7 @@ class Accuracy(Section):
     correct: int
     total: int
     per_subject: dict[str, float]
+    per_subject_total: dict[str, int] = field(default_factory=dict)  # older runs: {}
 
 
 @dataclass

@@ -26,3 +26,19 @@ class RunError(MmlubenchError):
 
 class DownloadError(MmlubenchError):
     """The Hugging Face Hub (or the mirror in HF_ENDPOINT) cannot be reached or refuses a file."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run whose folder was claimed: the folder to go on with."""
+
+    def __init__(self, run_dir: object, resumable: bool = True):
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+        self.resumable = resumable
+
+    def message(self) -> str:
+        if not self.resumable:  # data parallel (no progress log), or nothing recorded yet
+            return (f"mmlubench: interrupted; run folder {self.run_dir} holds nothing to go on "
+                    "with (no progress log): start the run again")
+        return (f"mmlubench: interrupted; the answers so far are kept in {self.run_dir}; go "
+                f"on with: mmlubench run --resume {self.run_dir}")

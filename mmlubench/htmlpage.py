@@ -28,6 +28,7 @@ img.chart { max-width: 100%; border: 1px solid #eee; }
           padding: 12px 16px; border-radius: 4px; margin: 12px 0; }
 ul.warnings li { color: #8a4b00; margin: 4px 0; }
 .note { background: #f6f6f6; border-left: 4px solid #999; padding: 8px 12px; }
+body.wide { max-width: none; }
 code, pre { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 0.9em; }
 """
 
@@ -37,12 +38,14 @@ def esc(value: Any) -> str:
     return "-" if value is None else html.escape(str(value))
 
 
-def page(title: str, body: str) -> str:
-    """A whole HTML document with the inline stylesheet."""
+def page(title: str, body: str, wide: bool = False) -> str:
+    """A whole HTML document with the inline stylesheet; `wide`: as wide as the window (a
+    comparison's table is wider than the 1150 px text column)."""
+    cls = ' class="wide"' if wide else ""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n"
-        f"<body>\n{body}\n</body>\n</html>\n"
+        f"<body{cls}>\n{body}\n</body>\n</html>\n"
     )
 
 

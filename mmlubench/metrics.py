@@ -133,37 +133,105 @@ def mfu(flops_per_token: float | None, tok_per_s: float | None, peak: float | No
     return flops_per_token * tok_per_s / (peak * devices)
 
 
+# Model types whose MLP is two matrices (up, activation, down) rather than a gated three
+# (gate, up, down: SwiGLU in Llama/Qwen/Mistral/OLMo/Phi-3, GeGLU in Gemma: the same count).
+UNGATED_MLP = frozenset({"gpt_neox", "phi", "starcoder2", "gpt_bigcode", "gptj", "opt",
+                         "codegen", "bloom", "gpt2"})
+
+
 @dataclass(frozen=True)
 class ModelShape:
+    """What a decoder-only transformer computes per token, read from its HF config.
+
+    Counted: every weight matrix a token passes through (2 FLOPs per weight: one multiply, one
+    add), attention's QK^T and AV per (query, key) pair, the LM head per logit row. Attention
+    heads project to `heads x head_dim`, which is not `hidden` in Gemma or Qwen3 (head_dim 256
+    and 128 given apart); GQA shrinks k and v to `kv_heads x head_dim` but not the pair work
+    (each query head attends itself). A mixture-of-experts layer counts its router, the
+    `experts_per_token` experts a token is sent to (not all `experts`) and its shared expert
+    with its sigmoid gate where there is one (Qwen2-MoE); dense layers of a MoE model
+    (Qwen-MoE's mlp_only_layers / decoder_sparse_step) count the dense MLP. Left out as
+    negligible (< 0.1% at 7B): biases, norms, RoPE, activations, softmax, residual adds, the
+    router's top-k and the embedding lookup (a gather, not a matmul).
+    """
+
     layers: int
     hidden: int
     intermediate: int
     heads: int
     kv_heads: int
     vocab: int
+    head_dim: int = 0  # 0: hidden // heads
+    gated_mlp: bool = True  # gate, up, down (3 matrices); False: up, down (2)
+    experts: int = 0  # routed experts of a MoE layer (0: dense model)
+    experts_per_token: int = 0
+    expert_intermediate: int = 0
+    shared_expert_intermediate: int = 0  # 0: no shared expert
+    moe_layers: int = 0  # how many of the layers are MoE layers
+
+    def __post_init__(self) -> None:
+        if not self.head_dim:
+            object.__setattr__(self, "head_dim", self.hidden // self.heads)
 
     @classmethod
     def from_config(cls, c) -> ModelShape:
-        return cls(c.num_hidden_layers, c.hidden_size, c.intermediate_size,
-                   c.num_attention_heads, getattr(c, "num_key_value_heads", None)
-                   or c.num_attention_heads, c.vocab_size)
+        """From a transformers config (or anything with its attribute names)."""
+        heads = c.num_attention_heads
+        experts = getattr(c, "num_local_experts", None) or getattr(c, "num_experts", None) or 0
+        intermediate = (getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None)
+                        or 4 * c.hidden_size)
+        moe = dict(experts=experts, experts_per_token=getattr(c, "num_experts_per_tok", 0),
+                   expert_intermediate=getattr(c, "moe_intermediate_size", None) or intermediate,
+                   shared_expert_intermediate=getattr(c, "shared_expert_intermediate_size",
+                                                      None) or 0,
+                   moe_layers=_moe_layers(c)) if experts else {}
+        return cls(c.num_hidden_layers, c.hidden_size, intermediate, heads,
+                   getattr(c, "num_key_value_heads", None) or heads, c.vocab_size,
+                   head_dim=getattr(c, "head_dim", None) or c.hidden_size // heads,
+                   gated_mlp=getattr(c, "model_type", None) not in UNGATED_MLP, **moe)
+
+    def _mlp(self, inner: int) -> int:
+        return (3 if self.gated_mlp else 2) * self.hidden * inner
+
+    @property
+    def matmul_weights_per_token(self) -> int:
+        """Weights a token passes through in the decoder layers (not the LM head)."""
+        d, q, kv = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim
+        attention = d * q + 2 * d * kv + q * d  # q, k, v, o
+        moe = (d * self.experts + self.experts_per_token * 3 * d * self.expert_intermediate
+               + (3 * d * self.shared_expert_intermediate + d
+                  if self.shared_expert_intermediate else 0))
+        return (self.layers * attention + (self.layers - self.moe_layers)
+                * self._mlp(self.intermediate) + self.moe_layers * moe)
 
     @property
     def matmul_flops_per_token(self) -> int:
-        """2 x (weights touched per token) in the decoder layers: q, k, v, o and the SwiGLU MLP."""
-        d, f = self.hidden, self.intermediate
-        kv = d * self.kv_heads // self.heads
-        per_layer = d * d + 2 * d * kv + d * d + 3 * d * f
-        return 2 * self.layers * per_layer
+        """2 x the weights a token passes through in the decoder layers."""
+        return 2 * self.matmul_weights_per_token
+
+    @property
+    def idle_expert_params(self) -> int:
+        """Parameters of the experts a token is not routed to: n_params less this is the
+        active parameter count of a MoE model (0 for a dense one)."""
+        idle = max(self.experts - self.experts_per_token, 0)
+        return self.moe_layers * idle * 3 * self.hidden * self.expert_intermediate
 
     @property
     def attention_flops_per_pair(self) -> int:
         """QK^T and AV for one (query, key) pair over all heads and layers."""
-        return 4 * self.hidden * self.layers
+        return 4 * self.heads * self.head_dim * self.layers
 
     @property
     def lm_head_flops_per_row(self) -> int:
         return 2 * self.hidden * self.vocab
+
+
+def _moe_layers(c) -> int:
+    """How many layers hold experts: all, unless the config names dense ones (Qwen-MoE's
+    `mlp_only_layers` and `decoder_sparse_step`)."""
+    step = getattr(c, "decoder_sparse_step", None) or 1
+    dense = set(getattr(c, "mlp_only_layers", None) or [])
+    return sum(1 for i in range(c.num_hidden_layers) if (i + 1) % step == 0 and i not in dense)
 
 
 def work_flops(shape: ModelShape, tokens: int, attention_pairs: int, logit_rows: int) -> float:

@@ -29,8 +29,9 @@ WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt")
 def download_hint(path: Path) -> str:
     return (
         f"put all files of the HF repo {HF_REPO} in {path} (`mmlubench download --weights "
-        "--data-dir DATA_DIR`, or huggingface-cli download), or pass --random-weights to "
-        "measure speed with random weights built from config.json"
+        f"--data-dir DATA_DIR`, or `hf download {HF_REPO} --local-dir {path}`), give "
+        "--model ORG/NAME for a Hub model, or pass --random-weights to measure speed with "
+        "random weights built from config.json"
     )
 
 
@@ -170,11 +171,17 @@ def pickle_error(path: Path, e: Exception) -> ModelError:
 
 def _info(model, path: Path, dtype: torch.dtype, device: str, random_weights: bool,
           seconds: float) -> ModelInfo:
+    from dataclasses import asdict
+
+    from mmlubench.metrics import ModelShape
+
     c = model.config
+    shape = ModelShape.from_config(c)
+    n_params = sum(p.numel() for p in model.parameters())
     return ModelInfo(
         path=str(path),
         architecture=type(model).__name__,
-        n_params=sum(p.numel() for p in model.parameters()),
+        n_params=n_params,
         dtype=str(dtype).replace("torch.", ""),
         device=device,
         random_weights=random_weights,
@@ -185,6 +192,8 @@ def _info(model, path: Path, dtype: torch.dtype, device: str, random_weights: bo
         num_key_value_heads=getattr(c, "num_key_value_heads", c.num_attention_heads),
         vocab_size=c.vocab_size,
         load_time_s=seconds,
+        flop_shape=asdict(shape),
+        active_params=n_params - shape.idle_expert_params,
     )
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from mmlubench import accel, logit_sample
+from mmlubench.backoff import back_off
 from mmlubench.engines.base import Batch, Engine, Request, Work
 from mmlubench.errors import RunError
 from mmlubench.scoring import reduce_logits
@@ -62,21 +63,27 @@ class PassResult:
     oom_backoffs: list[dict] = field(default_factory=list)
     per_rank: list[dict] = field(default_factory=list)
     sample_logits: dict[int, np.ndarray] = field(default_factory=dict)  # see logit_sample.py
+    # log of the softmax denominator of each question's last-position logits (scoring.Reduced)
+    logsumexp: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
     @classmethod
     def empty(cls, name: str, engine: dict, n: int) -> PassResult:
         return cls(name, engine, np.full(n, -1, dtype=np.int64),
-                   np.full((n, 4), np.nan, dtype=np.float32))
+                   np.full((n, 4), np.nan, dtype=np.float32),
+                   logsumexp=np.full(n, np.nan, dtype=np.float32))
 
     @property
     def answered(self) -> np.ndarray:
         return self.top_ids >= 0
 
     def add(self, rows: np.ndarray, top_ids: np.ndarray, choice_logits: np.ndarray,
-            prompt_tokens: int, work: Work, core_s: float, t_s: float) -> None:
+            prompt_tokens: int, work: Work, core_s: float, t_s: float,
+            logsumexp: np.ndarray | None = None) -> None:
         """Take one computed batch's answers and figures."""
         self.top_ids[rows] = top_ids
         self.choice_logits[rows] = choice_logits
+        if logsumexp is not None:
+            self.logsumexp[rows] = logsumexp
         self.prompt_tokens += prompt_tokens
         self.batches += 1
         self.core_time_s += core_s
@@ -109,6 +116,7 @@ def merge(parts: Sequence[PassResult], labels: Sequence[int], *, parallel: bool,
         if out.answered[rows].any():
             raise RuntimeError(f"{p.name} pass: a question was answered twice ({tag}s merged)")
         out.top_ids[rows], out.choice_logits[rows] = p.top_ids[rows], p.choice_logits[rows]
+        out.logsumexp[rows] = p.logsumexp[rows]
         out.prompt_tokens += p.prompt_tokens
         out.batches += p.batches
         out.work += p.work
@@ -130,28 +138,6 @@ def require_complete(p: PassResult, engine_name: str) -> PassResult:
     if len(missing):
         raise RuntimeError(f"engine {engine_name} left {len(missing)} question(s) unanswered")
     return p
-
-
-def back_off(name: str, engine: Engine, batch: Batch, labels: Sequence[str]) -> list[Batch]:
-    """The smaller batches to run instead of `batch`, which ran out of device memory.
-    A single question that does not fit, or an engine that cannot split, is a RunError."""
-    label = [labels[i] for i in batch.rows]
-    if len(batch.rows) == 1:
-        raise RunError(f"{name} pass: question {label[0]} ({batch.prompt_tokens} tokens) does "
-                       f"not fit in device memory even alone (engine {engine.name}; "
-                       "lower the engine's batch or pack size, or max_seq_len)")
-    parts = engine.split(batch)
-    if not parts:
-        raise RunError(f"{name} pass: out of device memory on a batch of {len(label)} questions "
-                       f"({', '.join(label[:5])}{', ...' if len(label) > 5 else ''}), and engine "
-                       f"{engine.name} cannot split a batch: lower its batch size")
-    if sorted(r for p in parts for r in p.rows) != sorted(batch.rows) or \
-            max(len(p.rows) for p in parts) >= len(batch.rows):
-        raise RuntimeError(f"engine {engine.name} split a batch into parts that do not hold "
-                           "exactly its rows in smaller batches")
-    log.warning("%s pass: out of device memory on a batch of %d questions (%s ...); retrying "
-                "it as %d smaller batches", name, len(label), label[0], len(parts))
-    return parts
 
 
 def run_batch(name: str, engine: Engine, batch: Batch, done: np.ndarray,
@@ -194,6 +180,8 @@ def run_batch(name: str, engine: Engine, batch: Batch, done: np.ndarray,
 def warm_up(name: str, engine: Engine, batches: Sequence[Batch], say: bool) -> float:
     """Compile and warm the engine up on `batches`; seconds taken (a line before and after on
     stderr when `say`: on a GPU the reference method compiles for minutes)."""
+    if getattr(type(getattr(engine, "inner", engine)), "warmup", None) is Engine.warmup:
+        return 0.0  # eager, null: nothing to compile or warm up (no "compiled in 0.0 s")
     if say:
         print(f"{name}: compiling/warming up {engine.name} ...", file=sys.stderr, flush=True)
     t = time.perf_counter()
@@ -225,7 +213,7 @@ def run_pass(name: str, engine: Engine, requests: Sequence[Request], choice_ids:
     parallel); `record` gets each event for the resume log. The result answers the questions
     this call computed (top id -1 elsewhere). `labels` name the questions in errors; the
     `sample` questions' whole logits are kept in `sample_logits` (logit_sample.py)."""
-    from tqdm import tqdm
+    from mmlubench.progress import Progress
 
     labels = labels or [str(i) for i in range(len(requests))]
     accel.reset_peak_memory(engine.device)
@@ -241,8 +229,8 @@ def run_pass(name: str, engine: Engine, requests: Sequence[Request], choice_ids:
         record("pass_start", engine=out.engine, planned_batches=len(planned),
                todo_batches=len(todo), plan_time_s=plan_s, compile_time_s=compile_s,
                t_s=time.perf_counter() - t_start)
-        bar = tqdm(total=sum(_new_tokens(b, done, requests) for b in todo), unit="tok",
-                   desc=f"{name} ({engine.name})", unit_scale=True, disable=not progress)
+        bar = Progress(name, engine.name, sum(_new_tokens(b, done, requests) for b in todo),
+                       progress)
 
         def backoff(info: dict) -> None:
             out.oom_backoffs.append(info)
@@ -252,18 +240,18 @@ def run_pass(name: str, engine: Engine, requests: Sequence[Request], choice_ids:
         for batch in todo:
             for part, logits, core_s in run_batch(name, engine, batch, done, labels, attempts,
                                                   backoff):
-                rows, top, choice = _reduce(name, engine, part, logits, choice_ids, labels, done)
+                rows, top, choice, lse = _reduce(name, engine, part, logits, choice_ids, labels,
+                                                 done)
                 logit_sample.keep(out.sample_logits, sample, np.asarray(part.rows), logits)
                 tokens = _new_tokens(part, done, requests)
                 done[rows] = True
                 t_s = time.perf_counter() - t_start
-                out.add(rows, top, choice, tokens, part.work, core_s, t_s)
+                out.add(rows, top, choice, tokens, part.work, core_s, t_s, lse)
                 record("batch", rows=rows.tolist(), top_ids=top.tolist(),
-                       choice_logits=choice.tolist(), prompt_tokens=tokens,
+                       choice_logits=choice.tolist(), logsumexp=lse.tolist(),
+                       prompt_tokens=tokens,
                        work=asdict(part.work), core_time_s=core_s, t_s=t_s)
-                bar.update(tokens)
-                bar.set_postfix(core_tok_s=f"{out.work.tokens / out.core_time_s:,.0f}"
-                                if out.core_time_s else "-")
+                bar.update(tokens, out.prompt_tokens, out.core_time_s)
         bar.close()
     out.whole_time_s = time.perf_counter() - t_start
     out.torch_peak_allocated_bytes = accel.peak_allocated_bytes(engine.device)
@@ -281,9 +269,9 @@ def _new_tokens(batch: Batch, done: np.ndarray, requests: Sequence[Request]) -> 
 
 def _reduce(name: str, engine: Engine, batch: Batch, logits: torch.Tensor,
             choice_ids: Sequence[int], labels: Sequence[str], done: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The batch's new rows, their top ids and choice logits; non-finite logits are an error
-    naming the questions."""
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The batch's new rows, their top ids, choice logits and logsumexp; non-finite logits
+    are an error naming the questions."""
     if logits.shape[0] != len(batch.rows):
         raise RuntimeError(f"engine {engine.name} returned {logits.shape[0]} rows "
                            f"for a batch of {len(batch.rows)}")
@@ -294,4 +282,5 @@ def _reduce(name: str, engine: Engine, batch: Batch, logits: torch.Tensor,
                        f"{engine.name} for {len(bad)} question(s): {', '.join(bad[:20])}")
     rows = np.asarray(batch.rows)
     new = ~done[rows]
-    return rows[new], reduced.top_ids.numpy()[new], reduced.choice_logits.numpy()[new]
+    return (rows[new], reduced.top_ids.numpy()[new], reduced.choice_logits.numpy()[new],
+            reduced.logsumexp.numpy()[new])

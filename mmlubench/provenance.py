@@ -29,6 +29,13 @@ class Model(Section):
     # The BOS id every prompt starts with; null: the prompts have none (the tokenizer defines
     # no BOS, or the case drops it, as llama3_8b_mmlu does).
     prompt_bos_id: int | None = None
+    # metrics.ModelShape's fields (what mfu_computed counts) and the parameters a token runs
+    # through (n_params less the experts it is not routed to; n_params for a dense model).
+    flop_shape: dict[str, Any] | None = field(default=None, metadata=OMIT_IF_NONE)
+    active_params: int | None = field(default=None, metadata=OMIT_IF_NONE)
+    # `--model ORG/NAME`: the Hub repo and the commit its snapshot was resolved to.
+    hub_repo: str | None = field(default=None, metadata=OMIT_IF_NONE)
+    revision: str | None = field(default=None, metadata=OMIT_IF_NONE)
 
 
 @dataclass
@@ -98,3 +105,8 @@ class RunConfig(Section):
     reference: dict[str, dict[str, Any]] | None = None  # cases.ReferenceRow by precision
     hf_repo: str | None = None
     ceiling: bool | None = None  # run's ceiling step: null = on accelerators only
+    flops_per_token_set_by: str = "case"  # "user": given on the command line or by a vendor
+    model_config: dict[str, Any] | None = None  # the case's model (cases.MODEL_KEYS)
+    model: str | None = None  # --model as given (a folder or a Hub repo id)
+    revision: str | None = None  # --revision as given
+    log_samples: bool = False

@@ -22,7 +22,7 @@ LEGEND = "\n".join([
 RANDOM_NOTE = ("RANDOM WEIGHTS: accuracy is meaningless (chance is ~25% under the choices rule; "
                "the reference rule reads the top token of the whole vocabulary and is near 0%); "
                "throughput, MFU and memory are real.")
-FORMATS = ("markdown", "json", "flagperf")
+FORMATS = ("table", "markdown", "json", "flagperf", "lm-eval")
 # How the table names a precision whose name alone does not say what ran (engines/fp8.py).
 PRECISION_LABELS = {"fp8": "fp8 (e4m3, row-wise)"}
 
@@ -45,6 +45,26 @@ def table_row(result: Result) -> list[str]:
         f"{pct(m.acc_infer)}/{pct(m.acc_val)}",
         mem,
     ]
+
+
+def aligned_table(rows: list[list[str]], header: list[str] = COLUMNS,
+                  width: int | None = None) -> str:
+    """Columns padded to one width each, for a terminal; wider than `width` columns (the
+    terminal's), each row is printed as one `column  value` line per column instead."""
+    import shutil
+
+    width = width or shutil.get_terminal_size((160, 24)).columns
+    sizes = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    if sum(sizes) + 2 * (len(sizes) - 1) > width:
+        pad = max(len(h) for h in header)
+        return "\n\n".join("\n".join(f"{h:<{pad}}  {v}" for h, v in zip(header, r, strict=True))
+                           for r in rows)
+    line = "  ".join("-" * n for n in sizes)
+    fmt = [h.rjust(n) if i else h.ljust(n) for i, (h, n) in enumerate(zip(header, sizes,
+                                                                             strict=True))]
+    body = ["  ".join(v.rjust(n) if i else v.ljust(n) for i, (v, n) in
+                      enumerate(zip(r, sizes, strict=True))) for r in rows]
+    return "\n".join(["  ".join(fmt), line, *body])
 
 
 def markdown_table(rows: list[list[str]], header: list[str] = COLUMNS) -> str:
@@ -112,9 +132,10 @@ def energy_lines(result: Result) -> list[str]:
     return out
 
 
-def format_report(result: Result) -> str:
+def format_report(result: Result, aligned: bool = False) -> str:
     """Warnings, a few context lines, then the table (printed last, as users look there) and
-    its legend. The random-weights warning is said once, under the table."""
+    its legend. The random-weights warning is said once, under the table. `aligned`: the
+    table in padded columns (a terminal), else markdown."""
     out = [f"WARNING: {w}" for w in result.warnings if not w.startswith("RANDOM WEIGHTS")]
     out += context_lines(result)
     out += energy_lines(result)
@@ -124,17 +145,31 @@ def format_report(result: Result) -> str:
     from mmlubench.cases import vs_reference  # the case's FlagPerf row, if it has one
 
     out += [line for line in [vs_reference(result)] if line]
-    out += ["", markdown_table([table_row(result)]), LEGEND, *accuracy_lines(result)]
+    from mmlubench.accuracy_notes import accuracy_notes
+
+    out += accuracy_notes(result)
+    table = (aligned_table if aligned else markdown_table)([table_row(result)])
+    out += ["", table, LEGEND, *accuracy_lines(result)]
     return "\n".join(out)
 
 
-def render(result: Result, fmt: str = "markdown") -> str:
-    """The report in one of FORMATS: the table (markdown), result.json itself (json), or the
-    lines FlagPerf logs at the end of a case (flagperf)."""
+def render(result: Result, fmt: str = "table") -> str:
+    """The report in one of FORMATS: the table (aligned on a terminal, else markdown; or
+    markdown), result.json itself (json), or the lines FlagPerf logs at the end of a case
+    (flagperf); lm-eval's layout needs the run folder (lmeval.from_run)."""
     if fmt == "json":
         return json.dumps(result.to_json(), indent=2, ensure_ascii=False)
     if fmt == "flagperf":
         from mmlubench.flagperf import format_flagperf
 
         return format_flagperf(result)
-    return format_report(result)
+    return format_report(result, aligned=fmt == "table" and _stdout_is_terminal())
+
+
+def _stdout_is_terminal() -> bool:
+    import sys
+
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from mmlubench import document as doc
-from mmlubench import logit_sample
+from mmlubench import hub, logit_sample
 from mmlubench.metrics import ModelShape, mfu, resolve_peak, throughput, work_flops
 from mmlubench.prompts import choice_token_ids, json_line
 from mmlubench.scoring import Decoder, accuracy, choices_letter, reference_letter, token_letter
@@ -217,9 +217,9 @@ def assemble(
     decode = Decoder(tokenizer)
     subjects = [p.subject for p in prompts]
     answers = [p.answer for p in prompts]
-    shape = ModelShape(model_info.num_hidden_layers, model_info.hidden_size,
-                       model_info.intermediate_size, model_info.num_attention_heads,
-                       model_info.num_key_value_heads, model_info.vocab_size)
+    shape = ModelShape(**model_info.flop_shape) if model_info.flop_shape else ModelShape(
+        model_info.num_hidden_layers, model_info.hidden_size, model_info.intermediate_size,
+        model_info.num_attention_heads, model_info.num_key_value_heads, model_info.vocab_size)
     peak, peak_source = resolve_peak(cfg.peak_flops, cfg.precision, env.get("device_name"))
     choice_ids = choice_token_ids(tokenizer)
     predicted = {name: letters(p, decode, choice_ids) for name, p in passes.items()}
@@ -229,12 +229,12 @@ def assemble(
     bos = tokenizer.bos_token_id
     leads = bos is not None and all(len(p.ids) and int(p.ids[0]) == bos for p in prompts)
     model = replace(model_info, config_sha256=config_sha256(model_info.path),
-                    prompt_bos_id=int(bos) if leads else None)
+                    prompt_bos_id=int(bos) if leads else None, **hub.provenance(model_info.path))
     return doc.Result(
         schema=doc.SCHEMA,
         case=cfg.case,
         random_weights=cfg.random_weights,
-        accuracy_meaningful=not cfg.random_weights,
+        accuracy_meaningful=not cfg.random_weights and cfg.case != "demo",  # demo: random
         warnings=[*warnings, *_warnings(cfg, env, passes, peak, resume)],
         resume=resume,
         metrics=_metrics(cfg, sections, memory, prompts, e2e_s, flops_per_token, peak,
@@ -296,5 +296,7 @@ def _predictions(f: IO[str], prompts: Sequence[Prompt], passes: Mapping[str, Pas
                 "reference": reference_letter(tid, decode),
                 "choices": choices_letter(r.choice_logits[i].tolist()),
                 "token": token_letter(tid, choice_ids),
-            }
+                # log-softmax over the vocabulary of " A".." D" (null: not recorded)
+                "loglikelihoods": None if np.isnan(r.logsumexp[i]) else
+                [float(x) for x in r.choice_logits[i] - r.logsumexp[i]]}
         f.write(json_line(row))

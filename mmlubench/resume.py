@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 
 SCHEMA = "mmlubench.fingerprint/2"
 EXCLUDED = ("data_dir", "weight_dir", "mmlu_dir", "output_dir", "run_name", "progress",
-            "mem_sample_interval_s", "flops_per_token", "peak_flops", "scoring")
+            "mem_sample_interval_s", "flops_per_token", "peak_flops", "scoring",
+            "flops_per_token_set_by", "model", "revision", "log_samples")
 TIMING_RULE = (
     "core_time_s of a pass = sum of the core times recorded for its batches in all sessions; "
     "whole_time_s, compile_time_s, plan_time_s and e2e_time_s = sums over the sessions, where "
@@ -239,8 +240,10 @@ class RunLog(NoLog):
                     not len(rows) or (rows.min() >= 0 and rows.max() < self.questions
                                       and not p.answered[rows].any()))
                 if ok:
+                    lse = r.get("logsumexp")  # older logs: none (log-likelihoods null)
                     p.add(rows, ids, logits, r["prompt_tokens"], Work(**r["work"]),
-                          r["core_time_s"], r["t_s"])
+                          r["core_time_s"], r["t_s"],
+                          None if lse is None else np.asarray(lse, dtype=np.float32))
             except (TypeError, ValueError):  # wrong types or lengths
                 ok = False
             if not ok:

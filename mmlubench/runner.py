@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,14 +18,14 @@ import numpy as np
 import torch
 
 from mmlubench import ceiling, environment, faults, logit_sample, results, rundir, vendors
-from mmlubench.config import Config, parse_flops_per_token
+from mmlubench.config import Config
 from mmlubench.data import load_mmlu
 from mmlubench.distributed import Dist, all_gather, exit_now, init_from_env, sharer, shutdown, step
 from mmlubench.document import Result
 from mmlubench.energy import EnergyWindow, pass_energy
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Engine, Request
-from mmlubench.errors import MmlubenchError, RunError
+from mmlubench.errors import Interrupted, MmlubenchError, RunError
 from mmlubench.memory import MemorySampler
 from mmlubench.metrics import ModelShape, work_flops
 from mmlubench.model import ModelInfo, load_model
@@ -70,6 +71,12 @@ def run_case(cfg: Config, e2e_start: float | None = None,
                         e2e_start)
         shutdown(d)
         return out
+    except KeyboardInterrupt:
+        if lock is None:
+            raise
+        run_dir = lock.path.parent
+        raise Interrupted(run_dir, resumable=not d.active and (run_dir / rundir.CONFIG).is_file(),
+                          ) from None
     except MmlubenchError as e:
         if not d.active:
             raise
@@ -141,18 +148,41 @@ def _run_case(cfg: Config, d: Dist, run_dir: Path | None, resumed: bool, e2e_sta
     if not d.is_main:
         return None, None
     resume_doc, e2e_s = log.summary(time.perf_counter() - e2e_start)
+    fpt, fpt_warnings = flops_for(cfg, info)
     timings = {**q.timings, "model_load_s": model_load_s,
                **{f"{name}_plan_s": p.plan_time_s for name, p in passes.items()}}
     result = results.assemble(
         cfg=cfg, env=env, model_info=info, prompts=q.prompts, passes=passes,
         tokenizer=q.tokenizer, memory=memories, e2e_s=e2e_s, timings=timings,
-        flops_per_token=parse_flops_per_token(cfg.flops_per_token, info.n_params),
-        warnings=[w for w in [sampler.warning] if w], devices=d.world, resume=resume_doc,
+        flops_per_token=fpt, warnings=[w for w in [sampler.warning] if w] + fpt_warnings,
+        devices=d.world, resume=resume_doc,
         energy=energy)
     # The device's own ceiling, measured after e2e_time stopped (the model still loaded).
     result = ceiling.attach(result, ceiling.for_run(cfg, model.config, q.requests))
     write_results(run_dir, q, passes, result)
     return run_dir, result
+
+
+def flops_for(cfg: Config, info: ModelInfo) -> tuple[float, list[str]]:
+    """MFU's FLOPs per token (mfu.resolve_flops_per_token) and the warnings: the model is not
+    the case's own (its reference row is another model's), a given value far from 2*params."""
+    import json
+
+    from mmlubench.cases import model_differences
+    from mmlubench.mfu import resolve_flops_per_token
+
+    try:
+        model = json.loads((Path(info.path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        model = {}
+    differs = model_differences(model, cfg.model_config) if cfg.model_config else None
+    warnings = ["DEMO: a tiny random model on synthetic questions; accuracy means nothing"
+                ] if cfg.case == "demo" else []
+    warnings += [f"the model is not case {cfg.case}'s own ({'; '.join(differs[:3])}): its "
+                "reference row is another model's"] if differs else []
+    value, more = resolve_flops_per_token(cfg.flops_per_token, cfg.flops_per_token_set_by,
+                                          cfg.case, differs, info.active_params or info.n_params)
+    return value, warnings + more
 
 
 def load_questions(cfg: Config) -> Questions:
@@ -161,8 +191,10 @@ def load_questions(cfg: Config) -> Questions:
     dataset = load_mmlu(cfg.mmlu_path, cfg.split, cfg.subjects, cfg.limit, cfg.few_shots)
     tokenizer = load_tokenizer(cfg.weight_path)
     t_tok = time.perf_counter()
+    # Its tqdm bar only on a terminal: elsewhere its frames pile up into one line (a pass's
+    # progress prints plain lines there instead, progress.py).
     prompts = build_prompts(dataset, tokenizer, cfg.prompt_style, cfg.few_shots,
-                            cfg.max_seq_len, progress=cfg.progress)
+                            cfg.max_seq_len, progress=cfg.progress and sys.stderr.isatty())
     prompts = without_bos(prompts, None if cfg.bos else tokenizer.bos_token_id)
     tokenize_s = time.perf_counter() - t_tok
     return Questions(prompts, tokenizer, choice_token_ids(tokenizer),
@@ -187,8 +219,9 @@ def open_log(cfg: Config, d: Dist, run_dir: Path | None, resumed: bool, q: Quest
 def load_weights(cfg: Config) -> tuple[torch.nn.Module, ModelInfo, float]:
     """The model on its device, what it is, and the seconds it took."""
     t = time.perf_counter()
+    # No "Loading weights" bar from transformers: loading is one line of the run's, not a bar.
     model, info = load_model(cfg.weight_path, cfg.precision, cfg.device, cfg.random_weights,
-                             cfg.seed)
+                             cfg.seed, progress=False)
     return model, info, time.perf_counter() - t
 
 
@@ -232,6 +265,12 @@ def compute_pass(cfg: Config, d: Dist, name: str, engine_name: str, model: torch
 
 def write_results(run_dir: Path, q: Questions, passes: dict[str, PassResult],
                   result: Result) -> None:
-    """predictions.jsonl, then result.json last: its presence says the run is finished."""
+    """predictions.jsonl, results_lm-eval.json (and --log-samples' files), then result.json
+    last: its presence says the run is finished."""
     results.write_predictions(run_dir / "predictions.jsonl", q.prompts, passes, q.tokenizer)
+    from mmlubench import lmeval
+
+    lmeval.write_files(run_dir, result.config.to_json(), result.model.to_json(),
+                       {(p.subject, p.index): p.text for p in q.prompts},
+                       bool(result.config.to_json().get("log_samples")))
     results.write_json_atomic(run_dir / rundir.RESULT, result.to_json())

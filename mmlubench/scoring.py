@@ -24,11 +24,14 @@ from mmlubench.data import LETTERS
 
 @dataclass
 class Reduced:
-    """Per question: top token over the vocabulary, the 4 choice logits, all-finite flag."""
+    """Per question: top token over the vocabulary, the 4 choice logits, all-finite flag, and
+    the log of the softmax's denominator (choice logit - logsumexp = the letter's
+    log-likelihood over the whole vocabulary, as lm-eval's loglikelihood)."""
 
     top_ids: torch.Tensor  # [n] int64
     choice_logits: torch.Tensor  # [n, 4] float32
     finite: torch.Tensor  # [n] bool
+    logsumexp: torch.Tensor | None = None  # [n] float32
 
 
 def reduce_logits(logits: torch.Tensor, choice_ids: Sequence[int]) -> Reduced:
@@ -36,7 +39,10 @@ def reduce_logits(logits: torch.Tensor, choice_ids: Sequence[int]) -> Reduced:
     finite = torch.isfinite(logits).all(dim=-1)
     top = logits.argmax(dim=-1)
     choices = logits[:, list(choice_ids)].float()
-    return Reduced(top.cpu(), choices.cpu(), finite.cpu())
+    # In float32, a few hundred rows at a time: a whole fp16 pack's rows would double in size.
+    lse = torch.cat([torch.logsumexp(rows.float(), dim=-1) for rows in logits.split(256)]
+                    ) if len(logits) else logits.new_zeros(0, dtype=torch.float32)
+    return Reduced(top.cpu(), choices.cpu(), finite.cpu(), lse.cpu())
 
 
 def keep_letters(text: str) -> str:
@@ -80,6 +86,7 @@ class Accuracy:
     correct: int
     total: int
     per_subject: dict[str, float]
+    per_subject_total: dict[str, int]  # questions of each subject
 
 
 def accuracy(subjects: Sequence[str], answers: Sequence[str], predicted: Sequence[str]) -> Accuracy:
@@ -99,4 +106,5 @@ def accuracy(subjects: Sequence[str], answers: Sequence[str], predicted: Sequenc
         correct=correct,
         total=total,
         per_subject=per_subject,
+        per_subject_total={s: n for s, (_, n) in sorted(hits.items())},
     )

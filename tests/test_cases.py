@@ -22,6 +22,7 @@ from mmlubench.errors import ConfigError
 # The peak the reference divides by (A100 fp16 312 TFLOP/s; fp32 rows count TF32, 156).
 A100_PEAK = {"fp16": 312e12, "fp32": 156e12}
 FLOPS = {"deepseek_7b_mmlu": 2 * 7e9, "llama2_7b_mmlu": 2 * 7e9, "llama3_8b_mmlu": 2 * 8e9}
+FLOPS_EXPR = {"deepseek_7b_mmlu": "2*7e9", "llama2_7b_mmlu": "2*7e9", "llama3_8b_mmlu": "2*8e9"}
 SUBJECTS = ["abstract_algebra", "global_facts"]
 
 
@@ -126,7 +127,14 @@ def test_run_case_end_to_end(case, tmp_path, mmlu_dir):
     assert result["case"] == case
     assert m["questions"] == 4
     assert m["prompt_tokens"] == expected_tokens(case, mmlu_dir, 2)
-    assert m["flops_per_token"] == FLOPS[case]
+    # A tiny model is not the case's own: MFU counts 2 x its parameters, not the case's 2 x 7e9
+    # (which gave a headline MFU of 39,518% on such a model), and the run says both.
+    assert m["flops_per_token"] == 2 * result["model"]["n_params"] != FLOPS[case]
+    assert any(w.startswith(f"the model is not case {case}'s own (hidden_size 64")
+               for w in result["warnings"])
+    assert any(f"flops_per_token {FLOPS_EXPR[case]} is case {case}'s" in w
+               for w in result["warnings"])
+    assert m["mfu"] is None or m["mfu"] <= 1.0
     real = json.loads((model_files(case) / "config.json").read_text(encoding="utf-8"))
     assert result["model"]["vocab_size"] == real["vocab_size"]
     assert json.loads((model_dir / "config.json").read_text())["num_key_value_heads"] == \
@@ -187,3 +195,42 @@ def test_llama3_prompts_have_no_bos_and_the_reference_truncation(tmp_path, mmlu_
         assert p["ids"][0] != raw.token_to_id("<|begin_of_text|>")
         dropped += n
     assert dropped > 0, "the sample must include truncated prompts"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_case_model_is_matched_by_config(case):
+    """Each family case names its model by config.json: the real config agrees (so its
+    flops_per_token holds and `--model` picks the case), the tiny one does not."""
+    from case_helpers import tiny_config
+
+    from mmlubench.cases import case_for_model, model_differences
+    from mmlubench.mfu import resolve_flops_per_token
+
+    cfg = load_config(CONFIGS / f"{case}.yaml")
+    real = json.loads((model_files(case) / "config.json").read_text(encoding="utf-8"))
+    assert model_differences(real, cfg.model_config) == []
+    assert case_for_model(real).name == case
+    # The case's own model keeps the reference's 2 x 7e9, whatever its counted parameters.
+    assert resolve_flops_per_token(cfg.flops_per_token, "case", case, [], 6_910_365_696) == (
+        FLOPS[case], [])
+    tiny = tiny_config(real)
+    assert model_differences(tiny, cfg.model_config)[0].startswith("hidden_size 64, the case's")
+    assert case_for_model(tiny) is None
+    differs = model_differences(tiny, cfg.model_config)
+    value, warnings = resolve_flops_per_token(cfg.flops_per_token, "case", case, differs, 1000)
+    assert value == 2000.0 and "MFU counts 2*params = 2000" in warnings[0]
+
+
+def test_given_flops_per_token_is_used_and_checked():
+    """A value the user gives is used as given; far from 2 x params it warns."""
+    from mmlubench.mfu import resolve_flops_per_token
+
+    assert resolve_flops_per_token("2*7e9", "user", "mmlu", None, 6_910_365_696) == (1.4e10, [])
+    value, warnings = resolve_flops_per_token("2*7e9", "user", "mmlu", [], 135_000_000)
+    assert value == 1.4e10 and "is 51.85x 2*params" in warnings[0]
+    # 2*params counts the active parameters (a MoE's experts a token is not routed to left out)
+    assert resolve_flops_per_token("2*params", "case", "mmlu", None, 12_900_000_000) == (
+        2.58e10, [])
+    cfg = load_config(CONFIGS / "mmlu.yaml", None, {"flops_per_token": "2*7e9"})
+    assert cfg.flops_per_token_set_by == "user"
+    assert load_config(CONFIGS / "deepseek_7b_mmlu.yaml").flops_per_token_set_by == "case"

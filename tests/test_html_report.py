@@ -150,8 +150,8 @@ def test_report_renders_in_chromium(runs: dict[str, Path], tmp_path: Path) -> No
     for cell in table_row(result):
         assert cell in text, f"table cell {cell!r} not in the rendered page"
     m = result.metrics
-    for figure in (f"{m.e2e_time_s:.1f}", f"{m.p_infer_core_tok_per_s:.1f}",
-                   f"{m.p_val_core_tok_per_s:.1f}", result.environment.device_name,
+    for figure in (f"{m.e2e_time_s:,.1f}", f"{m.p_infer_core_tok_per_s:,.1f}",
+                   f"{m.p_val_core_tok_per_s:,.1f}", result.environment.device_name,
                    "No device memory samples"):
         assert figure in text
 

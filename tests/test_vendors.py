@@ -120,7 +120,8 @@ def key_shape(doc, path="") -> set[str]:
 def data_keys_masked(keys: set[str]) -> set[str]:
     """Key paths without those below keys that name data: subjects, the case's engines,
     reference rows and peaks in the config echo, the engine's options, the vendor's versions."""
-    data = re.compile(r"(\.per_subject|^\.config\.(engines|reference|peak_flops)|"
+    data = re.compile(r"(\.per_subject(_total)?|^\.config\.(engines|reference|peak_flops|"
+                      r"model_config)|^\.model\.flop_shape|"
                       r"\.engine\.options|^\.environment\.vendor_versions)\.")
     return {k for k in keys if not data.search(k)}
 
@@ -168,7 +169,12 @@ def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_di
               ".memory.sm_clock_samples", ".config.ceiling"}
     added |= {f".passes.{p}.{k}" for p in ("val", "infer")
               for k in ("power_limit_w", "sm_clock_mhz_median")}
-    assert cpu_keys - gpu_keys == added
+    # ... and then: FLOPs per architecture, --model, the case's model, per-subject counts.
+    added |= {".model.flop_shape", ".model.active_params", ".config.flops_per_token_set_by",
+              ".config.model_config", ".config.model", ".config.revision", ".config.log_samples"}
+    added |= {f".passes.{p}.accuracy.{rule}.per_subject_total" for p in ("val", "infer")
+              for rule in ("reference", "choices", "token")}
+    assert cpu_keys - gpu_keys == added, (cpu_keys - gpu_keys) ^ added
     env, mem, m = result["environment"], result["memory"], result["metrics"]
     assert env["vendor"] == "fake" and env["device_name"] == "Fake Accelerator 9000"
     assert mem["source"] == "fake-counter" and mem["vendor"] == "fake"
