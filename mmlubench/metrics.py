@@ -168,6 +168,7 @@ class ModelShape:
     expert_intermediate: int = 0
     shared_expert_intermediate: int = 0  # 0: no shared expert
     moe_layers: int = 0  # how many of the layers are MoE layers
+    sliding_layers: int = 0  # layers with a sliding window (Work.window_pairs counts theirs)
 
     def __post_init__(self) -> None:
         if not self.head_dim:
@@ -185,10 +186,14 @@ class ModelShape:
                    shared_expert_intermediate=getattr(c, "shared_expert_intermediate_size",
                                                       None) or 0,
                    moe_layers=_moe_layers(c)) if experts else {}
+        from mmlubench.engines.packed_attention import layer_windows
+
+        sliding = sum(1 for w in layer_windows(c, c.num_hidden_layers) if w)
         return cls(c.num_hidden_layers, c.hidden_size, intermediate, heads,
                    getattr(c, "num_key_value_heads", None) or heads, c.vocab_size,
                    head_dim=getattr(c, "head_dim", None) or c.hidden_size // heads,
-                   gated_mlp=getattr(c, "model_type", None) not in UNGATED_MLP, **moe)
+                   gated_mlp=getattr(c, "model_type", None) not in UNGATED_MLP,
+                   sliding_layers=sliding, **moe)
 
     def _mlp(self, inner: int) -> int:
         return (3 if self.gated_mlp else 2) * self.hidden * inner
@@ -221,6 +226,14 @@ class ModelShape:
         """QK^T and AV for one (query, key) pair over all heads and layers."""
         return 4 * self.heads * self.head_dim * self.layers
 
+    def attention_flops(self, pairs: int, window_pairs: int | None = None) -> int:
+        """Attention FLOPs of `pairs` attended in every full layer and `window_pairs` (None:
+        as many) in every sliding-window layer."""
+        per_layer = 4 * self.heads * self.head_dim
+        windowed = pairs if window_pairs is None else window_pairs
+        return per_layer * (pairs * (self.layers - self.sliding_layers)
+                            + windowed * self.sliding_layers)
+
     @property
     def lm_head_flops_per_row(self) -> int:
         return 2 * self.hidden * self.vocab
@@ -234,10 +247,12 @@ def _moe_layers(c) -> int:
     return sum(1 for i in range(c.num_hidden_layers) if (i + 1) % step == 0 and i not in dense)
 
 
-def work_flops(shape: ModelShape, tokens: int, attention_pairs: int, logit_rows: int) -> float:
-    """FLOPs a pass really ran: decoder matmuls per token, attention per pair, LM head per row."""
+def work_flops(shape: ModelShape, tokens: int, attention_pairs: int, logit_rows: int,
+               window_pairs: int | None = None) -> float:
+    """FLOPs a pass really ran: decoder matmuls per token, attention per pair (sliding-window
+    layers: per pair inside the window, where the engine skips the rest), LM head per row."""
     return float(
         tokens * shape.matmul_flops_per_token
-        + attention_pairs * shape.attention_flops_per_pair
+        + shape.attention_flops(attention_pairs, window_pairs)
         + logit_rows * shape.lm_head_flops_per_row
     )

@@ -238,6 +238,14 @@ def write_jsonl(prompts: Iterable[Prompt], path: str | Path) -> int:
     return n
 
 
+def prompt_bos(prompts: Sequence[Prompt], tokenizer) -> int | None:
+    """The BOS id every prompt starts with; None when they do not all start with it (the
+    tokenizer has none, or the case drops it)."""
+    bos = tokenizer.bos_token_id
+    leads = bos is not None and all(len(p.ids) and int(p.ids[0]) == bos for p in prompts)
+    return int(bos) if leads else None
+
+
 def without_bos(prompts: Sequence[Prompt], bos_id: int | None) -> list[Prompt]:
     """The prompts without their leading BOS (FlagPerf's llama3_8b_mmlu: Meta's tokenizer of
     the time added none). Built with the BOS first, so truncation is the reference's own rule

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, astuple, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -22,7 +22,7 @@ import numpy as np
 from mmlubench import document as doc
 from mmlubench import hub, logit_sample
 from mmlubench.metrics import ModelShape, mfu, resolve_peak, throughput, work_flops
-from mmlubench.prompts import choice_token_ids, json_line
+from mmlubench.prompts import choice_token_ids, json_line, prompt_bos
 from mmlubench.scoring import Decoder, accuracy, choices_letter, reference_letter, token_letter
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def pass_section(p: PassResult, shape: ModelShape, peak: float | None, devices: 
                  fpt: float | None, subjects: Sequence[str], answers: Sequence[str],
                  predicted: Mapping[str, list[str]], energy: Mapping | None = None) -> doc.Pass:
     """One pass's section; `energy`: its figures from energy.pass_energy (null: unmeasured)."""
-    flops = work_flops(shape, p.work.tokens, p.work.attention_pairs, p.work.logit_rows)
+    flops = work_flops(shape, *astuple(p.work)[:3], window_pairs=p.work.window_pairs)
     return doc.Pass(
         engine=doc.Engine(p.engine["name"], p.engine["options"]),
         questions=len(p.top_ids),
@@ -226,10 +226,8 @@ def assemble(
     sections = {name: pass_section(p, shape, peak, devices, flops_per_token, subjects, answers,
                                    predicted[name], (energy or {}).get(name))
                 for name, p in passes.items()}
-    bos = tokenizer.bos_token_id
-    leads = bos is not None and all(len(p.ids) and int(p.ids[0]) == bos for p in prompts)
     model = replace(model_info, config_sha256=config_sha256(model_info.path),
-                    prompt_bos_id=int(bos) if leads else None, **hub.provenance(model_info.path))
+                    prompt_bos_id=prompt_bos(prompts, tokenizer), **hub.provenance(model_info.path))
     return doc.Result(
         schema=doc.SCHEMA,
         case=cfg.case,

@@ -99,6 +99,18 @@ def test_window_pairs_are_counted(requests_):
         assert a.work.tokens <= b.work.window_pairs <= a.work.tokens * WINDOW
 
 
+def test_sliding_layers_count_their_window_pairs():
+    """mfu_computed counts, in each sliding-window layer, the pairs inside the window."""
+    from mmlubench.metrics import ModelShape, work_flops
+
+    shape = ModelShape.from_config(tiny_model("gemma2").config)  # layers: sliding, full
+    assert (shape.layers, shape.sliding_layers) == (2, 1)
+    per_layer = 4 * shape.heads * shape.head_dim
+    full = work_flops(shape, 10, 1000, 0)
+    assert full == 10 * shape.matmul_flops_per_token + 2 * 1000 * per_layer
+    assert work_flops(shape, 10, 1000, 0, window_pairs=300) == full - 700 * per_layer
+
+
 def test_a_model_without_flex_support_is_refused_by_name():
     model = tiny_model("llama")
     type(model)._supports_flex_attn = False
