@@ -190,7 +190,7 @@ def test_ceiling_command(clock_plugin, tiny_model_dir, mmlu_dir):
     args = ("ceiling", "--set", "vendor=clock", "--device", "cpu", "--model-dir",
             str(tiny_model_dir), "--mmlu-dir", str(mmlu_dir), "--subjects", "global_facts")
     table = cli(*args)
-    assert "| fp32 |" in table and "| 1234 | 42 |" in table
+    assert "| fp32 |" in table and "| 1,234 | 42 |" in table
     assert "MMLU test prompts (global_facts)" in table
     doc = json.loads(cli(*args, "--format", "json"))
     assert doc["model"]["hidden"] == json.loads(
