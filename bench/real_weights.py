@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import resource
 import sys
@@ -57,6 +58,7 @@ class Pass:
     result: Any
     logits: torch.Tensor
     wall_s: float
+    load_avg: tuple[float, float]  # the machine's 1-minute load average before and after
 
 
 class KeepLogitsNoWarmup(KeepLogits):
@@ -97,9 +99,9 @@ def run_engine(model: torch.nn.Module, name: str, options: dict[str, Any], reque
     wrapper = KeepLogits if warmup else KeepLogitsNoWarmup
     engine = wrapper(engine_class(name)(model, engine_options(name, options), "cpu"),
                      len(requests))
-    t = time.perf_counter()
+    t, load = time.perf_counter(), os.getloadavg()[0]
     result = run_pass(name, engine, requests, choice_ids, progress=True)
-    return Pass(result, engine.logits, time.perf_counter() - t)
+    return Pass(result, engine.logits, time.perf_counter() - t, (load, os.getloadavg()[0]))
 
 
 def question_rows(prompts: list[Any], golden: Pass, infer: Pass, decode: Any
@@ -124,7 +126,8 @@ def question_rows(prompts: list[Any], golden: Pass, infer: Pass, decode: Any
 
 def pass_summary(p: Pass) -> dict[str, Any]:
     r = p.result
-    return {"engine": r.engine, "wall_s": p.wall_s, "whole_time_s": r.whole_time_s,
+    return {"engine": r.engine, "wall_s": p.wall_s, "load_avg_1min_before_after": p.load_avg,
+            "whole_time_s": r.whole_time_s,
             "core_time_s": r.core_time_s, "compile_time_s": r.compile_time_s,
             "batches": r.batches, "tokens_through_model": int(r.work.tokens),
             "prompt_tokens": int(r.prompt_tokens)}
