@@ -1,5 +1,7 @@
-"""Convert a llama.cpp GGUF checkpoint (SmolLM2-135M-Instruct Q4_1, issue 12) into an HF model
-folder that `mmlubench run --weight-dir DIR` loads with its real weights.
+"""Convert a llama.cpp GGUF checkpoint into an HF model folder that `mmlubench run --weight-dir
+DIR` loads with its real weights: any architecture transformers reads from GGUF (used for
+SmolLM2-135M-Instruct Q4_1, issue 12; Gemma-3-270M and Qwen2.5-Coder-1.5B Q4_K_M,
+bench/real_weights.py).
 
 transformers reads the GGUF itself (`from_pretrained(dir, gguf_file=name)`, which needs the
 `gguf` package): it dequantizes every tensor to float and undoes llama.cpp's permutation of the
@@ -8,11 +10,12 @@ q/k projection rows. What it loaded is written by hand rather than with `save_pr
 model.safetensors (a tied LM head is left out: it is the embedding, and safetensors refuses
 shared tensors), and the tokenizer.
 
-Tokenizer: the checked-in fixture tests/fixtures/tokenizers/smollm2-135m (saved from this GGUF)
-is copied when it encodes real MMLU prompts to the same ids as the GGUF's own tokenizer and
-has the same BOS; otherwise the GGUF's tokenizer is saved. `--verify N` then loads the written
-folder through mmlubench's own loader (fp32, CPU) and compares last-position logits with the
-GGUF-loaded model on N real MMLU prompts.
+Tokenizer: the checked-in fixture tests/fixtures/tokenizers/smollm2-135m (saved from the SmolLM2
+GGUF; `--fixture` names another, `--fixture none` skips it) is copied when it encodes real MMLU
+prompts to the same ids as the GGUF's own tokenizer and has the same BOS; otherwise the GGUF's
+tokenizer is saved. `--verify N` then loads the written folder through mmlubench's own loader
+(fp32, CPU) and compares last-position logits with the GGUF-loaded model on N real MMLU prompts
+(it holds two copies of the model: leave it out for large ones).
 
     python bench/gguf_to_hf.py --gguf SmolLM2-135M-Instruct.Q4_1.gguf --out /tmp/smol-hf \\
         --mmlu-dir /work/shared/mmlu/data --verify 5
@@ -58,7 +61,17 @@ def state_dict_to_save(model, dtype: torch.dtype) -> dict[str, torch.Tensor]:
             raise SystemExit("gguf_to_hf: config says tie_word_embeddings but lm_head.weight "
                              "differs from model.embed_tokens.weight")
         del sd["lm_head.weight"]
-    return {k: v.detach().to(dtype).contiguous().clone() for k, v in sd.items()}
+    # A copy only where a tensor is not already stored alone in `dtype` (safetensors refuses
+    # shared storage): a 1.5B model in fp32 is 6 GB, and a copy of every tensor doubles it.
+    out, seen = {}, set()
+    for k, v in sd.items():
+        t = v.detach().to(dtype).contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in seen or t.untyped_storage().nbytes() != t.nbytes:
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        out[k] = t
+    return out
 
 
 def config_dict(model, dtype: torch.dtype) -> dict:
@@ -114,13 +127,17 @@ def same_tokenizer(fixture_dir: Path, gguf_tok, texts: list[str]) -> str | None:
     return None
 
 
-def write_tokenizer(gguf_tok, out: Path, texts: list[str]) -> str:
+def write_tokenizer(gguf_tok, out: Path, texts: list[str], fixture: Path | None = FIXTURE
+                    ) -> str:
     """The fixture's files if they are the GGUF's tokenizer, else the GGUF's own; says which."""
-    differs = same_tokenizer(FIXTURE, gguf_tok, texts) if FIXTURE.is_dir() else "no fixture"
+    if fixture is None:
+        gguf_tok.save_pretrained(str(out))
+        return "saved the GGUF's tokenizer (--fixture none)"
+    differs = same_tokenizer(fixture, gguf_tok, texts) if fixture.is_dir() else "no fixture"
     if differs is None:
         for name in TOKENIZER_FILES:
-            shutil.copyfile(FIXTURE / name, out / name)
-        return f"copied {FIXTURE} (same ids as the GGUF's on {len(texts) + len(PROBES)} texts)"
+            shutil.copyfile(fixture / name, out / name)
+        return f"copied {fixture} (same ids as the GGUF's on {len(texts) + len(PROBES)} texts)"
     gguf_tok.save_pretrained(str(out))
     return f"saved the GGUF's tokenizer ({differs} with the fixture)"
 
@@ -156,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="MMLU data folder: real prompts for the tokenizer check and --verify")
     ap.add_argument("--check-prompts", type=int, default=20,
                     help="real MMLU prompts for the tokenizer check (default 20)")
+    ap.add_argument("--fixture", default=str(FIXTURE), metavar="DIR|none",
+                    help="tokenizer folder to copy when it encodes like the GGUF's (default: the "
+                    "SmolLM2-135M fixture); none: always save the GGUF's own tokenizer")
     ap.add_argument("--verify", type=int, default=0, metavar="N",
                     help="compare logits on N real prompts after writing (needs --mmlu-dir)")
     args = ap.parse_args(argv)
@@ -173,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     n = write_model(model, args.out, DTYPES[args.dtype])
     print(f"wrote {n} tensors ({args.dtype}) and config.json to {args.out}")
     texts = sample_prompts(args.mmlu_dir, max(args.check_prompts, args.verify))
-    print("tokenizer:", write_tokenizer(tok, args.out, texts[: args.check_prompts]))
+    fixture = None if args.fixture == "none" else Path(args.fixture)
+    print("tokenizer:", write_tokenizer(tok, args.out, texts[: args.check_prompts], fixture))
     if args.verify:
         worst = verify(args.out, model, texts[: args.verify])
         print(json.dumps({"verify_prompts": min(args.verify, len(texts)),
