@@ -26,3 +26,8 @@ class RunError(MmlubenchError):
 
 class DownloadError(MmlubenchError):
     """The Hugging Face Hub (or the mirror in HF_ENDPOINT) cannot be reached or refuses a file."""
+
+
+class OutputError(MmlubenchError):
+    """A file mmlubench writes cannot be written: a link or a non-file in its place, a folder
+    that is not there, no permission, a full disk."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from mmlubench import document as doc
-from mmlubench import logit_sample
+from mmlubench import logit_sample, safefile
 from mmlubench.metrics import ModelShape, mfu, resolve_peak, throughput, work_flops
 from mmlubench.prompts import choice_token_ids, json_line
 from mmlubench.scoring import Decoder, accuracy, choices_letter, reference_letter, token_letter
@@ -248,18 +247,8 @@ def assemble(
 
 def write_text_atomic(path: Path, write: Callable[[IO[str]], object]) -> None:
     """Call `write` on a temporary file beside `path`, sync it, then rename it to `path`: a crash
-    or an exception never leaves a truncated `path` (nor the temporary file, on an exception)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    or an exception never leaves a truncated `path`; never written through a link."""
+    safefile.write_atomic(path, write)
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmlubench import safefile
 from mmlubench.display import flatten
 from mmlubench.engines.base import Work
 from mmlubench.errors import RunError
@@ -125,13 +126,15 @@ def differences(then: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
 def read_records(path: Path) -> list[dict]:
     """The complete lines of progress.jsonl. A torn last line (a crash while writing it) is
     cut off the file, so that appending starts on a fresh line."""
+    safefile.refuse_link(path)
     if not path.is_file():
         return []
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
     if end < len(data):
-        with open(path, "r+b") as f:
-            f.truncate(end)
+        fd = safefile.open_fd(path, "r+")
+        os.ftruncate(fd, end)
+        os.close(fd)
     records = []
     for n, line in enumerate(data[:end].splitlines(), 1):
         try:
@@ -188,7 +191,7 @@ class RunLog(NoLog):
         self.e2e_start = e2e_start
         self.current: dict[str, dict] = {}  # this session's figures of each pass
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+        self._file = safefile.open_file(self.path, "a")  # kept open; never through a link
         self._write({"kind": "session", "started": self.started, "pid": os.getpid()})
 
     @classmethod

@@ -314,3 +314,153 @@ def test_13_argparse_errors_are_usage_and_exit_2(capfd):
     err = capfd.readouterr().err
     assert err.startswith("usage: mmlubench run") and "mmlubench run: error: argument " \
         "--precision: invalid choice: 'fp4'" in err
+
+
+# ===========================================================================================
+# The second hunt: code run from a config, files written through planted links, silently mixed
+# results, tracebacks on bad input. Same contract, and nothing outside the run folder changes.
+# ===========================================================================================
+
+PRECIOUS = "precious, outside every run folder\n"
+
+
+def victim(tmp_path: Path) -> Path:
+    """A file outside every run folder that no attack may change."""
+    path = tmp_path / "victim.txt"
+    path.write_text(PRECIOUS)
+    return path
+
+
+def run_cli(*argv: str, env: dict | None = None, timeout: int = 300
+            ) -> subprocess.CompletedProcess:
+    """`python -m mmlubench ARGV` in a fresh process (this checkout's copy: PYTHONPATH)."""
+    return subprocess.run([sys.executable, "-m", "mmlubench", *argv], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def interrupted(world, tmp_path_factory) -> Path:
+    """A run of 6 questions killed as its infer batch 3 began (3 batches recorded)."""
+    root = tmp_path_factory.mktemp("interrupted")
+    args = run_args(world["model"], world["mmlu"], root / "out", "--limit", "6",
+                    "--set", "engines.eager.batch_size=1")
+    done = run_cli(*args, env={"MMLUBENCH_INJECT_KILL": "infer:2"})
+    assert done.returncode == -9, done.stderr
+    (run,) = (root / "out").iterdir()
+    return run
+
+
+@pytest.fixture(scope="module")
+def finished(world, tmp_path_factory) -> Path:
+    """A finished run of 2 questions."""
+    root = tmp_path_factory.mktemp("finished")
+    assert main(run_args(world["model"], world["mmlu"], root / "out")) == 0
+    (run,) = (root / "out").iterdir()
+    return run
+
+
+def copy_run(run: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "runs" / run.name
+    shutil.copytree(run, dest)
+    return dest
+
+
+def resume(run: Path, *extra: str) -> list[str]:
+    return ["run", "--resume", str(run), "--no-progress", *extra]
+
+
+# 2.1 -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["vendor", "resume"])
+def test_2_01_config_never_names_a_program(world, interrupted, tmp_path, capfd, where):
+    """Inductor's `cpp.cxx` is the C++ compiler it runs: a config giving it is refused before
+    any work, and the planted program never runs."""
+    marker = tmp_path / "RAN"
+    script = tmp_path / "cxx.sh"
+    script.write_text(f"#!/bin/sh\ntouch {marker}\nexec g++ \"$@\"\n")
+    script.chmod(0o755)
+    options = {"compile_options": {"cpp.cxx": [str(script)]}}
+    if where == "vendor":
+        model, mmlu = copy_world(world, tmp_path)
+        vendor = tmp_path / "vendor.yaml"
+        vendor.write_text(json.dumps({"vendor": "cpu", "device": "cpu",
+                                      "engines": {"shared-prefix": options}}))
+        out = tmp_path / "out"
+        argv = [*run_args(model, mmlu, out, "--vendor", str(vendor)), "--engine",
+                "shared-prefix"]
+    else:
+        import yaml
+
+        run = copy_run(interrupted, tmp_path)
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        cfg["engines"]["eager"] = {**cfg["engines"].get("eager", {})}
+        cfg["engines"]["shared-prefix"] = {**cfg["engines"].get("shared-prefix", {}),
+                                           **options}
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+        out, argv = run, resume(run, "--engine", "shared-prefix")
+    attack(capfd, argv, out, "'cpp.cxx'", "refused")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("key", ["cuda.cutlass_dir", "trace.debug_dir", "bogus_option",
+                                 "post_grad_custom_pass"])
+def test_2_01_only_known_plain_inductor_options(world, tmp_path, capfd, key):
+    model, mmlu = copy_world(world, tmp_path)
+    out = tmp_path / "out"
+    attack(capfd, run_args(model, mmlu, out, "--engine", "shared-prefix", "--set",
+                           f"engines.shared-prefix.compile_options={{{key}: x}}"), out,
+           f"'{key}'")
+    assert not out.exists()  # before any work
+
+
+def test_2_01_a_plain_inductor_option_is_accepted():
+    from mmlubench.engines.inductor_options import check_compile_options
+
+    check_compile_options({"prologue_fusion": False, "max_autotune": True}, "default")
+    with pytest.raises(ValueError, match="'prologue_fusion' takes a bool"):
+        check_compile_options({"prologue_fusion": [1]})
+
+
+# 2.2 -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["run.lock", "progress.jsonl", "result.json.tmp",
+                                  "predictions.jsonl.tmp"])
+def test_2_02_resume_never_writes_through_a_link(interrupted, tmp_path, capfd, name):
+    run = copy_run(interrupted, tmp_path)
+    target = victim(tmp_path)
+    if name == "progress.jsonl":  # the link's target holds the real log, so it reads well
+        target.write_text((run / name).read_text())
+        (run / name).unlink()
+    before = target.read_text()
+    (run / name).unlink(missing_ok=True)  # a killed run leaves its run.lock behind
+    (run / name).symlink_to(target)
+    attack(capfd, resume(run), run, f"{run / name}: refused: a link")
+    assert target.read_text() == before
+
+
+def test_2_02_report_html_never_written_through_a_link(finished, tmp_path, capfd):
+    run = copy_run(finished, tmp_path)
+    target = victim(tmp_path)
+    (run / "report.html").symlink_to(target)
+    attack(capfd, ["report", str(run), "--html"], None, "report.html: refused: a link")
+    assert target.read_text() == PRECIOUS
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink"])
+def test_2_02_outputs_never_written_through_links(world, finished, tmp_path, capfd, kind):
+    """prompts --out writes in place: a hard link to a file elsewhere is refused too; the
+    HTML and PNG are written atomically (a hard link's name is replaced, its target kept)."""
+    model, mmlu = copy_world(world, tmp_path)
+    target = victim(tmp_path)
+    for name, argv in [("p.jsonl", ["prompts", "--weight-dir", str(model), "--mmlu-dir",
+                                    str(mmlu), "--subjects", SUBJECT, "--limit", "1",
+                                    "--no-progress", "--out"]),
+                       ("c.html", ["compare", str(finished), "--html"]),
+                       ("c.png", ["compare", str(finished), "--png"])]:
+        link = tmp_path / name
+        link.symlink_to(target) if kind == "symlink" else os.link(target, link)
+        if kind == "symlink" or name == "p.jsonl":
+            attack(capfd, [*argv, str(link)], None, f"{link}: refused")
+        else:
+            assert main([*argv, str(link)]) == 0
+        assert target.read_text() == PRECIOUS
