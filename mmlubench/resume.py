@@ -5,7 +5,8 @@ A run folder (rundir.py) holds, from the start of a single-process run:
   keys that change no answer (where things are, output, progress bars, memory sampling, and
   the metric-only keys flops_per_token, peak_flops, scoring: a bad metric value never makes
   recorded work unrecoverable); every prompt's token ids and the answer-letter ids; the model
-  (config.json's bytes, the weight files' names and sizes, or the seed of random weights);
+  (config.json's bytes and the weights' identity, weights_id.py; or the seed of random
+  weights);
 - progress.jsonl    one JSON line per event, appended, flushed and fsynced before the run goes on:
     session      a process started (or resumed) the run
     pass_start   a pass planned its batches and warmed up (engine, plan and compile seconds)
@@ -37,15 +38,15 @@ from mmlubench import safefile
 from mmlubench.display import flatten
 from mmlubench.engines.base import Work
 from mmlubench.errors import RunError
-from mmlubench.model import WEIGHT_FILES
 from mmlubench.passes import PassResult, Record, merge, no_record
 from mmlubench.rundir import FINGERPRINT, PROGRESS
+from mmlubench.weights_id import COVERS, model_identity
 
 if TYPE_CHECKING:
     from mmlubench.config import Config
     from mmlubench.prompts import Prompt
 
-SCHEMA = "mmlubench.fingerprint/2"
+SCHEMA = "mmlubench.fingerprint/3"
 EXCLUDED = ("data_dir", "weight_dir", "mmlu_dir", "output_dir", "run_name", "progress",
             "mem_sample_interval_s", "flops_per_token", "peak_flops", "scoring")
 TIMING_RULE = (
@@ -71,18 +72,6 @@ def _sha256(obj: Any) -> str:
                           ).hexdigest()
 
 
-def _model_part(path: Path, random_weights: bool, seed: int) -> dict[str, Any]:
-    cfg = Path(path) / "config.json"
-    out: dict[str, Any] = {"config_json_sha256": hashlib.sha256(cfg.read_bytes()).hexdigest()
-                           if cfg.is_file() else None}
-    if random_weights:
-        out["random_weights_seed"] = seed
-    else:
-        files = {f for pattern in WEIGHT_FILES for f in Path(path).glob(pattern) if f.is_file()}
-        out["weight_files"] = sorted([f.name, f.stat().st_size] for f in files)
-    return out
-
-
 def fingerprint(cfg: Config, prompts: Sequence[Prompt], choice_ids: Sequence[int],
                 world_size: int = 1) -> dict[str, Any]:
     """The fingerprint document of a run (stored as fingerprint.json)."""
@@ -90,7 +79,7 @@ def fingerprint(cfg: Config, prompts: Sequence[Prompt], choice_ids: Sequence[int
     # Options of engines this run does not use cannot change what it computes.
     used = {cfg.engine, cfg.val_engine}
     config["engines"] = {k: v for k, v in (config.get("engines") or {}).items() if k in used}
-    model = _model_part(cfg.weight_path, cfg.random_weights, cfg.seed)
+    model = model_identity(cfg.weight_path, cfg.random_weights, cfg.seed)
     h = hashlib.sha256(json.dumps([int(i) for i in choice_ids]).encode())
     for p in prompts:
         h.update(json.dumps([p.subject, p.index, p.answer, p.prefix_len, len(p.ids)]).encode())
@@ -119,7 +108,7 @@ def differences(then: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
                    f"{now['questions']} now): the MMLU files, the tokenizer or the prompt rule "
                    "changed")
     if then["model_sha256"] != now["model_sha256"]:
-        out.append(_changed("model", then["model"], now["model"]))
+        out.append(_changed("model", then["model"], now["model"]) + f" ({COVERS})")
     return out
 
 

@@ -464,3 +464,24 @@ def test_2_02_outputs_never_written_through_links(world, finished, tmp_path, cap
         else:
             assert main([*argv, str(link)]) == 0
         assert target.read_text() == PRECIOUS
+
+
+# 2.3 -------------------------------------------------------------------------------------
+
+def test_2_03_resume_with_other_weights_of_the_same_shape(interrupted, tmp_path, capfd):
+    """A second checkpoint with the same config.json and the same file sizes (every weight
+    negated: the same safetensors header too) is another model: the resume is refused."""
+    run = copy_run(interrupted, tmp_path)
+    other = tmp_path / "other"
+    shutil.copytree(interrupted_model(run), other)
+    rewrite_weights(other, lambda t: {k: -v for k, v in t.items()})
+    size = (interrupted_model(run) / "model.safetensors").stat().st_size
+    assert (other / "model.safetensors").stat().st_size == size
+    attack(capfd, resume(run, "--weight-dir", str(other)), run, "model differs",
+           "safetensors header", "evenly spaced")
+
+
+def interrupted_model(run: Path) -> Path:
+    import yaml
+
+    return Path(yaml.safe_load((run / "config.yaml").read_text())["weight_dir"])
