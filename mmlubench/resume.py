@@ -39,6 +39,7 @@ from mmlubench.display import flatten
 from mmlubench.engines.base import Work
 from mmlubench.errors import RunError
 from mmlubench.passes import PassResult, Record, merge, no_record
+from mmlubench.progress_check import Limits, check_record
 from mmlubench.rundir import FINGERPRINT, PROGRESS
 from mmlubench.weights_id import COVERS, model_identity
 
@@ -112,9 +113,9 @@ def differences(then: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def read_records(path: Path) -> list[dict]:
-    """The complete lines of progress.jsonl. A torn last line (a crash while writing it) is
-    cut off the file, so that appending starts on a fresh line."""
+def read_records(path: Path, lim: Limits) -> list[dict]:
+    """The complete lines of progress.jsonl, each checked (progress_check.py). A torn last line
+    (a crash while writing it) is cut off the file, so that appending starts on a fresh line."""
     safefile.refuse_link(path)
     if not path.is_file():
         return []
@@ -128,13 +129,9 @@ def read_records(path: Path) -> list[dict]:
     for n, line in enumerate(data[:end].splitlines(), 1):
         try:
             rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise RunError(f"{path}:{n}: corrupt progress record: {e}") from None
-        need = ("kind", "session", "e2e_s", *FIELDS.get(
-            rec.get("kind") if isinstance(rec, dict) else None, ("?",)))
-        if not isinstance(rec, dict) or any(k not in rec for k in need):
-            raise RunError(f"{path}:{n}: corrupt progress record: expected an event with "
-                           f"{', '.join(need)}")
+        except (ValueError, RecursionError) as e:  # ValueError: also a 5000-digit number
+            raise RunError(f"{path}:{n}: corrupt progress record: {str(e)[:200]}") from None
+        check_record(rec, f"{path}:{n}", lim)
         records.append(rec)
     return records
 
@@ -184,7 +181,7 @@ class RunLog(NoLog):
         self._write({"kind": "session", "started": self.started, "pid": os.getpid()})
 
     @classmethod
-    def resume(cls, run_dir: Path, fp: dict, e2e_start: float) -> RunLog:
+    def resume(cls, run_dir: Path, fp: dict, e2e_start: float, vocab: int) -> RunLog:
         """Go on with an interrupted run, if its fingerprint matches `fp` (else RunError)."""
         path = Path(run_dir) / FINGERPRINT
         try:
@@ -204,7 +201,8 @@ class RunLog(NoLog):
         if why:
             raise RunError(f"{run_dir}: cannot resume, this is not the same run: "
                            + " | ".join(why) + " (start a new run instead)")
-        return cls(run_dir, fp["questions"], e2e_start, read_records(Path(run_dir) / PROGRESS))
+        records = read_records(Path(run_dir) / PROGRESS, Limits(fp["questions"], vocab))
+        return cls(run_dir, fp["questions"], e2e_start, records)
 
     def _write(self, record: dict) -> None:
         rec = {"session": self.session, **record,

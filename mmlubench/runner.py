@@ -29,6 +29,7 @@ from mmlubench.memory import MemorySampler
 from mmlubench.metrics import ModelShape, work_flops
 from mmlubench.model import ModelInfo, load_model
 from mmlubench.passes import PassResult, merge, require_complete, run_pass
+from mmlubench.progress_check import model_vocab
 from mmlubench.prompts import (
     Prompt,
     build_prompts,
@@ -177,7 +178,7 @@ def open_log(cfg: Config, d: Dist, run_dir: Path | None, resumed: bool, q: Quest
         return NoLog()
     fp = fingerprint(cfg, q.prompts, q.choice_ids, d.world)
     if resumed:
-        return RunLog.resume(run_dir, fp, e2e_start)
+        return RunLog.resume(run_dir, fp, e2e_start, model_vocab(cfg.weight_path, q.tokenizer))
     rundir.write_run_files(run_dir, cfg, fp)
     return NoLog() if d.active else RunLog(run_dir, len(q.prompts), e2e_start)
 

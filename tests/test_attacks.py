@@ -485,3 +485,32 @@ def interrupted_model(run: Path) -> Path:
     import yaml
 
     return Path(yaml.safe_load((run / "config.yaml").read_text())["weight_dir"])
+
+
+# 2.4 -------------------------------------------------------------------------------------
+
+PASS_END = {"session": 0, "kind": "pass_end", "pass": "infer", "whole_time_s": 1.0, "t_s": 1.0,
+            "e2e_s": 2.0}
+
+
+@pytest.mark.parametrize(("kind", "field", "value"), [
+    ("batch", "top_ids", [5000000]), ("batch", "top_ids", [10**30]), ("batch", "t_s", "abc"),
+    ("batch", "e2e_s", "abc"), ("session", "session", "zero"),
+    ("pass_start", "compile_time_s", "abc"), ("pass_end", "whole_time_s", None),
+    ("batch", "choice_logits", [[1.0, 2.0]]), ("batch", "core_time_s", -1.0),
+    ("batch", "work", {"tokens": 1}), ("batch", "rows", [99])])
+def test_2_04_edited_progress_log(interrupted, tmp_path, capfd, kind, field, value):
+    """Every field of every record is checked when the log is read, before any work."""
+    run = copy_run(interrupted, tmp_path)
+    log = run / "progress.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    if kind == "pass_end":
+        records.append(dict(PASS_END))
+    n = next(i for i, r in enumerate(records) if r["kind"] == kind)
+    records[n][field] = value
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    before = log.read_text()
+    line = attack(capfd, resume(run), run, f"{log}:{n + 1}: corrupt progress record",
+                  f"field {field!r}")
+    assert len(line) < 400
+    assert log.read_text() == before  # no session began
