@@ -165,8 +165,8 @@ def _validate_case_keys(cfg: Config, fail) -> None:
             fail("peak_flops", f"per-precision values: {e}")
     for peak in (cfg.peak_flops.values() if isinstance(cfg.peak_flops, dict)
                  else [cfg.peak_flops]):
-        if peak is not None and peak <= 0:
-            fail("peak_flops", f"must be positive, got {peak}")
+        if peak is not None and not peak >= 1e11:  # below any real device: a typo, not a peak
+            fail("peak_flops", f"must be at least 1e11 FLOP/s, got {peak:.6g}")
     if cfg.reference is not None:
         from mmlubench.reference import parse_reference
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from mmlubench import document as doc
 from mmlubench import logit_sample, safefile
+from mmlubench.errors import RunError
 from mmlubench.metrics import ModelShape, mfu, resolve_peak, throughput, work_flops
 from mmlubench.prompts import choice_token_ids, json_line
 from mmlubench.scoring import Decoder, accuracy, choices_letter, reference_letter, token_letter
@@ -51,7 +52,7 @@ def pass_section(p: PassResult, shape: ModelShape, peak: float | None, devices: 
                  predicted: Mapping[str, list[str]], energy: Mapping | None = None) -> doc.Pass:
     """One pass's section; `energy`: its figures from energy.pass_energy (null: unmeasured)."""
     flops = work_flops(shape, p.work.tokens, p.work.attention_pairs, p.work.logit_rows)
-    return doc.Pass(
+    return checked_mfu(p.name, peak, doc.Pass(
         engine=doc.Engine(p.engine["name"], p.engine["options"]),
         questions=len(p.top_ids),
         batches=p.batches,
@@ -83,7 +84,19 @@ def pass_section(p: PassResult, shape: ModelShape, peak: float | None, devices: 
         oom_backoff_count=len(p.oom_backoffs),
         oom_backoffs=p.oom_backoffs,
         **(energy or {}),
-    )
+    ))
+
+
+def checked_mfu(name: str, peak: float | None, section: doc.Pass) -> doc.Pass:
+    """An MFU above 100% is a wrong peak_flops (or flops_per_token), never a figure."""
+    for key in ("mfu", "mfu_computed"):
+        value = getattr(section, key)
+        if value is not None and value > 1:
+            raise RunError(f"{name} pass: {key} would be {value:.3g}x the device's peak, "
+                           f"above 100%: peak_flops ({peak:.4g} FLOP/s) or flops_per_token "
+                           "is wrong; fix it and `mmlubench run --resume` the run folder (its "
+                           "answers are recorded and are not computed again)")
+    return section
 
 
 def _agreement(passes: Mapping[str, PassResult],

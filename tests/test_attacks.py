@@ -514,3 +514,38 @@ def test_2_04_edited_progress_log(interrupted, tmp_path, capfd, kind, field, val
                   f"field {field!r}")
     assert len(line) < 400
     assert log.read_text() == before  # no session began
+
+
+# 2.5 -------------------------------------------------------------------------------------
+
+def test_2_05_bos_token_not_in_the_vocabulary(world, tmp_path, capfd):
+    model, mmlu = copy_world(world, tmp_path)
+    cfg_file = model / "tokenizer_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["bos_token"] = "<never-seen-bos>"
+    cfg_file.write_text(json.dumps(cfg))
+    attack(capfd, run_args(model, mmlu, tmp_path / "out"), tmp_path / "out",
+           f"{cfg_file}: bos_token '<never-seen-bos>' is not a token of")
+
+
+# 2.6 -------------------------------------------------------------------------------------
+
+def test_2_06_peak_below_any_device(world, tmp_path, capfd):
+    model, mmlu = copy_world(world, tmp_path)
+    vendor = tmp_path / "vendor.yaml"
+    vendor.write_text("vendor: cpu\ndevice: cpu\npeak_flops: {fp32: 1}\n")
+    out = tmp_path / "out"
+    attack(capfd, run_args(model, mmlu, out, "--vendor", str(vendor)), out,
+           f"{vendor}", "'peak_flops'", "at least 1e11")
+    assert not out.exists()
+
+
+def test_2_06_mfu_above_100_percent(world, tmp_path, capfd):
+    """A peak a real device could have, but far below what the run did with the reference's
+    flops_per_token (2 x 7e9 on a tiny model): an error, and the answers are kept."""
+    model, mmlu = copy_world(world, tmp_path)
+    out = tmp_path / "out"
+    attack(capfd, run_args(model, mmlu, out, "--peak-flops", "1e11"), out,
+           "infer pass: mfu", "above 100%", "--resume")
+    (run,) = out.iterdir()
+    assert main(resume(run, "--peak-flops", "1e18")) == 0
