@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from mmlubench import __version__
-from mmlubench.errors import MmlubenchError
+from mmlubench.errors import MmlubenchError, one_line
 
 DESCRIPTION = """\
 mmlubench measures how fast and how well an accelerator runs a large language model on 5-shot
@@ -231,19 +232,33 @@ def allocator_defaults() -> None:
         os.environ["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
 
 
+def interrupt_once(signum: int, frame: object) -> None:
+    """Ctrl-C: a KeyboardInterrupt, once; a second Ctrl-C while the first unwinds (the lock
+    released, the log closed) is ignored instead of breaking that cleanup."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()  # e2e_time counts from here: config, data, model, both passes
     allocator_defaults()
     args = build_parser().parse_args(argv)
     args.start_time = start
+    previous = None
+    with contextlib.suppress(ValueError):  # not the main thread: Python's own handler stays
+        previous = signal.signal(signal.SIGINT, interrupt_once)
     try:
         return args.func(args)
     except MmlubenchError as e:
-        print(f"mmlubench: error: {e}", file=sys.stderr)
+        print(f"mmlubench: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mmlubench: interrupted", file=sys.stderr)
+        previous = None  # a later Ctrl-C, up to the process's exit, stays ignored
         return 130
     except BrokenPipeError:  # `mmlubench engines | head`: the reader has gone, not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)

@@ -195,8 +195,8 @@ def validate(cfg: Config, sources: Mapping[str, str]) -> None:
         fail("mem_sample_interval_s", f"must be positive, got {cfg.mem_sample_interval_s}")
     for key in ("case", "run_name"):  # they name the run folder: one path component
         name = getattr(cfg, key)
-        if name is not None and re.search(r"[/\\\x00]", name):
-            fail(key, f"must be usable in a folder name (no '/', '\\' or NUL), got {name!r}")
+        if name is not None and re.search(r"[/\\\x00-\x1f\x7f]", name):
+            fail(key, f"must be one folder name (no '/', '\\', control character), got {name!r}")
     from mmlubench.vendors import load_plugin, parse_device  # any type torch knows
 
     try:

@@ -24,6 +24,7 @@ session's, joined by passes.merge (the merge of data-parallel ranks, with times 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -207,9 +208,12 @@ class RunLog(NoLog):
     def _write(self, record: dict) -> None:
         rec = {"session": self.session, **record,
                "e2e_s": round(time.perf_counter() - self.e2e_start, 6)}
-        self._file.write(json.dumps(rec, allow_nan=False) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())  # on disk before the next batch starts
+        try:
+            self._file.write(json.dumps(rec, allow_nan=False) + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())  # on disk before the next batch starts
+        except OSError as e:  # a full disk: one line (what was recorded before is kept)
+            raise safefile.output_error(self.path, e, "record progress") from None
 
     def recorder(self, pass_name: str) -> Record:
         """The `record` hook of passes.run_pass for one pass."""
@@ -279,4 +283,5 @@ class RunLog(NoLog):
         return {"resumed": True, "sessions": sessions, "timing_rule": TIMING_RULE}, total
 
     def close(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):  # a full disk: the failed write said so already
+            self._file.close()

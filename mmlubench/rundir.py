@@ -80,6 +80,9 @@ def resume_config_path(run_dir: str | Path) -> Path:
     path = run_dir / CONFIG
     if not path.is_file():
         raise RunError(f"{run_dir}: not a resumable run folder (no {CONFIG})")
+    if not path.read_bytes().strip():  # its defaults would make another run
+        raise RunError(f"{path}: empty: the run's config is lost, it cannot be resumed "
+                       "(start a new run)")
     return path
 
 

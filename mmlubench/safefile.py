@@ -27,8 +27,10 @@ MODES = {"w": os.O_WRONLY | os.O_CREAT, "a": os.O_WRONLY | os.O_CREAT | os.O_APP
 
 def output_error(path: str | Path, e: OSError, what: str = "write") -> OutputError:
     """One line for an OSError while writing `path`."""
-    if e.errno == errno.ENOSPC:
-        return OutputError(f"{path}: cannot {what}: the disk is full (no space left on device)")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        err = OutputError(f"{path}: cannot {what}: the disk is full (no space left on device)")
+        err.disk_full = True
+        return err
     if e.errno == errno.ELOOP:
         return link_error(path)
     reason = {errno.EISDIR: "it is a folder", errno.ENOENT: "its folder does not exist",
