@@ -52,7 +52,8 @@ def load_config(path: Path) -> Any:
         raise ModelError(f"{cfg}: transformers cannot build this config: {type(e).__name__}: "
                          f"{one_line(e)[:200]}") from None
     # An encoder (bert) has a causal-LM head class, but attends both ways and keeps no cache.
-    encoder = c.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not getattr(c, "is_decoder", False)
+    encoder = (c.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+               and not getattr(c, "is_decoder", False))
     if c.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or encoder:
         raise ModelError(f"{cfg}: model_type {short(c.model_type)} is not a causal language "
                          "model (MMLU scores the next token)")
