@@ -549,3 +549,259 @@ def test_2_06_mfu_above_100_percent(world, tmp_path, capfd):
            "infer pass: mfu", "above 100%", "--resume")
     (run,) = out.iterdir()
     assert main(resume(run, "--peak-flops", "1e18")) == 0
+
+
+# 2.7 -------------------------------------------------------------------------------------
+
+def laughs(levels: int) -> str:
+    """A YAML "billion laughs": each level an alias list of nine of the one before."""
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for k in range(1, levels):
+        lines.append(f"a{k}: &a{k} [" + ",".join([f"*a{k - 1}"] * 9) + "]")
+    lines.append(f"limit: *a{levels - 1}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("levels", [9, 5, 4])
+def test_2_07_yaml_alias_bomb(world, tmp_path, capfd, levels):
+    model, mmlu = copy_world(world, tmp_path)
+    case = tmp_path / "case.yaml"
+    case.write_text(laughs(levels))
+    assert len(case.read_bytes()) < 600
+    argv = ["run", "--config", str(case), *run_args(model, mmlu, tmp_path / "out")[1:]]
+    line = attack(capfd, argv, tmp_path / "out", str(case))
+    assert len(line) < 500  # the value is never written out whole
+    # 4 levels (13k values) load, and the message about `limit` shows a bounded part of them
+    assert ("aliases expand" in line) == (levels > 4)
+
+
+# 2.8 -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["set", "vendor"])
+def test_2_08_vendor_for_another_device(world, tmp_path, capfd, how):
+    model, mmlu = copy_world(world, tmp_path)
+    out = tmp_path / "out"
+    if how == "set":
+        extra = ("--set", "vendor=nvidia")
+    else:
+        vendor = tmp_path / "vendor.yaml"
+        vendor.write_text("vendor: nvidia\ndevice: cpu\n")
+        extra = ("--vendor", str(vendor))
+    attack(capfd, run_args(model, mmlu, out, *extra), out, "'nvidia'", "cpu")
+    assert not out.exists()  # no empty run folder left
+
+
+# 2.9 -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("env", "word"), [
+    ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc'"), ({"WORLD_SIZE": "2"}, "RANK is not set"),
+    ({"WORLD_SIZE": "2", "RANK": "0"}, "is not set"),
+    ({"WORLD_SIZE": "2", "RANK": "5", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
+     "RANK='5'")])
+def test_2_09_bad_torchrun_variables(world, tmp_path, capfd, monkeypatch, env, word):
+    model, mmlu = copy_world(world, tmp_path)
+    for key in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "out"
+    attack(capfd, run_args(model, mmlu, out), out, word)
+    assert not out.exists()
+
+
+# 2.10 / 2.18 / 2.19 ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("edit", "words"), [
+    ({"vocab_size": 1000}, "vocab_size 1000 is smaller than the tokenizer's ids"),
+    ({"num_key_value_heads": 3}, "not a multiple of num_key_value_heads 3"),
+    ({"vocab_size": 0}, "vocab_size must be a positive integer"),
+    ({"num_attention_heads": 3}, "transformers cannot build this config"),
+    ({"model_type": "bert"}, "'bert' is not a causal language model"),
+    ({"dtype": "float7"}, "transformers cannot build this config"),
+    ({"num_hidden_layers": 100, "hidden_size": 8192, "intermediate_size": 22016,
+      "num_attention_heads": 64, "num_key_value_heads": 64}, "the weights alone need")])
+def test_2_10_config_json_against_tokenizer_engine_and_device(world, tmp_path, capfd, edit,
+                                                              words):
+    """Checked before any pass and before a weight is allocated (item 19: 390 GB of
+    weights is refused at once)."""
+    model, mmlu = copy_world(world, tmp_path)
+    cfg = json.loads((model / "config.json").read_text())
+    cfg.update(edit)
+    (model / "config.json").write_text(json.dumps(cfg))
+    attack(capfd, run_args(model, mmlu, tmp_path / "out", "--random-weights"),
+           tmp_path / "out", f"{model / 'config.json'}: ", words)
+
+
+def test_2_18_weight_file_is_a_fifo(world, tmp_path):
+    model, mmlu = copy_world(world, tmp_path)
+    (model / "model.safetensors").unlink()
+    os.mkfifo(model / "model.safetensors")
+    done = run_cli(*run_args(model, mmlu, tmp_path / "out"), timeout=60)
+    assert_one_error(done.returncode, done.stderr, tmp_path / "out",
+                     f"{model / 'model.safetensors'}: not a regular file")
+
+
+# 2.11 ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("engine", "setting"), [
+    ("shared-prefix", "engines.shared-prefix.compile_options={bogus_option: 1}"),
+    ("shared-prefix", "engines.shared-prefix.compile_mode=bogus"),
+    ("inductor", "engines.inductor.mode=bogus")])
+def test_2_11_compile_settings_checked_up_front(world, tmp_path, capfd, engine, setting):
+    model, mmlu = copy_world(world, tmp_path)
+    out = tmp_path / "out"
+    attack(capfd, run_args(model, mmlu, out, "--engine", engine, "--set", setting), out,
+           "bogus")
+    assert not out.exists()  # before the model loads
+
+
+# 2.12 ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["folder", "missing parent", "/dev/full"])
+def test_2_12_prompts_out_unwritable(world, tmp_path, capfd, where):
+    model, mmlu = copy_world(world, tmp_path)
+    out = {"folder": tmp_path, "missing parent": tmp_path / "no" / "p.jsonl",
+           "/dev/full": Path("/dev/full")}[where]
+    attack(capfd, ["prompts", "--weight-dir", str(model), "--mmlu-dir", str(mmlu),
+                   "--subjects", SUBJECT, "--limit", "1", "--no-progress", "--out", str(out)],
+           None, str(out))
+
+
+@pytest.mark.parametrize("what", ["report --html", "compare --html", "compare --png"])
+def test_2_12_report_outputs_unwritable(finished, tmp_path, capfd, what):
+    command, flag = what.split()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for out in (tmp_path, blocker / "sub" / "x.out", Path("/proc/x.out")):
+        attack(capfd, [command, str(finished), flag, str(out)], None, str(out)[:10])
+    assert blocker.read_text() == "x"
+
+
+# 2.14 ------------------------------------------------------------------------------------
+
+def test_2_14_names_are_plain_text_in_charts(world, finished, tmp_path, capfd):
+    run = copy_run(finished, tmp_path)
+    named = run.with_name(run.name + "_$^$")
+    run.rename(named)
+    assert main(["report", str(named), "--html", str(tmp_path / "r.html")]) == 0
+    assert main(["compare", str(named), str(named), "--png", str(tmp_path / "c.png")]) == 0
+    assert "Traceback" not in capfd.readouterr().err
+
+
+# 2.15 ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("when", ["first progress record", "result write"])
+def test_2_15_disk_full(world, tmp_path, capfd, monkeypatch, when):
+    import errno
+
+    model, mmlu = copy_world(world, tmp_path)
+    out = tmp_path / "out"
+    name = "progress.jsonl" if when == "first progress record" else "result.json.tmp"
+    real = os.fsync
+
+    def full(fd):  # the disk fills as that file is synced
+        if not os.readlink(f"/proc/self/fd/{fd}").endswith(name):
+            return real(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    attack(capfd, run_args(model, mmlu, out), out, "the disk is full", "--resume")
+    monkeypatch.undo()
+    (run,) = out.iterdir()
+    assert not (run / "result.json.tmp").exists()
+    assert main(resume(run)) == 0
+    assert (run / "result.json").is_file()
+
+
+# 2.16 ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["XDG_CACHE_HOME a file", "--dir a file", "--dir /proc"])
+def test_2_16_demo_folder_cannot_be_made(tmp_path, how):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    env = {"XDG_CACHE_HOME": str(blocker)} if how.startswith("XDG") else {}
+    extra = {"--dir a file": ["--dir", str(blocker)], "--dir /proc": ["--dir", "/proc/demo"]
+             }.get(how, [])
+    done = run_cli("demo", "--no-progress", *extra, env=env, timeout=120)
+    assert_one_error(done.returncode, done.stderr, None, "cannot make the demo folder")
+    assert blocker.read_text() == "x"
+
+
+# 2.17 ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("gap_s", [0.01, 0.03, 0.05])
+def test_2_17_second_ctrl_c(world, tmp_path, gap_s):
+    import signal
+    import time
+
+    model, mmlu = copy_world(world, tmp_path)
+    args = run_args(model, mmlu, tmp_path / "out", "--limit", "30", "--set",
+                    "engines.eager.batch_size=1")
+    proc = subprocess.Popen([sys.executable, "-m", "mmlubench", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list((tmp_path / "out").rglob("progress.jsonl")) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(gap_s)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Exception ignored" not in err and "Traceback" not in err, err
+
+
+# 2.20 ------------------------------------------------------------------------------------
+
+def test_2_20_yaml_errors_are_one_line(world, tmp_path, capfd):
+    model, mmlu = copy_world(world, tmp_path)
+    attack(capfd, run_args(model, mmlu, tmp_path / "out", "--set", "limit=[1"),
+           tmp_path / "out", "--set limit")
+
+
+def test_2_20_run_name_with_a_control_character(world, tmp_path, capfd):
+    model, mmlu = copy_world(world, tmp_path)
+    out = tmp_path / "out"
+    attack(capfd, run_args(model, mmlu, out, "--run-name", "a\nb"), out, "'run_name'")
+    assert not out.exists()
+
+
+def test_2_20_weight_dir_with_a_newline(world, tmp_path, capfd):
+    model, mmlu = copy_world(world, tmp_path)
+    odd = tmp_path / "mo\ndel"
+    model.rename(odd)
+    (odd / "config.json").unlink()  # an error that names the folder
+    attack(capfd, run_args(odd, mmlu, tmp_path / "out"), tmp_path / "out", "mo del")
+
+
+def test_2_20_data_tar_not_a_tar(tmp_path, capfd):
+    bad = tmp_path / "notatar.tar"
+    bad.write_text("not a tar\n")
+    attack(capfd, ["download", "--data-tar", str(bad), "--data-dir", str(tmp_path / "d")],
+           None, str(bad))
+
+
+# 2.21 ------------------------------------------------------------------------------------
+
+def test_2_21_emptied_config_on_resume(interrupted, tmp_path, capfd):
+    run = copy_run(interrupted, tmp_path)
+    (run / "config.yaml").write_text("")
+    line = attack(capfd, resume(run), run, f"{run / 'config.yaml'}: empty")
+    assert "cuda" not in line
+
+
+def test_2_21_fifo_as_config(world, tmp_path, capfd):
+    model, mmlu = copy_world(world, tmp_path)
+    fifo = tmp_path / "case.yaml"
+    os.mkfifo(fifo)
+    argv = ["run", "--config", str(fifo), *run_args(model, mmlu, tmp_path / "out")[1:]]
+    line = attack(capfd, argv, tmp_path / "out", f"{fifo}: not a regular file")
+    assert "not found" not in line
+
+
+def test_2_21_device_index_out_of_range(world, tmp_path, capfd):
+    model, mmlu = copy_world(world, tmp_path)
+    line = attack(capfd, run_args(model, mmlu, tmp_path / "out", "--device",
+                                  "cpu:99999999999999999999"), tmp_path / "out",
+                  "'device'", "index out of range")
+    assert "does not know device type" not in line
