@@ -805,3 +805,49 @@ def test_2_21_device_index_out_of_range(world, tmp_path, capfd):
                                   "cpu:99999999999999999999"), tmp_path / "out",
                   "'device'", "index out of range")
     assert "does not know device type" not in line
+
+
+# 2.13 ------------------------------------------------------------------------------------
+
+def _set(doc: dict, path: str, value) -> None:
+    *parents, last = path.split(".")
+    for p in parents:
+        doc = doc[p]
+    if value is KeyError:
+        del doc[last]
+    else:
+        doc[last] = value
+
+
+@pytest.mark.parametrize(("edit", "key"), [
+    ("big int", "not valid JSON"), ("deep", "not valid JSON"),
+    (("passes.infer", KeyError), "passes.infer"), (("accuracy.rule", "bogus"), "accuracy.rule"),
+    ("random without a rule", "accuracy.reference"),
+    (("passes.infer.energy_j", 5.0), "energy_j"), ("power without energy", "energy_j"),
+    (("memory.samples", [[1.0]]), "memory.samples[0]"),
+    (("passes.infer.timeline", [[1, 2]]), "passes.infer.timeline[0]"),
+    ("infinity", "Infinity"), (("timings.x_bytes", 10**100), "timings.x_bytes")])
+def test_2_13_edited_result_document(finished, tmp_path, capfd, edit, key):
+    run = copy_run(finished, tmp_path)
+    path = run / "result.json"
+    doc = json.loads(path.read_text())
+    text = None
+    if edit == "big int":
+        text = json.dumps(doc).replace('"questions": 2', '"questions": ' + "9" * 5000, 1)
+    elif edit == "deep":
+        text = "[" * 200_000 + "]" * 200_000
+    elif edit == "infinity":
+        doc["timings"]["x_bytes"] = float("inf")
+        text = json.dumps(doc)
+    elif edit == "random without a rule":
+        doc["random_weights"] = True
+        del doc["passes"]["infer"]["accuracy"]["reference"]
+        doc["accuracy"]["rule"] = "choices"
+    elif edit == "power without energy":
+        doc["passes"]["infer"].update(energy_j=None, avg_power_w=3.0)
+    else:
+        _set(doc, *edit)
+    path.write_text(text if text is not None else json.dumps(doc))
+    for argv in (["report", str(run)], ["compare", str(run), str(run)]):
+        line = attack(capfd, argv, None, str(path), key)
+        assert len(line) < 500
