@@ -88,9 +88,10 @@ def device_bytes(device: str) -> int | None:
     dev = torch.device(device)
     if dev.type == "cpu":
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if dev.type == "cuda" and torch.cuda.is_available():
-        return torch.cuda.get_device_properties(dev).total_memory
-    return None
+    try:  # torch.accelerator drives the device types of every vendor's PyTorch
+        return int(torch.accelerator.get_memory_info(dev)[1])
+    except Exception:  # no such call, no such device: the load itself will tell
+        return None
 
 
 def check_model(path: Path, random_weights: bool, precision: str, device: str,

@@ -424,7 +424,8 @@ def test_2_01_a_plain_inductor_option_is_accepted():
 # 2.2 -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["run.lock", "progress.jsonl", "result.json.tmp",
-                                  "predictions.jsonl.tmp"])
+                                  "predictions.jsonl.tmp", "predictions.jsonl",
+                                  "config.yaml.tmp", "fingerprint.json.tmp"])
 def test_2_02_resume_never_writes_through_a_link(interrupted, tmp_path, capfd, name):
     run = copy_run(interrupted, tmp_path)
     target = victim(tmp_path)
