@@ -555,15 +555,15 @@ def test_2_06_mfu_above_100_percent(world, tmp_path, capfd):
 # 2.7 -------------------------------------------------------------------------------------
 
 def laughs(levels: int) -> str:
-    """A YAML "billion laughs": each level an alias list of nine of the one before."""
-    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    """A YAML "billion laughs" as the value of `few_shots`: each level a list of nine aliases of
+    the one before (the anchors inside the value, so no unknown key stops it first)."""
+    parts = ['&a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for k in range(1, levels):
-        lines.append(f"a{k}: &a{k} [" + ",".join([f"*a{k - 1}"] * 9) + "]")
-    lines.append(f"limit: *a{levels - 1}")
-    return "\n".join(lines) + "\n"
+        parts.append(f"&a{k} [" + ",".join([f"*a{k - 1}"] * 9) + "]")
+    return "few_shots: [" + ", ".join(parts) + "]\n"
 
 
-@pytest.mark.parametrize("levels", [9, 5, 4])
+@pytest.mark.parametrize("levels", [9, 5])
 def test_2_07_yaml_alias_bomb(world, tmp_path, capfd, levels):
     model, mmlu = copy_world(world, tmp_path)
     case = tmp_path / "case.yaml"
@@ -572,8 +572,8 @@ def test_2_07_yaml_alias_bomb(world, tmp_path, capfd, levels):
     argv = ["run", "--config", str(case), *run_args(model, mmlu, tmp_path / "out")[1:]]
     line = attack(capfd, argv, tmp_path / "out", str(case))
     assert len(line) < 500  # the value is never written out whole
-    # 4 levels (13k values) load, and the message about `limit` shows a bounded part of them
-    assert ("aliases expand" in line) == (levels > 4)
+    # 5 levels (66k values) load, and the message about `few_shots` shows a bounded part
+    assert ("aliases expand" in line) == (levels == 9)
 
 
 # 2.8 -------------------------------------------------------------------------------------
