@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mmlubench import __version__
+from mmlubench import __version__, interrupts
 from mmlubench.errors import MmlubenchError, one_line
 
 DESCRIPTION = """\
@@ -232,21 +232,12 @@ def allocator_defaults() -> None:
         os.environ["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
 
 
-def interrupt_once(signum: int, frame: object) -> None:
-    """Ctrl-C: a KeyboardInterrupt, once; a second Ctrl-C while the first unwinds (the lock
-    released, the log closed) is ignored instead of breaking that cleanup."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()  # e2e_time counts from here: config, data, model, both passes
     allocator_defaults()
     args = build_parser().parse_args(argv)
     args.start_time = start
-    previous = None
-    with contextlib.suppress(ValueError):  # not the main thread: Python's own handler stays
-        previous = signal.signal(signal.SIGINT, interrupt_once)
+    previous = interrupts.install()  # a second Ctrl-C never breaks the first's cleanup
     try:
         return args.func(args)
     except MmlubenchError as e:
@@ -254,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("mmlubench: interrupted", file=sys.stderr)
-        previous = None  # a later Ctrl-C, up to the process's exit, stays ignored
+        if previous is not None:
+            interrupts.ignore_from_now()
+            previous = None
         return 130
     except BrokenPipeError:  # `mmlubench engines | head`: the reader has gone, not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit

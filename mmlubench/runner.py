@@ -98,13 +98,13 @@ def run_case(cfg: Config, e2e_start: float | None = None,
 def check_start(cfg: Config, resume: str | Path | None) -> None:
     """Refuse at once what cannot work: resuming under torchrun, a device torch does not know
     or does not see."""
-    torchrun_env()  # bad torchrun variables: one line, before the run folder is made
     if resume is not None:
-        if torchrun_env()[0] > 1:
+        if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1"):
             raise RunError("--resume runs in one process only, not under torchrun "
                            f"(WORLD_SIZE={os.environ['WORLD_SIZE']}): data-parallel runs keep "
                            "no progress log; resume a single-process run without torchrun")
         rundir.resume_config_path(resume)  # the folder exists, is a run's, and is unfinished
+    torchrun_env()  # bad torchrun variables: one line, before the run folder is made
     vendors.check_device(cfg.device, cfg.vendor)
 
 
