@@ -24,6 +24,7 @@ def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
+    matplotlib.rcParams["text.parse_math"] = False  # labels are names ("$^$"), never maths
     import matplotlib.pyplot as plt
 
     return plt

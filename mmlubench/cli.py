@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from mmlubench import __version__
-from mmlubench.errors import MmlubenchError
+from mmlubench import __version__, interrupts
+from mmlubench.errors import MmlubenchError, one_line
 
 DESCRIPTION = """\
 mmlubench measures how fast and how well an accelerator runs a large language model on 5-shot
@@ -266,10 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     allocator_defaults()
     args = build_parser().parse_args(argv)
     args.start_time = start
+    previous = interrupts.install()  # a second Ctrl-C never breaks the first's cleanup
     try:
         return args.func(args)
     except MmlubenchError as e:
-        print(f"mmlubench: error: {e}", file=sys.stderr)
+        print(f"mmlubench: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         from mmlubench.errors import Interrupted
@@ -277,7 +279,13 @@ def main(argv: list[str] | None = None) -> int:
         # On a line of its own: a progress bar may hold the cursor at the end of its line.
         print("\n" + (e.message() if isinstance(e, Interrupted) else "mmlubench: interrupted"),
               file=sys.stderr)
+        if previous is not None:
+            interrupts.ignore_from_now()
+            previous = None
         return 130
     except BrokenPipeError:  # `mmlubench engines | head`: the reader has gone, not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)

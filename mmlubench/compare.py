@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mmlubench import document
+from mmlubench import document, safefile
 from mmlubench.display import commit_label, pct, run_label
 from mmlubench.document import Metrics, Result
 from mmlubench.report import COLUMNS, LEGEND, markdown_table, table_row
@@ -146,8 +146,8 @@ def write_png(results: Sequence[Result], labels: Sequence[str], out: str | Path)
     from mmlubench import charts
 
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(charts.comparison(results, labels))
+    safefile.make_parent(path)
+    safefile.write_bytes(path, charts.comparison(results, labels))
     return path
 
 
@@ -186,6 +186,6 @@ def render_html(results: Sequence[Result], labels: Sequence[str]) -> str:
 def write_html(results: Sequence[Result], labels: Sequence[str], out: str | Path) -> Path:
     """Write the comparison page; returns the path."""
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(results, labels), encoding="utf-8")
+    safefile.make_parent(path)
+    safefile.write_text(path, render_html(results, labels))
     return path

@@ -144,8 +144,8 @@ def _validate_case_keys(cfg: Config, fail) -> None:
             fail("peak_flops", f"per-precision values: {e}")
     for peak in (cfg.peak_flops.values() if isinstance(cfg.peak_flops, dict)
                  else [cfg.peak_flops]):
-        if peak is not None and peak <= 0:
-            fail("peak_flops", f"must be positive, got {peak}")
+        if peak is not None and not peak >= 1e11:  # below any real device: a typo, not a peak
+            fail("peak_flops", f"must be at least 1e11 FLOP/s, got {peak:.6g}")
     if cfg.reference is not None:
         from mmlubench.reference import parse_reference
 
@@ -174,8 +174,8 @@ def validate(cfg: Config, sources: Mapping[str, str]) -> None:
         fail("mem_sample_interval_s", f"must be positive, got {cfg.mem_sample_interval_s}")
     for key in ("case", "run_name"):  # they name the run folder: one path component
         name = getattr(cfg, key)
-        if name is not None and re.search(r"[/\\\x00]", name):
-            fail(key, f"must be usable in a folder name (no '/', '\\' or NUL), got {name!r}")
+        if name is not None and re.search(r"[/\\\x00-\x1f\x7f]", name):
+            fail(key, f"must be one folder name (no '/', '\\', control character), got {name!r}")
     from mmlubench.vendors import load_plugin, parse_device  # any type torch knows
 
     try:

@@ -117,12 +117,24 @@ def make_model(model_dir: Path, tokenizer, seed: int = 0) -> None:
 
 
 def make_demo(root: str | Path, seed: int = 0) -> Path:
-    """Generate the demo's dataset, tokenizer and model under `root` (idempotent)."""
+    """Generate the demo's dataset, tokenizer and model under `root` (idempotent); a folder
+    that cannot be made or written is one error line."""
+    from mmlubench.safefile import output_error
+
+    root = Path(root)
+    try:
+        return _make_demo(root, seed)
+    except OSError as e:  # a file in the way, no permission, /proc, a full disk: one line
+        raise output_error(e.filename or root, e, "make the demo folder "
+                           f"{root} (choose another with --dir)") from None
+
+
+def _make_demo(root: Path, seed: int) -> Path:
     from mmlubench.data import load_mmlu
     from mmlubench.prompts import few_shot_prefix, format_example
 
-    root = Path(root)
     mmlu_dir, model_dir = root / "mmlu", root / "model"
+    root.mkdir(parents=True, exist_ok=True)
     if not (root / MARKER).is_file():  # written last: a half-made demo is made again
         make_dataset(mmlu_dir, seed)
         ds = load_mmlu(mmlu_dir, "test")

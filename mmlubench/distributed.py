@@ -20,7 +20,7 @@ import torch
 
 from mmlubench import accel
 from mmlubench.engines.base import Batch
-from mmlubench.errors import RunError
+from mmlubench.errors import RunError, short
 
 T = TypeVar("T")
 
@@ -43,19 +43,44 @@ class Dist:
         return self.world > 1
 
 
+def torchrun_env() -> tuple[int, int, int]:
+    """(world size, rank, local rank) from torchrun's variables, checked; a missing or bad one
+    is an error naming it (WORLD_SIZE unset or 1: one process)."""
+    env = os.environ
+
+    def number(key: str, default: str | None, low: int, high: int | None = None) -> int:
+        raw = env.get(key, default)
+        if raw is None:
+            raise RunError(f"{key} is not set, but WORLD_SIZE={env['WORLD_SIZE']} says this is "
+                           "one rank of a torchrun job (start it with torchrun)")
+        value = int(raw) if raw.strip().isdigit() and len(raw.strip()) < 10 else -1
+        if value < low or (high is not None and value >= high):
+            raise RunError(f"environment variable {key}={short(raw, 30)}: expected an integer "
+                           f">= {low}" + (f" and < {high}" if high is not None else ""))
+        return value
+
+    world = number("WORLD_SIZE", "1", 1)
+    if world == 1:
+        return 1, 0, 0
+    rank = number("RANK", None, 0, world)
+    number("MASTER_PORT", None, 1, 65536)
+    if not env.get("MASTER_ADDR"):
+        raise RunError(f"MASTER_ADDR is not set, but WORLD_SIZE={world} says this is one rank "
+                       "of a torchrun job (start it with torchrun)")
+    return world, rank, number("LOCAL_RANK", "0", 0)
+
+
 def init_from_env(device: str, timeout_min: float = 60.0) -> Dist:
     """Join the torchrun job described by the environment, if any.
 
     On an accelerator each rank takes the device of its LOCAL_RANK ("cuda" becomes
     "cuda:LOCAL_RANK"); on the CPU every rank shares it.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world, rank, local = torchrun_env()
     if world <= 1:
         return Dist(device=device)
     import torch.distributed as dist
 
-    rank = int(os.environ["RANK"])
-    local = int(os.environ.get("LOCAL_RANK", "0"))
     kind = torch.device(device).type
     if kind != "cpu":
         count = accel.device_count(kind)

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmlubench import document_check
 from mmlubench.ceiling_sections import AtCeiling, Ceiling
-from mmlubench.errors import MmlubenchError
+from mmlubench.errors import MmlubenchError, short
 from mmlubench.provenance import Environment, Model, RunConfig
 from mmlubench.sections import OMIT_IF_NONE, BadKey, Section
 
@@ -228,9 +229,15 @@ def from_json(data: Any, source: str | Path = "result.json") -> Result:
     if not isinstance(data, dict):
         raise DocumentError(f"{source}: not a result document (a JSON object is expected)")
     try:
-        return Result.from_json(data)
+        result = Result.from_json(data)
+        document_check.check(result, data)
+        return result
     except BadKey as e:
         raise DocumentError(f"{source}: {e} (not a complete mmlubench result)") from None
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def load(run: str | Path) -> Result:
@@ -241,9 +248,9 @@ def load(run: str | Path) -> Result:
     if not path.is_file():
         raise DocumentError(f"{path}: no result.json here (is this a run folder?)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DocumentError(f"{path}: not valid JSON: {e}") from None
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    except (ValueError, RecursionError) as e:  # also a 5000-digit number, 200,000 levels
+        raise DocumentError(f"{path}: not valid JSON: {short(str(e), 160)}") from None
     except OSError as e:
         raise DocumentError(f"{path}: cannot read: {e.strerror}") from None
     return from_json(data, path)

@@ -42,3 +42,30 @@ class Interrupted(KeyboardInterrupt):
                     "with (no progress log): start the run again")
         return (f"mmlubench: interrupted; the answers so far are kept in {self.run_dir}; go "
                 f"on with: mmlubench run --resume {self.run_dir}")
+
+
+class OutputError(MmlubenchError):
+    """A file mmlubench writes cannot be written: a link or a non-file in its place, a folder
+    that is not there, no permission, a full disk (then `disk_full`)."""
+
+    disk_full = False
+
+
+def one_line(message: object) -> str:
+    """A message as one line: line breaks folded into spaces, other control characters shown
+    as escapes (a path or a parser's message may hold them)."""
+    import re
+
+    text = re.sub(r"\s*[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+\s*", " ", str(message)).strip()
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def short(value: object, limit: int = 80) -> str:
+    """repr of a value for a message, bounded however large or deep the value is."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = limit
+    r.maxlevel, r.maxlist, r.maxdict = 3, 4, 4
+    text = r.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmlubench import ceiling_report, charts
+from mmlubench import ceiling_report, charts, safefile
 from mmlubench.display import GIB, commit_label, pct
 from mmlubench.document import Result
 from mmlubench.htmlpage import esc, image, kv_table, page, table
@@ -202,6 +202,6 @@ def render(result: Result, run_name: str = "") -> str:
 def write(result: Result, out: str | Path, run_name: str = "") -> Path:
     """Render the page and write it to `out` (parents created); returns the path."""
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(result, run_name), encoding="utf-8")
+    safefile.make_parent(path)
+    safefile.write_text(path, render(result, run_name))
     return path

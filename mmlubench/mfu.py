@@ -13,6 +13,12 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
+
+from mmlubench.errors import RunError
+
+if TYPE_CHECKING:
+    from mmlubench.document import Pass
 
 # How far a given flops_per_token may be from 2 x active parameters before a warning.
 FAR = 1.25
@@ -72,3 +78,15 @@ def resolve_flops_per_token(expr: str, set_by: str, case: str, case_differs: lis
                        f"2*params ({per_params:.4g}, 2 x the active parameters of this "
                        "model): MFU may mean little (give --flops-per-token 2*params)"]
     return value, []
+
+
+def checked_mfu(name: str, peak: float | None, section: Pass) -> Pass:
+    """An MFU above 100% is a wrong peak_flops (or flops_per_token), never a figure."""
+    for key in ("mfu", "mfu_computed"):
+        value = getattr(section, key)
+        if value is not None and value > 1:
+            raise RunError(f"{name} pass: {key} would be {value:.3g}x the device's peak, "
+                           f"above 100%: peak_flops ({peak:.4g} FLOP/s) or flops_per_token "
+                           "is wrong; fix it and `mmlubench run --resume` the run folder (its "
+                           "answers are recorded and are not computed again)")
+    return section

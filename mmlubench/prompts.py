@@ -231,10 +231,15 @@ def json_line(obj: dict) -> str:
 def write_jsonl(prompts: Iterable[Prompt], path: str | Path) -> int:
     """Write one JSON object per prompt; returns the count."""
     n = 0
-    with open(path, "w", encoding="utf-8") as f:
-        for p in prompts:
-            f.write(json_line(p.to_json()))
-            n += 1
+    from mmlubench.safefile import open_file, output_error  # never through a link
+
+    try:
+        with open_file(path, "w") as f:
+            for p in prompts:
+                f.write(json_line(p.to_json()))
+                n += 1
+    except OSError as e:  # a full disk: one line
+        raise output_error(path, e) from None
     return n
 
 

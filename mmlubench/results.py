@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, astuple, replace
 from pathlib import Path
@@ -20,8 +19,9 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from mmlubench import document as doc
-from mmlubench import hub, logit_sample
+from mmlubench import hub, logit_sample, safefile
 from mmlubench.metrics import ModelShape, mfu, resolve_peak, throughput, work_flops
+from mmlubench.mfu import checked_mfu
 from mmlubench.prompts import choice_token_ids, json_line, prompt_bos
 from mmlubench.scoring import Decoder, accuracy, choices_letter, reference_letter, token_letter
 
@@ -52,7 +52,7 @@ def pass_section(p: PassResult, shape: ModelShape, peak: float | None, devices: 
                  predicted: Mapping[str, list[str]], energy: Mapping | None = None) -> doc.Pass:
     """One pass's section; `energy`: its figures from energy.pass_energy (null: unmeasured)."""
     flops = work_flops(shape, *astuple(p.work)[:3], window_pairs=p.work.window_pairs)
-    return doc.Pass(
+    return checked_mfu(p.name, peak, doc.Pass(
         engine=doc.Engine(p.engine["name"], p.engine["options"]),
         questions=len(p.top_ids),
         batches=p.batches,
@@ -84,7 +84,7 @@ def pass_section(p: PassResult, shape: ModelShape, peak: float | None, devices: 
         oom_backoff_count=len(p.oom_backoffs),
         oom_backoffs=p.oom_backoffs,
         **(energy or {}),
-    )
+    ))
 
 
 def _agreement(passes: Mapping[str, PassResult],
@@ -249,18 +249,8 @@ def assemble(
 
 def write_text_atomic(path: Path, write: Callable[[IO[str]], object]) -> None:
     """Call `write` on a temporary file beside `path`, sync it, then rename it to `path`: a crash
-    or an exception never leaves a truncated `path` (nor the temporary file, on an exception)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    or an exception never leaves a truncated `path`; never written through a link."""
+    safefile.write_atomic(path, write)
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

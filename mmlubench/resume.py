@@ -5,7 +5,8 @@ A run folder (rundir.py) holds, from the start of a single-process run:
   keys that change no answer (where things are, output, progress bars, memory sampling, and
   the metric-only keys flops_per_token, peak_flops, scoring: a bad metric value never makes
   recorded work unrecoverable); every prompt's token ids and the answer-letter ids; the model
-  (config.json's bytes, the weight files' names and sizes, or the seed of random weights);
+  (config.json's bytes and the weights' identity, weights_id.py; or the seed of random
+  weights);
 - progress.jsonl    one JSON line per event, appended, flushed and fsynced before the run goes on:
     session      a process started (or resumed) the run
     pass_start   a pass planned its batches and warmed up (engine, plan and compile seconds)
@@ -23,6 +24,7 @@ session's, joined by passes.merge (the merge of data-parallel ranks, with times 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,18 +35,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmlubench import safefile
 from mmlubench.display import flatten
 from mmlubench.engines.base import Work
 from mmlubench.errors import RunError
-from mmlubench.model import WEIGHT_FILES
 from mmlubench.passes import PassResult, Record, merge, no_record
+from mmlubench.progress_check import Limits, check_record
 from mmlubench.rundir import FINGERPRINT, PROGRESS
+from mmlubench.weights_id import COVERS, model_identity
 
 if TYPE_CHECKING:
     from mmlubench.config import Config
     from mmlubench.prompts import Prompt
 
-SCHEMA = "mmlubench.fingerprint/2"
+SCHEMA = "mmlubench.fingerprint/3"
 EXCLUDED = ("data_dir", "weight_dir", "mmlu_dir", "output_dir", "run_name", "progress",
             "mem_sample_interval_s", "flops_per_token", "peak_flops", "scoring",
             "flops_per_token_set_by", "model", "revision", "log_samples")
@@ -71,18 +75,6 @@ def _sha256(obj: Any) -> str:
                           ).hexdigest()
 
 
-def _model_part(path: Path, random_weights: bool, seed: int) -> dict[str, Any]:
-    cfg = Path(path) / "config.json"
-    out: dict[str, Any] = {"config_json_sha256": hashlib.sha256(cfg.read_bytes()).hexdigest()
-                           if cfg.is_file() else None}
-    if random_weights:
-        out["random_weights_seed"] = seed
-    else:
-        files = {f for pattern in WEIGHT_FILES for f in Path(path).glob(pattern) if f.is_file()}
-        out["weight_files"] = sorted([f.name, f.stat().st_size] for f in files)
-    return out
-
-
 def fingerprint(cfg: Config, prompts: Sequence[Prompt], choice_ids: Sequence[int],
                 world_size: int = 1) -> dict[str, Any]:
     """The fingerprint document of a run (stored as fingerprint.json)."""
@@ -90,7 +82,7 @@ def fingerprint(cfg: Config, prompts: Sequence[Prompt], choice_ids: Sequence[int
     # Options of engines this run does not use cannot change what it computes.
     used = {cfg.engine, cfg.val_engine}
     config["engines"] = {k: v for k, v in (config.get("engines") or {}).items() if k in used}
-    model = _model_part(cfg.weight_path, cfg.random_weights, cfg.seed)
+    model = model_identity(cfg.weight_path, cfg.random_weights, cfg.seed)
     h = hashlib.sha256(json.dumps([int(i) for i in choice_ids]).encode())
     for p in prompts:
         h.update(json.dumps([p.subject, p.index, p.answer, p.prefix_len, len(p.ids)]).encode())
@@ -119,31 +111,29 @@ def differences(then: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
                    f"{now['questions']} now): the MMLU files, the tokenizer or the prompt rule "
                    "changed")
     if then["model_sha256"] != now["model_sha256"]:
-        out.append(_changed("model", then["model"], now["model"]))
+        out.append(_changed("model", then["model"], now["model"]) + f" ({COVERS})")
     return out
 
 
-def read_records(path: Path) -> list[dict]:
-    """The complete lines of progress.jsonl. A torn last line (a crash while writing it) is
-    cut off the file, so that appending starts on a fresh line."""
+def read_records(path: Path, lim: Limits) -> list[dict]:
+    """The complete lines of progress.jsonl, each checked (progress_check.py). A torn last line
+    (a crash while writing it) is cut off the file, so that appending starts on a fresh line."""
+    safefile.refuse_link(path)
     if not path.is_file():
         return []
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
     if end < len(data):
-        with open(path, "r+b") as f:
-            f.truncate(end)
+        fd = safefile.open_fd(path, "r+")
+        os.ftruncate(fd, end)
+        os.close(fd)
     records = []
     for n, line in enumerate(data[:end].splitlines(), 1):
         try:
             rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise RunError(f"{path}:{n}: corrupt progress record: {e}") from None
-        need = ("kind", "session", "e2e_s", *FIELDS.get(
-            rec.get("kind") if isinstance(rec, dict) else None, ("?",)))
-        if not isinstance(rec, dict) or any(k not in rec for k in need):
-            raise RunError(f"{path}:{n}: corrupt progress record: expected an event with "
-                           f"{', '.join(need)}")
+        except (ValueError, RecursionError) as e:  # ValueError: also a 5000-digit number
+            raise RunError(f"{path}:{n}: corrupt progress record: {str(e)[:200]}") from None
+        check_record(rec, f"{path}:{n}", lim)
         records.append(rec)
     return records
 
@@ -189,11 +179,11 @@ class RunLog(NoLog):
         self.e2e_start = e2e_start
         self.current: dict[str, dict] = {}  # this session's figures of each pass
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+        self._file = safefile.open_file(self.path, "a")  # kept open; never through a link
         self._write({"kind": "session", "started": self.started, "pid": os.getpid()})
 
     @classmethod
-    def resume(cls, run_dir: Path, fp: dict, e2e_start: float) -> RunLog:
+    def resume(cls, run_dir: Path, fp: dict, e2e_start: float, vocab: int) -> RunLog:
         """Go on with an interrupted run, if its fingerprint matches `fp` (else RunError)."""
         path = Path(run_dir) / FINGERPRINT
         try:
@@ -213,14 +203,18 @@ class RunLog(NoLog):
         if why:
             raise RunError(f"{run_dir}: cannot resume, this is not the same run: "
                            + " | ".join(why) + " (start a new run instead)")
-        return cls(run_dir, fp["questions"], e2e_start, read_records(Path(run_dir) / PROGRESS))
+        records = read_records(Path(run_dir) / PROGRESS, Limits(fp["questions"], vocab))
+        return cls(run_dir, fp["questions"], e2e_start, records)
 
     def _write(self, record: dict) -> None:
         rec = {"session": self.session, **record,
                "e2e_s": round(time.perf_counter() - self.e2e_start, 6)}
-        self._file.write(json.dumps(rec, allow_nan=False) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())  # on disk before the next batch starts
+        try:
+            self._file.write(json.dumps(rec, allow_nan=False) + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())  # on disk before the next batch starts
+        except OSError as e:  # a full disk: one line (what was recorded before is kept)
+            raise safefile.output_error(self.path, e, "record progress") from None
 
     def recorder(self, pass_name: str) -> Record:
         """The `record` hook of passes.run_pass for one pass."""
@@ -292,4 +286,5 @@ class RunLog(NoLog):
         return {"resumed": True, "sessions": sessions, "timing_rule": TIMING_RULE}, total
 
     def close(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):  # a full disk: the failed write said so already
+            self._file.close()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from mmlubench import safefile
 from mmlubench.errors import RunError
 from mmlubench.results import write_json_atomic, write_text_atomic
 
@@ -35,6 +36,10 @@ FINGERPRINT = "fingerprint.json"
 PROGRESS = "progress.jsonl"
 RESULT = "result.json"
 LOCK = "run.lock"
+PREDICTIONS = "predictions.jsonl"
+# Every file mmlubench writes in a run folder, the temporary files of the atomic writes too.
+OWN_FILES = (*(n + tmp for n in (CONFIG, FINGERPRINT, PREDICTIONS, RESULT, "report.html")
+                for tmp in ("", ".tmp")), PROGRESS, LOCK)
 
 
 def _os_error(path: Path, what: str, e: OSError) -> RunError:
@@ -75,6 +80,9 @@ def resume_config_path(run_dir: str | Path) -> Path:
     path = run_dir / CONFIG
     if not path.is_file():
         raise RunError(f"{run_dir}: not a resumable run folder (no {CONFIG})")
+    if not path.read_bytes().strip():  # its defaults would make another run
+        raise RunError(f"{path}: empty: the run's config is lost, it cannot be resumed "
+                       "(start a new run)")
     return path
 
 
@@ -83,12 +91,13 @@ def check_writable(run_dir: Path) -> None:
     # One probe per process: two resumes of one folder probe at once (the lock then refuses
     # one), and a shared name let one remove the other's probe (ENOENT, a wrong error).
     probe = run_dir / f".write-test-{os.getpid()}"
+    for name in OWN_FILES:  # a planted link is refused before any work, not at the end
+        safefile.refuse_link(run_dir / name)
     try:
-        probe.write_bytes(b"")
+        os.close(safefile.open_fd(probe, "x"))
         probe.unlink()
-        if (run_dir / PROGRESS).exists():
-            with open(run_dir / PROGRESS, "ab"):
-                pass
+        if os.path.lexists(run_dir / PROGRESS):
+            os.close(safefile.open_fd(run_dir / PROGRESS, "a"))
     except OSError as e:
         raise _os_error(Path(e.filename or run_dir), "write the run folder", e) from None
 
@@ -110,10 +119,7 @@ class RunLock:
     def acquire(self) -> RunLock:
         """Take the lock, or raise RunError naming the process (pid and host) that holds it."""
         while True:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as e:
-                raise _os_error(self.path, "make the run folder's lock", e) from None
+            fd = safefile.open_fd(self.path, "lock")  # never through a planted link
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -124,7 +130,7 @@ class RunLock:
             # The holder before us may have removed the file between our open and our lock:
             # then we locked a file nobody else sees, and must lock the current one instead.
             try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+                same = os.fstat(fd).st_ino == os.lstat(self.path).st_ino
             except FileNotFoundError:
                 same = False
             if same:

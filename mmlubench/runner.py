@@ -20,16 +20,27 @@ import torch
 from mmlubench import ceiling, environment, faults, logit_sample, results, rundir, vendors
 from mmlubench.config import Config
 from mmlubench.data import load_mmlu
-from mmlubench.distributed import Dist, all_gather, exit_now, init_from_env, sharer, shutdown, step
+from mmlubench.distributed import (
+    Dist,
+    all_gather,
+    exit_now,
+    init_from_env,
+    sharer,
+    shutdown,
+    step,
+    torchrun_env,
+)
 from mmlubench.document import Result
 from mmlubench.energy import EnergyWindow, pass_energy
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Engine, Request
-from mmlubench.errors import Interrupted, MmlubenchError, RunError
+from mmlubench.errors import Interrupted, MmlubenchError, RunError, one_line
 from mmlubench.memory import MemorySampler
 from mmlubench.metrics import ModelShape, work_flops
 from mmlubench.model import ModelInfo, load_model
+from mmlubench.model_check import check_model
 from mmlubench.passes import PassResult, merge, require_complete, run_pass
+from mmlubench.progress_check import model_vocab
 from mmlubench.prompts import (
     Prompt,
     build_prompts,
@@ -78,11 +89,14 @@ def run_case(cfg: Config, e2e_start: float | None = None,
         raise Interrupted(run_dir, resumable=not d.active and (run_dir / rundir.CONFIG).is_file(),
                           ) from None
     except MmlubenchError as e:
+        if getattr(e, "disk_full", False) and lock is not None:
+            e = RunError(f"{e}; the work recorded is kept: free space, then `mmlubench run "
+                         f"--resume {lock.path.parent}`")
         if not d.active:
-            raise
+            raise e from None
         if lock is not None:  # exit_now skips the finally clause
             lock.release()
-        exit_now(2, f"mmlubench: error: {e}")  # see there: gloo may abort a normal exit
+        exit_now(2, f"mmlubench: error: {one_line(e)}")  # see there: gloo may abort a normal exit
     finally:
         if lock is not None:
             lock.release()
@@ -92,12 +106,13 @@ def check_start(cfg: Config, resume: str | Path | None) -> None:
     """Refuse at once what cannot work: resuming under torchrun, a device torch does not know
     or does not see."""
     if resume is not None:
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1"):
             raise RunError("--resume runs in one process only, not under torchrun "
                            f"(WORLD_SIZE={os.environ['WORLD_SIZE']}): data-parallel runs keep "
                            "no progress log; resume a single-process run without torchrun")
         rundir.resume_config_path(resume)  # the folder exists, is a run's, and is unfinished
-    vendors.check_device(cfg.device)
+    torchrun_env()  # bad torchrun variables: one line, before the run folder is made
+    vendors.check_device(cfg.device, cfg.vendor)
 
 
 def claim_folder(cfg: Config, resume: str | Path | None, main: bool) -> rundir.RunLock | None:
@@ -127,6 +142,8 @@ def _run_case(cfg: Config, d: Dist, run_dir: Path | None, resumed: bool, e2e_sta
     log: NoLog = NoLog()
     try:
         q = step(d, "loading data", load_questions, cfg)
+        step(d, "checking the model", check_model, cfg.weight_path, cfg.random_weights,
+             cfg.precision, cfg.device, [p.ids for p in q.prompts], q.choice_ids)
         log = step(d, "opening the run log", open_log, cfg, d, run_dir, resumed, q, e2e_start)
         model, info, model_load_s = step(d, "loading the model", load_weights, cfg)
         sampler.sample()
@@ -211,7 +228,7 @@ def open_log(cfg: Config, d: Dist, run_dir: Path | None, resumed: bool, q: Quest
         return NoLog()
     fp = fingerprint(cfg, q.prompts, q.choice_ids, d.world)
     if resumed:
-        return RunLog.resume(run_dir, fp, e2e_start)
+        return RunLog.resume(run_dir, fp, e2e_start, model_vocab(cfg.weight_path, q.tokenizer))
     rundir.write_run_files(run_dir, cfg, fp)
     return NoLog() if d.active else RunLog(run_dir, len(q.prompts), e2e_start)
 

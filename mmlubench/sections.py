@@ -52,6 +52,8 @@ def _read(tp: Any, value: Any, key: str) -> Any:
     ok = _LEAVES.get(tp)
     if ok and (not isinstance(value, ok) or (tp is not bool and isinstance(value, bool))):
         raise BadKey(key, f"not a {tp.__name__}:")
+    if ok and tp is not bool and isinstance(value, int) and value.bit_length() > 128:
+        raise BadKey(key, "number out of range:")
     return value
 
 

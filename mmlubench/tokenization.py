@@ -163,8 +163,24 @@ def load_tokenizer(path: str | Path):
         raise ModelError(f"{path}: no tokenizer.json or tokenizer.model in this folder")
     try:
         if where == tok_json:
+            check_bos_known(tok_json, special)
             return PreTrainedTokenizerFast(tokenizer_file=str(tok_json), **special)
         # trust_remote_code=False: never code from the folder, never a prompt (issue 11)
         return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+    except ModelError:
+        raise
     except Exception as e:  # tokenizers/transformers raise many types for a broken file
         raise ModelError(f"{where}: cannot load the tokenizer: {type(e).__name__}: {e}") from None
+
+
+def check_bos_known(tok_json: Path, special: dict[str, str]) -> None:
+    """tokenizer_config.json's bos_token must be a token of tokenizer.json: transformers would
+    otherwise add it as a new id, and every prompt would start with a token the model never
+    saw."""
+    from tokenizers import Tokenizer
+
+    bos = special.get("bos_token")
+    if bos is not None and Tokenizer.from_file(str(tok_json)).token_to_id(bos) is None:
+        raise ModelError(f"{tok_json.parent / 'tokenizer_config.json'}: bos_token "
+                         f"{bos[:60]!r} is not a token of {tok_json} (the model never saw it; "
+                         "fix bos_token or the tokenizer files)")

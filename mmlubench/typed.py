@@ -14,7 +14,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from mmlubench.errors import ConfigError
+from mmlubench.errors import ConfigError, short
 
 
 def _type_name(tp: Any) -> str:
@@ -41,26 +41,26 @@ def check_value(tp: Any, value: Any) -> Any:
         raise ValueError(" or ".join(errors) + (" or null" if type(None) in args else ""))
     if origin is Literal:
         if value not in typing.get_args(tp):
-            raise ValueError(f"expected {_type_name(tp)}, got {value!r}")
+            raise ValueError(f"expected {_type_name(tp)}, got {short(value)}")
         return value
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if isinstance(value, str):  # "a,b" on the command line
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
-            raise ValueError(f"expected a list, got {value!r}")
+            raise ValueError(f"expected a list, got {short(value)}")
         return [check_value(item_tp, v) for v in value]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"expected a mapping, got {value!r}")
+            raise ValueError(f"expected a mapping, got {short(value)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {value!r}")
+            raise ValueError(f"expected true or false, got {short(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an integer, got {value!r}")
+            raise ValueError(f"expected an integer, got {short(value)}")
         return value
     if tp is float:
         number = math.nan
@@ -69,11 +69,11 @@ def check_value(tp: Any, value: Any) -> Any:
             with contextlib.suppress(ValueError, OverflowError):
                 number = float(value)
         if not math.isfinite(number):  # NaN/inf are no rate or interval
-            raise ValueError(f"expected a finite number, got {value!r}")
+            raise ValueError(f"expected a finite number, got {short(value)}")
         return number
     if tp is str:
         if not isinstance(value, str):
-            raise ValueError(f"expected text, got {value!r}")
+            raise ValueError(f"expected text, got {short(value)}")
         return value
     if tp is Any:
         return value
@@ -97,12 +97,13 @@ def build_dataclass(cls: type, merged: Mapping[str, tuple[Any, str]], what: str 
             raise ConfigError(f"{source}: unknown {what} {key!r} (known: {known})")
         if top == "engines" and "engines" in names:
             if not rest:
-                raise ConfigError(f"{source}: key 'engines': expected a mapping, got {value!r}")
+                raise ConfigError(f"{source}: key 'engines': expected a mapping, "
+                                  f"got {short(value)}")
             name, _, opt = rest.partition(".")
             if not opt:
                 if value is not None and not isinstance(value, Mapping):
                     raise ConfigError(
-                        f"{source}: key {key!r}: expected a mapping of options, got {value!r}"
+                        f"{source}: key {key!r}: expected a mapping of options, got {short(value)}"
                     )
                 engines.setdefault(name, {})
                 continue

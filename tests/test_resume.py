@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mmlubench.cli import main
+from mmlubench.progress_check import Limits
 from mmlubench.resume import read_records
 
 SUBJECTS = "abstract_algebra,anatomy,global_facts"
@@ -124,7 +125,7 @@ def test_resume_finishes_the_run_exactly(killed, tmp_path):
     predictions = (run_dir / "predictions.jsonl").read_text()
     assert predictions == (ref_dir / "predictions.jsonl").read_text()
 
-    records = read_records(run_dir / "progress.jsonl")
+    records = read_records(run_dir / "progress.jsonl", Limits(10**6, 102400))
     assert [r["session"] for r in records if r["kind"] == "session"] == [0, 1]
     for name in ("val", "infer"):  # every question recorded exactly once over both sessions
         rows = [i for r in records if r["kind"] == "batch" and r["pass"] == name
@@ -176,9 +177,10 @@ def test_progress_log_reader(tmp_path):
     path = tmp_path / "progress.jsonl"
     good = json.dumps(batch) + "\n"
     path.write_text(good + '{"kind": "batch", "ses')
-    assert read_records(path) == [batch]
+    lim = Limits(3, 100)
+    assert read_records(path, lim) == [batch]
     assert path.read_text() == good  # appending starts on a fresh line
-    log = RunLog(tmp_path, 3, 0.0, read_records(path))
+    log = RunLog(tmp_path, 3, 0.0, read_records(path, lim))
     ((session, part),) = log.earlier("infer")
     assert session == 0 and log.session == 1
     assert part.top_ids.tolist() == [8, -1, 7] and part.choice_logits[2].tolist() == [0, 1, 2, 3]
@@ -186,10 +188,13 @@ def test_progress_log_reader(tmp_path):
     log.close()
     path.write_text("not json\n" + good)
     with pytest.raises(RunError, match=r"progress.jsonl:1: corrupt progress record"):
-        read_records(path)
+        read_records(path, lim)
     path.write_text(json.dumps({**batch, "top_ids": [7]}) + "\n")
-    log = RunLog(tmp_path, 3, 0.0, read_records(path))
-    with pytest.raises(RunError, match="answers that do not match its rows"):
+    with pytest.raises(RunError, match=r"progress.jsonl:1: .* field 'top_ids' must be one"):
+        read_records(path, lim)
+    path.write_text(good + json.dumps({**batch, "rows": [1, 2]}) + "\n")
+    log = RunLog(tmp_path, 3, 0.0, read_records(path, lim))
+    with pytest.raises(RunError, match="records a row twice"):
         log.earlier("infer")
     log.close()
 

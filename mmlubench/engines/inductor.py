@@ -17,6 +17,7 @@ import torch
 
 from mmlubench.engines.base import Batch
 from mmlubench.engines.eager import EagerEngine
+from mmlubench.engines.inductor_options import check_compile_options
 
 
 @dataclass
@@ -35,9 +36,7 @@ class InductorOptions:
         "logits at every position as the reference computes them")})
 
     def check(self) -> None:
-        modes = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-        if self.mode not in modes:
-            raise ValueError(f"mode must be one of {modes}, got {self.mode!r}")
+        check_compile_options(None, self.mode)
         if self.warmup_iters < 0 or self.warmup_times < 0:
             raise ValueError("warmup_iters and warmup_times must be >= 0")
         if self.batch_size < 1 or self.batch_tokens < 1:

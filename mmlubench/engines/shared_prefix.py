@@ -90,6 +90,8 @@ class SharedPrefixOptions:
             raise ValueError("compile_mode and compile_options cannot both be set")
         if self.max_questions < 1:
             raise ValueError(f"max_questions must be >= 1, got {self.max_questions}")
+        from mmlubench.engines.inductor_options import check_compile_options as allowed
+        allowed(self.compile_options, self.compile_mode)  # no program or path from a config
 
 
 class SharedPrefixEngine(Engine):

@@ -23,7 +23,7 @@ from importlib.metadata import entry_points
 import torch
 
 from mmlubench import accel
-from mmlubench.errors import ConfigError, RunError
+from mmlubench.errors import ConfigError, RunError, short
 from mmlubench.vendors.base import Vendor
 
 ENTRY_POINT_GROUP = "mmlubench.vendors"
@@ -99,7 +99,9 @@ def parse_device(device: str) -> torch.device:
     string or torch does not know its type (the vendor's PyTorch package is missing)."""
     if not DEVICE_RE.fullmatch(device):
         raise ValueError(f"expected a torch device such as 'cuda', 'cuda:1', 'xpu', 'npu:0' or "
-                         f"'cpu', got {device!r}")
+                         f"'cpu', got {short(device)}")
+    if ":" in device and len(device.partition(":")[2]) > 6:
+        raise ValueError(f"device index out of range in {short(device, 40)}")
     try:
         return torch.device(device)
     except RuntimeError:
@@ -109,7 +111,7 @@ def parse_device(device: str) -> torch.device:
                          f"(got {device!r}); install {hint}, or use --device cpu") from None
 
 
-def check_device(device: str) -> torch.device:
+def check_device(device: str, vendor: str | None = None) -> torch.device:
     """The torch.device for `device`, once torch knows its type and sees such a device.
 
     A type torch does not know, no device of that type, or an index past the last device: an
@@ -118,6 +120,10 @@ def check_device(device: str) -> torch.device:
         dev = parse_device(device)
     except ValueError as e:
         raise ConfigError(f"key 'device': {e}") from None
+    served = getattr(load_plugin(vendor), "device_types", ()) if vendor else ()
+    if served and dev.type not in served:
+        raise ConfigError(f"key 'vendor': plug-in {vendor!r} serves {', '.join(served)} devices, "
+                          f"not device {device!r} (set both, or neither)")
     if dev.type == "cpu":
         return dev
     # accel: torch.accelerator, torch.cuda, or the ops a vendor plug-in registered.
