@@ -1,6 +1,6 @@
 """Convert a llama.cpp GGUF checkpoint into an HF model folder that `mmlubench run --weight-dir
 DIR` loads with its real weights: any architecture transformers reads from GGUF (used for
-SmolLM2-135M-Instruct Q4_1, issue 12; Gemma-3-270M and Qwen2.5-Coder-1.5B Q4_K_M,
+SmolLM2-135M-Instruct Q4_1; Gemma-3-270M and Qwen2.5-Coder-1.5B Q4_K_M,
 bench/real_weights.py).
 
 transformers reads the GGUF itself (`from_pretrained(dir, gguf_file=name)`, which needs the

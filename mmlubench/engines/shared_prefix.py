@@ -103,7 +103,8 @@ class SharedPrefixEngine(Engine):
         packed_attention.check_model(model)
         self.layers = packed_attention.decoder_layers(model)
         self.windows = packed_attention.layer_windows(model.config, len(self.layers))
-        # The window mask is needed only where a window can be shorter than a prompt.
+        # A config has one window size for all its sliding layers: each pack gets one window
+        # mask for it (None: no sliding layers, no window mask).
         self.window = min((w for w in self.windows if w), default=None)
         T, C = options.pack_tokens, options.carry_tokens
         self.masks = packed_attention.MaskBuffers(T, C, self.device, window=self.window)
