@@ -274,14 +274,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mmlubench: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
+        if previous is not None:  # first: a second Ctrl-C must not cut the message short
+            interrupts.ignore_from_now()
+            previous = None
         from mmlubench.errors import Interrupted
 
         # On a line of its own: a progress bar may hold the cursor at the end of its line.
         print("\n" + (e.message() if isinstance(e, Interrupted) else "mmlubench: interrupted"),
               file=sys.stderr)
-        if previous is not None:
-            interrupts.ignore_from_now()
-            previous = None
         return 130
     except BrokenPipeError:  # `mmlubench engines | head`: the reader has gone, not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit

@@ -233,7 +233,10 @@ def assemble(
         case=cfg.case,
         random_weights=cfg.random_weights,
         accuracy_meaningful=not cfg.random_weights and cfg.case != "demo",  # demo: random
-        warnings=[*warnings, *_warnings(cfg, env, passes, peak, resume)],
+        warnings=[*warnings, *_warnings(cfg, env, passes, peak, resume), *[
+            f"{n} pass: MFU {s.mfu:.0%} is above 100%: flops_per_token counts more than the "
+            "engine computes (a small model's embeddings, say); mfu_computed counts what ran"
+            for n, s in sections.items() if s.mfu and s.mfu > 1]],
         resume=resume,
         metrics=_metrics(cfg, sections, memory, prompts, e2e_s, flops_per_token, peak,
                          peak_source, devices),

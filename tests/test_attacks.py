@@ -541,15 +541,32 @@ def test_2_06_peak_below_any_device(world, tmp_path, capfd):
     assert not out.exists()
 
 
-def test_2_06_mfu_above_100_percent(world, tmp_path, capfd):
-    """A peak a real device could have, but far below what the run did with the reference's
-    flops_per_token (2 x 7e9 on a tiny model): an error, and the answers are kept."""
+def test_2_06_mfu_above_100_percent(world, tmp_path, capfd, monkeypatch):
+    """mfu_computed counts the FLOPs that ran: above 100% the peak is wrong, an error, and the
+    answers are kept for a resume (here the count is made impossible on purpose)."""
+    from mmlubench import results
+
     model, mmlu = copy_world(world, tmp_path)
     out = tmp_path / "out"
+    monkeypatch.setattr(results, "work_flops", lambda *a, **k: 1e30)
     attack(capfd, run_args(model, mmlu, out, "--peak-flops", "1e11"), out,
-           "infer pass: mfu", "above 100%", "--resume")
+           "pass: mfu_computed", "above 100%", "--resume")
+    monkeypatch.undo()
     (run,) = out.iterdir()
     assert main(resume(run, "--peak-flops", "1e18")) == 0
+
+
+def test_2_06_a_nominal_mfu_above_100_percent_is_a_warning(world, tmp_path, capfd):
+    """The headline MFU counts flops_per_token per token (2 x 7e9 given for a tiny model):
+    above 100% it is said, not refused, and mfu_computed stays the work that ran."""
+    model, mmlu = copy_world(world, tmp_path)
+    out = tmp_path / "out"
+    assert main(run_args(model, mmlu, out, "--peak-flops", "1e11", "--flops-per-token",
+                         "2*7e9")) == 0
+    (run,) = out.iterdir()
+    result = json.loads((run / "result.json").read_text(encoding="utf-8"))
+    assert any("is above 100%: flops_per_token counts more" in w for w in result["warnings"])
+    assert all(p["mfu_computed"] <= 1 for p in result["passes"].values())
 
 
 # 2.7 -------------------------------------------------------------------------------------
@@ -736,7 +753,9 @@ def test_2_17_second_ctrl_c(world, tmp_path, gap_s):
     import time
 
     model, mmlu = copy_world(world, tmp_path)
-    args = run_args(model, mmlu, tmp_path / "out", "--limit", "30", "--set",
+    # The whole subject, one question a batch: the run must still be going when both signals
+    # come (one that ends first exits 0, and one interrupted at its exit dies by the signal).
+    args = run_args(model, mmlu, tmp_path / "out", "--limit", "100", "--set",
                     "engines.eager.batch_size=1")
     proc = subprocess.Popen([sys.executable, "-m", "mmlubench", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -748,6 +767,7 @@ def test_2_17_second_ctrl_c(world, tmp_path, gap_s):
     time.sleep(gap_s)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
+    assert not list((tmp_path / "out").rglob("result.json")), "the run ended before the signals"
     assert proc.returncode == 130, err
     assert "Exception ignored" not in err and "Traceback" not in err, err
 

@@ -19,7 +19,13 @@ H200 = Path(__file__).resolve().parent / "fixtures" / "h200_result.json"
 
 
 def h200() -> document.Result:
-    return document.from_json(json.loads(H200.read_text(encoding="utf-8")), H200)
+    """The H200 fixture as a document; its timelines and samples are cut to one number a row
+    (the fixture keeps only their shape), which the reader refuses: left out here."""
+    data = json.loads(H200.read_text(encoding="utf-8"))
+    for p in data["passes"].values():
+        p["timeline"] = []
+    data["memory"]["samples"] = data["memory"]["power_samples"] = []
+    return document.from_json(data, H200)
 
 
 def test_aligned_table_on_a_terminal():

@@ -168,7 +168,7 @@ def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_di
         "letter_logits_rel_l2_max", "letter_logits_rel_l2_mean", "logits_rel_l2_max",
         "logits_rel_l2_mean", "logits_sample_questions")}
     added |= {".environment.power_limit_w", ".environment.max_sm_clock_mhz",
-              ".memory.sm_clock_samples", ".config.ceiling"}
+              ".memory.sm_clock_samples", ".config.ceiling", ".model.prompt_bos_id"}
     added |= {f".passes.{p}.{k}" for p in ("val", "infer")
               for k in ("power_limit_w", "sm_clock_mhz_median")}
     # ... and then: FLOPs per architecture, --model, the case's model, per-subject counts.
