@@ -760,9 +760,13 @@ def test_2_17_second_ctrl_c(world, tmp_path, gap_s):
     proc = subprocess.Popen([sys.executable, "-m", "mmlubench", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not list((tmp_path / "out").rglob("progress.jsonl")) and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)
+
+    def batches() -> int:  # batch records so far: the run is past its set-up
+        return sum(f.read_text(errors="replace").count('"kind": "batch"')
+                   for f in (tmp_path / "out").rglob("progress.jsonl"))
+
+    while batches() < 2 and time.time() < deadline:
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     time.sleep(gap_s)
     proc.send_signal(signal.SIGINT)
