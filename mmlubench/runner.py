@@ -135,6 +135,10 @@ def claim_folder(cfg: Config, resume: str | Path | None, main: bool) -> rundir.R
 def _run_case(cfg: Config, d: Dist, run_dir: Path | None, resumed: bool, e2e_start: float
               ) -> tuple[Path | None, Result | None]:
     """Questions, run log, model, passes, then (rank 0) the result document and its files."""
+    for _, engine_name in planned_passes(cfg):  # e.g. compile workers, ready when needed
+        engine_class(engine_name).start_early(
+            engine_options(engine_name, cfg.engines.get(engine_name) or {}, "config"),
+            torch.device(cfg.device).type)
     vendor = vendors.open_vendor(cfg.device, cfg.vendor)
     env = environment.collect(cfg.device, vendor)
     sampler = MemorySampler(vendor, cfg.mem_sample_interval_s).start()

@@ -47,8 +47,9 @@ def run(model, requests, tokenizer, **options):
     return result
 
 
-@pytest.mark.parametrize("kv_heads", [4, 2])  # MHA, and GQA as Llama-3's
-def test_prefix_cache_matches_one_prompt_per_call(prompts, tokenizer, kv_heads):
+@pytest.mark.parametrize(("kv_heads", "kv_store"), [(4, True), (2, True), (4, False)])
+def test_prefix_cache_matches_one_prompt_per_call(prompts, tokenizer, kv_heads, kv_store):
+    """MHA, and GQA as Llama-3's; with the kept prefix buffers and with HF's DynamicCache."""
     assert any(p.dropped for p in prompts), "the sample must include truncated prompts"
     model = tiny_llama(num_key_value_heads=kv_heads)
     # Two prompts opt out of sharing (prefix_len 0): they run whole, padded, and must match too.
@@ -56,8 +57,9 @@ def test_prefix_cache_matches_one_prompt_per_call(prompts, tokenizer, kv_heads):
                 for i, p in enumerate(prompts)]
     ref = run(model, requests, tokenizer, method="reference")
     fast = run(model, requests, tokenizer, method="prefix-cache", batch_size=4,
-               batch_tokens=4096)
+               batch_tokens=4096, kv_store=kv_store)
     assert fast.engine["options"]["method"] == "prefix-cache"
+    assert fast.engine["options"]["kv_store"] is kv_store
     assert ref.engine["options"]["method"] == "reference"
     assert fast.batches > len({p.subject for p in prompts})  # several batches per prefix
     assert (fast.logits - ref.logits).abs().max().item() <= 1e-4
@@ -66,6 +68,45 @@ def test_prefix_cache_matches_one_prompt_per_call(prompts, tokenizer, kv_heads):
     prefixes = {r.ids[: r.prefix_len].tobytes(): r.prefix_len for r in requests if r.prefix_len}
     suffixes = sum(len(r.ids) - r.prefix_len for r in requests)
     assert fast.work.tokens == suffixes + sum(prefixes.values())
+
+
+def test_kept_prefix_rows_are_reused_and_relaid(prompts, tokenizer):
+    """The buffers take a prefix once per row, not once per batch; the logits stay those of
+    one prompt per call."""
+    model = tiny_llama()
+    requests = [Request(p.ids, p.prefix_len) for p in prompts]
+    engine = engine_class("eager")(model, engine_options("eager", {
+        "batch_size": 4, "batch_tokens": 3000}), "cpu")
+    kept = KeepLogits(engine, len(requests))
+    run_pass("val", kept, requests, choice_token_ids(tokenizer), progress=False)
+    ref = run(model, requests, tokenizer, method="reference")
+    assert (kept.logits - ref.logits).abs().max().item() <= 1e-4
+    store = engine.prefixes.stores[0]
+    rows = sum(len(b.rows) for b in engine.plan(requests) if isinstance(b.payload, Suffixes))
+    assert store.rows_filled < rows  # rows kept from one batch to the next
+    assert store.layouts >= len(SUBJECTS)  # a longer prefix needs longer rows
+
+
+def test_kv_store_lays_rows_out_again_when_a_batch_needs_more():
+    """Which rows hold the prefix after each call, on hand-made tensors: rows are filled once,
+    kept while a batch fits the layout, and filled again after a new layout or prefix."""
+    from mmlubench.engines.prefix_kv import KVStore
+
+    store = KVStore(positions=40)
+    a = (torch.arange(12.0).view(1, 2, 3, 2), -torch.arange(12.0).view(1, 2, 3, 2))
+    b = (a[0] + 100, a[1] + 100)
+    calls = [(a, 0, 2, 7), (a, 0, 4, 5), (a, 0, 5, 4), (b, 1, 3, 2), (b, 1, 4, 2)]
+    seen = []
+    for prefix, pid, rows, width in calls:
+        keys, values = store.views(prefix, pid, rows, width)
+        assert keys.shape[2] >= 3 + width and keys.shape[0] * keys.shape[2] <= store.positions
+        assert torch.equal(keys[:rows, :, :3], prefix[0].expand(rows, -1, -1, -1))
+        assert torch.equal(values[:rows, :, :3], prefix[1].expand(rows, -1, -1, -1))
+        keys[:rows, :, 3:].fill_(-1)  # a batch's suffixes must not disturb the prefix
+        seen.append((store.layouts, store.rows_filled, keys.shape[0]))
+    # rows of 10 positions (4 rows); 4 rows of 10 still fit; 5 rows need rows of 7 (5 rows);
+    # the new prefix fits that layout and is copied into 3, then 4 rows.
+    assert seen == [(1, 2, 4), (1, 4, 4), (2, 9, 5), (2, 12, 5), (2, 13, 5)]
 
 
 def test_padded_matches_one_prompt_per_call(prompts, tokenizer):

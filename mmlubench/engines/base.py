@@ -87,6 +87,11 @@ class Engine(ABC):
         self.device = torch.device(device)
         self.vocab_size = int(model.config.vocab_size)
 
+    @classmethod  # noqa: B027 - an optional hook
+    def start_early(cls, options: Any, device: str) -> None:
+        """Work to start at the beginning of the run, before the data and the model load
+        (e.g. compile workers); it must not block."""
+
     @abstractmethod
     def plan(self, requests: Sequence[Request]) -> list[Batch]:
         """Group requests into batches (host only, no device work)."""

@@ -53,6 +53,13 @@ class EagerOptions:
     full_logits: bool = field(default=False, metadata={"help": (
         "logits at every position as the reference computes them (only the last is used); "
         "needs method padded (method reference sets it)")})
+    kv_store: bool = field(default=True, metadata={"help": (
+        "prefix-cache: keep key/value buffers from batch to batch that hold the prefix once "
+        "per row and take each batch's suffixes in place (engines/prefix_kv.py); false: "
+        "HF's DynamicCache concatenates the prefix into every row at every batch")})
+    free_between_prefixes: bool = field(default=True, metadata={"help": (
+        "prefix-cache: hand the allocator's cached blocks back to the device before each new "
+        "prefix (keeps device-wide memory near torch's peak; costs cudaMalloc/cudaFree time)")})
     cudnn_attention: bool = field(default=False, metadata={"help": (
         "let PyTorch's SDPA pick its cuDNN backend; off by default: it prepares a plan for "
         "every new input shape, and nearly every batch here has a new one (flash, "
@@ -79,7 +86,9 @@ class EagerEngine(Engine):
     def __init__(self, model: torch.nn.Module, options: Any, device: str):
         super().__init__(model, options, device)
         self.call = model  # the inductor engine swaps in the compiled model
-        self.prefixes = PrefixStore(model)
+        self.prefixes = PrefixStore(model, getattr(options, "kv_store", False),
+                                    getattr(options, "batch_tokens", 0),
+                                    getattr(options, "free_between_prefixes", True))
         from mmlubench.engines.packed_attention import layer_windows
 
         config = model.config

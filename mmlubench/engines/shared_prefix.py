@@ -56,6 +56,10 @@ class SharedPrefixOptions:
         "share few-shot prefixes; false computes every prompt whole (for comparison)")})
     compile: bool = field(default=True, metadata={"help": (
         "torch.compile each decoder layer (regional compilation: one graph per kind of layer)")})
+    early_compile_workers: bool = field(default=True, metadata={"help": (
+        "start Inductor's compile worker processes when the run begins, so that they are ready "
+        "when the layers compile (engines/compile_pool.py); false: at the first compile, "
+        "where Inductor compiles serially until they are up")})
     compile_mode: str | None = field(default=None, metadata={"help": (
         "torch.compile mode of the decoder layers: null (default), max-autotune-no-cudagraphs, "
         "...")})
@@ -97,6 +101,14 @@ class SharedPrefixOptions:
 class SharedPrefixEngine(Engine):
     name = "shared-prefix"
     Options = SharedPrefixOptions
+
+    @classmethod
+    def start_early(cls, options: Any, device: str) -> None:
+        # On a CPU the workers would compete with the run for its cores.
+        if options.compile and options.early_compile_workers and device != "cpu":
+            from mmlubench.engines import compile_pool
+
+            compile_pool.start()
 
     def __init__(self, model: nn.Module, options: Any, device: str):
         super().__init__(model, options, device)
