@@ -5,7 +5,8 @@ Three ways to call it (option `method`), all the unmodified HF model in eager mo
   (HF's own DynamicCache); then length-sorted batches of question suffixes run against that
   cache (expanded per row), with an attention mask over prefix + suffix, position ids
   continuing from the prefix and the last position's logits only. Prompts with nothing to share
-  (prefix_len 0) run whole in padded batches. See engines/prefix_cache.py.
+  (prefix_len 0) run whole in padded batches. See engines/prefix_cache.py; with `kv_store`
+  (default) the cache's layers are buffers kept across batches (engines/prefix_kv.py).
 - `padded`: length-sorted whole prompts in left-padded batches, last-position logits only.
 - `reference`: the reference's own method: one prompt per call, logits at every position.
 
