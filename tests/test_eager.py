@@ -95,7 +95,7 @@ def test_kv_store_lays_rows_out_again_when_a_batch_needs_more():
     store = KVStore(positions=40)
     a = (torch.arange(12.0).view(1, 2, 3, 2), -torch.arange(12.0).view(1, 2, 3, 2))
     b = (a[0] + 100, a[1] + 100)
-    calls = [(a, 0, 2, 7), (a, 0, 4, 5), (a, 0, 5, 4), (b, 1, 3, 2), (b, 1, 4, 2)]
+    calls = [(a, b"a", 2, 7), (a, b"a", 4, 5), (a, b"a", 5, 4), (b, b"b", 3, 2), (b, b"b", 4, 2)]
     seen = []
     for prefix, pid, rows, width in calls:
         keys, values = store.views(prefix, pid, rows, width)

@@ -16,9 +16,9 @@ from __future__ import annotations
 IDLE_S = 900  # how long idle workers are kept (a val pass runs before the infer pass compiles)
 
 
-def start() -> bool:
-    """Start the pool and its workers without waiting for them; False where Inductor compiles
-    in the main process anyway (one compile thread, or no process pool allowed here)."""
+def start() -> None:
+    """Start the pool and its workers without waiting for them (nothing where Inductor
+    compiles in the main process anyway: one compile thread, or no process pool allowed)."""
     import torch._inductor.config as inductor_config
     from torch._inductor.async_compile import AsyncCompile
 
@@ -27,7 +27,7 @@ def start() -> bool:
         inductor_config.quiesce_async_compile_time, IDLE_S)
     AsyncCompile.warm_pool()
     # The pool's workers start with its first job; this submits the job that marks them ready.
-    return bool(AsyncCompile.use_process_pool() or AsyncCompile._ready_future is not None)
+    AsyncCompile.use_process_pool()
 
 
 def wait_ready(timeout_s: float = 120.0) -> None:

@@ -39,7 +39,6 @@ class PrefixStore:
 
             layers = model.config.num_hidden_layers
             self.stores = [KVStore(store_positions) for _ in range(layers)]
-        self.computed = 0  # prefixes computed so far: which one the stores hold
         # transformers 5.24 renamed `past_key_values` to `cache` (the old name warns).
         params = inspect.signature(model.forward).parameters
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
@@ -56,7 +55,6 @@ class PrefixStore:
         # split (torch peak allocated: 37 GiB), which the device-wide memory figure counts.
         if self.free_between:
             accel.empty_cache(prefix.device)
-        self.computed += 1
         out = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1)
         cache = getattr(out, "cache", None) or out.past_key_values  # renamed in 5.24
         self.kv = [(layer.keys, layer.values) for layer in cache.layers]
@@ -71,7 +69,7 @@ class PrefixStore:
             from mmlubench.engines.prefix_kv import PrefixLayer
 
             cache = DynamicCache()
-            cache.layers = [PrefixLayer(store, kv, self.computed, rows, width)
+            cache.layers = [PrefixLayer(store, kv, self.key, rows, width)
                             for store, kv in zip(self.stores, self.kv, strict=True)]
             return cache
         cache = DynamicCache(ddp_cache_data=self.kv)

@@ -28,12 +28,12 @@ class KVStore:
         self.positions = positions  # capacity in rows x length, grown if a batch needs more
         self.flat: tuple[torch.Tensor, torch.Tensor] | None = None
         self.shape: tuple[int, int] = (0, 0)  # (rows, length) of the current layout
-        self.prefix_id: int | None = None  # which prefix the filled rows hold
+        self.prefix_id: bytes | None = None  # the ids of the prefix the filled rows hold
         self.filled = 0  # rows holding that prefix
         self.rows_filled = 0  # prefix rows copied so far, and layouts made (for tests, bench)
         self.layouts = 0
 
-    def views(self, prefix: tuple[torch.Tensor, torch.Tensor], prefix_id: int, rows: int,
+    def views(self, prefix: tuple[torch.Tensor, torch.Tensor], prefix_id: bytes, rows: int,
               width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """[rows, heads, length, dim] views of keys and values whose first `rows` rows hold
         the prefix and leave room for `width` suffix positions after it."""
@@ -73,14 +73,13 @@ class PrefixLayer(DynamicLayer):
     keys and values after it in place and returns the views attention reads."""
 
     def __init__(self, store: KVStore, prefix: tuple[torch.Tensor, torch.Tensor],
-                 prefix_id: int, rows: int, width: int):
+                 prefix_id: bytes, rows: int, width: int):
         super().__init__()
         keys, values = store.views(prefix, prefix_id, rows, width)
         self.prefix_len = prefix[0].shape[-2]
         self.buffers = (keys[:rows], values[:rows])
         # What HF reads before the call: the cached length (the prefix) and dtype/device.
-        self.keys, self.values = self.buffers[0][:, :, :self.prefix_len], \
-            self.buffers[1][:, :, :self.prefix_len]
+        self.keys, self.values = (b[:, :, : self.prefix_len] for b in self.buffers)
         self.dtype, self.device = prefix[0].dtype, prefix[0].device
         self.is_initialized = True
 
