@@ -35,10 +35,15 @@ class DeviceOps:
 
 
 # Each DeviceOps field and the torch.accelerator function that does it generically.
-TORCH_CALLS = {"synchronize": "synchronize", "reset_peak_memory": "reset_peak_memory_stats",
-               "peak_allocated_bytes": "max_memory_allocated",
-               "peak_reserved_bytes": "max_memory_reserved", "empty_cache": "empty_cache",
-               "device_count": "device_count", "set_device": "set_device_index"}
+TORCH_CALLS = {
+    "synchronize": "synchronize",
+    "reset_peak_memory": "reset_peak_memory_stats",
+    "peak_allocated_bytes": "max_memory_allocated",
+    "peak_reserved_bytes": "max_memory_reserved",
+    "empty_cache": "empty_cache",
+    "device_count": "device_count",
+    "set_device": "set_device_index",
+}
 _REGISTERED: dict[str, DeviceOps] = {}
 
 

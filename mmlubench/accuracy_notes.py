@@ -49,6 +49,8 @@ def accuracy_notes(result: Result) -> list[str]:
         return []
     parts = [f"{name} {pct(acc)}{pm(se)} ({n})" for name, acc, n, se in categories(a)]
     meaningless = "" if result.accuracy_meaningful else " (meaningless here)"
-    return [f"acc (infer, {result.accuracy.rule} rule) {pct(a.micro)}{pm(stderr(a))}"
-            f"{meaningless}; by MMLU category: {', '.join(parts)}; ± = standard error as "
-            "lm-eval computes it"]
+    return [
+        f"acc (infer, {result.accuracy.rule} rule) {pct(a.micro)}{pm(stderr(a))}"
+        f"{meaningless}; by MMLU category: {', '.join(parts)}; ± = standard error as "
+        "lm-eval computes it"
+    ]

@@ -55,26 +55,38 @@ def vs_reference(result: Result) -> str | None:
             parts.append(f"{label} {ours:,.1f} vs {theirs:,.1f} ({ours / theirs:.2f}x)")
     if m.acc_infer is not None and not result.random_weights:
         parts.append(f"acc {100 * m.acc_infer:.1f}% vs {100 * row.acc_infer:.1f}%")
-    return (f"vs reference ({row.tool} on {row.device}, {m.precision}; {row.source}): "
-            + "; ".join(parts))
+    return f"vs reference ({row.tool} on {row.device}, {m.precision}; {row.source}): " + "; ".join(
+        parts
+    )
 
 
 GENERIC_CASE = "mmlu"  # the case `--model` runs when no case is named and none matches
 # config.json keys that identify a case's model (its size and vocabulary, not its file).
-MODEL_KEYS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers",
-              "num_attention_heads", "num_key_value_heads", "vocab_size")
+MODEL_KEYS = (
+    "model_type",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+)
 
 
 def model_differences(model: Mapping[str, Any], case_model: Mapping[str, Any]) -> list[str]:
     """How a model's config.json differs from a case's `model_config` ([] when it agrees).
     A config without num_key_value_heads has as many as attention heads (transformers')."""
+
     def value(cfg: Mapping[str, Any], key: str) -> Any:
         if key == "num_key_value_heads" and cfg.get(key) is None:
             return cfg.get("num_attention_heads")
         return cfg.get(key)
 
-    return [f"{k} {value(model, k)!r}, the case's {value(case_model, k)!r}"
-            for k in MODEL_KEYS if k in case_model and value(model, k) != value(case_model, k)]
+    return [
+        f"{k} {value(model, k)!r}, the case's {value(case_model, k)!r}"
+        for k in MODEL_KEYS
+        if k in case_model and value(model, k) != value(case_model, k)
+    ]
 
 
 @dataclass(frozen=True)
@@ -101,15 +113,17 @@ def packaged_cases() -> list[CaseInfo]:
     out = []
     for path in sorted(CONFIG_DIR.glob("*.yaml")):
         doc = read_yaml(path)
-        out.append(CaseInfo(
-            name=str(doc.get("case", path.stem)),
-            path=path,
-            hf_repo=doc.get("hf_repo"),
-            weight_dir=str(doc.get("weight_dir", "")),
-            precision=str(doc.get("precision", "fp16")),
-            reference=parse_reference(doc.get("reference") or {}),
-            model_config=doc.get("model_config"),
-        ))
+        out.append(
+            CaseInfo(
+                name=str(doc.get("case", path.stem)),
+                path=path,
+                hf_repo=doc.get("hf_repo"),
+                weight_dir=str(doc.get("weight_dir", "")),
+                precision=str(doc.get("precision", "fp16")),
+                reference=parse_reference(doc.get("reference") or {}),
+                model_config=doc.get("model_config"),
+            )
+        )
     return out
 
 
@@ -125,7 +139,8 @@ def format_cases(cases: list[CaseInfo]) -> str:
                 f"p_val {r.p_val_whole_tok_per_s:g}/{r.p_val_core_tok_per_s:g}, p_infer "
                 f"{r.p_infer_whole_tok_per_s:g}/{r.p_infer_core_tok_per_s:g} tok/s, MFU "
                 f"{100 * r.mfu:.1f}%, acc {100 * r.acc_infer:.1f}%/{100 * r.acc_val:.1f}%, "
-                f"mem {r.mem_used_gib:g}/{r.mem_total_gib:g} GiB")
+                f"mem {r.mem_used_gib:g}/{r.mem_total_gib:g} GiB"
+            )
         if not c.reference:
             lines.append("    reference: none")
     return "\n".join(lines)

@@ -41,8 +41,9 @@ if TYPE_CHECKING:
     from mmlubench.document import Result
 
 # deepseek-llm-7b-base's config.json (the packaged case's model): the shapes when none is given.
-DEFAULT_DIMS = ModelDims(layers=30, hidden=4096, intermediate=11008, heads=32, kv_heads=32,
-                         head_dim=128, vocab=102400)
+DEFAULT_DIMS = ModelDims(
+    layers=30, hidden=4096, intermediate=11008, heads=32, kv_heads=32, head_dim=128, vocab=102400
+)
 DEFAULT_SOURCE = "deepseek-llm-7b-base (built in)"
 
 
@@ -83,9 +84,17 @@ def _rate(readings: Iterable[Reading], weights: Iterable[float]) -> float | None
     return flops / seconds if seconds > 0 else None
 
 
-def measure_precision(precision: str, dims: ModelDims, tokens: int, pack: Any,
-                      opts: PackOptions, device: torch.device, vendor: Vendor | None,
-                      budget: kernels.Budget, timer: str) -> tuple[PrecisionCeiling, float]:
+def measure_precision(
+    precision: str,
+    dims: ModelDims,
+    tokens: int,
+    pack: Any,
+    opts: PackOptions,
+    device: torch.device,
+    vendor: Vendor | None,
+    budget: kernels.Budget,
+    timer: str,
+) -> tuple[PrecisionCeiling, float]:
     """Every rate in one precision, and the attention kernel's compile seconds."""
     fp8_out, why = kernels.fp8_support(device) if precision == "fp8" else (None, None)
     dense = "fp16" if precision == "fp8" else precision  # fp8 runs its LM head in fp16
@@ -94,8 +103,12 @@ def measure_precision(precision: str, dims: ModelDims, tokens: int, pack: Any,
     def gemm(name: str, m: int, n: int, k: int, prec: str) -> Reading:
         if prec == "fp8" and why:
             return kernels.failed(name, label, [m, n, k], why)
-        return _guard(name, prec, [m, n, k], lambda: kernels.gemm(
-            name, m, n, k, prec, device, vendor, budget, timer, fp8_out))
+        return _guard(
+            name,
+            prec,
+            [m, n, k],
+            lambda: kernels.gemm(name, m, n, k, prec, device, vendor, budget, timer, fp8_out),
+        )
 
     decoder = [gemm(n, *mnk, precision) for n, mnk in dims.decoder_gemms(tokens).items()]
     rows = len(pack.last) if pack is not None else max(1, tokens // 100)
@@ -110,8 +123,9 @@ def measure_precision(precision: str, dims: ModelDims, tokens: int, pack: Any,
         result: list[float] = []
 
         def run() -> Reading:
-            reading, seconds = attn.attention(dims, pack, opts.block_size, dense, device,
-                                              vendor, budget, timer, kernel_options)
+            reading, seconds = attn.attention(
+                dims, pack, opts.block_size, dense, device, vendor, budget, timer, kernel_options
+            )
             result.append(seconds)
             return reading
 
@@ -125,49 +139,73 @@ def measure_precision(precision: str, dims: ModelDims, tokens: int, pack: Any,
         gemm_lm_head_flops_per_s=lm_head.flops_per_s,
         gemm_square_flops_per_s=square.flops_per_s,
         attention_flops_per_s=att.flops_per_s if att is not None else None,
-        readings=readings), compile_s
+        readings=readings,
+    ), compile_s
 
 
-def choose_pack(requests: Sequence[Request] | None, source: str, opts: PackOptions,
-                budget: kernels.Budget) -> tuple[Any, str]:
+def choose_pack(
+    requests: Sequence[Request] | None, source: str, opts: PackOptions, budget: kernels.Budget
+) -> tuple[Any, str]:
     """One real pack of `requests` (those that fit), else of the synthetic layout."""
     tokens = min(opts.pack_tokens, budget.max_pack_tokens)
-    pack = attn.pick_pack(requests, tokens, opts.max_questions, opts.block_size) \
-        if requests else None
+    pack = (
+        attn.pick_pack(requests, tokens, opts.max_questions, opts.block_size) if requests else None
+    )
     if pack is None:
         source = "a synthetic layout of MMLU's shape"
-        pack = attn.pick_pack(attn.synthetic_requests(), tokens, opts.max_questions,
-                              opts.block_size)
+        pack = attn.pick_pack(
+            attn.synthetic_requests(), tokens, opts.max_questions, opts.block_size
+        )
     return pack, source
 
 
-def measure_device(device: torch.device, vendor: Vendor | None, precisions: Sequence[str],
-                   dims: ModelDims, model_source: str, requests: Sequence[Request] | None,
-                   source: str, opts: PackOptions) -> Ceiling:
+def measure_device(
+    device: torch.device,
+    vendor: Vendor | None,
+    precisions: Sequence[str],
+    dims: ModelDims,
+    model_source: str,
+    requests: Sequence[Request] | None,
+    source: str,
+    opts: PackOptions,
+) -> Ceiling:
     """The whole ceiling of `device` in each of `precisions`."""
     start = time.perf_counter()
     budget, timer = kernels.budget_for(device), kernels.timer_kind(device)
     pack, source = choose_pack(requests, source, opts, budget)
     tokens = min(opts.pack_tokens, budget.max_gemm_tokens)
-    copy = _guard("copy", "uint8", [budget.copy_bytes], lambda: kernels.copy(
-        budget.copy_bytes, device, vendor, budget, timer))
+    copy = _guard(
+        "copy",
+        "uint8",
+        [budget.copy_bytes],
+        lambda: kernels.copy(budget.copy_bytes, device, vendor, budget, timer),
+    )
     per, compile_s = {}, 0.0
     for precision in precisions:
-        per[precision], seconds = measure_precision(precision, dims, tokens, pack, opts,
-                                                    device, vendor, budget, timer)
+        per[precision], seconds = measure_precision(
+            precision, dims, tokens, pack, opts, device, vendor, budget, timer
+        )
         compile_s += seconds
     accel.empty_cache(device)
     limits = vendor.limits() if vendor is not None else {}
     return Ceiling(
-        device=str(device), device_name=vendor.device_name() if vendor else None,
-        vendor=vendor.name if vendor else None, timer=timer, model_source=model_source,
-        model=dims.to_json(), gemm_tokens=tokens, square=budget.square,
+        device=str(device),
+        device_name=vendor.device_name() if vendor else None,
+        vendor=vendor.name if vendor else None,
+        timer=timer,
+        model_source=model_source,
+        model=dims.to_json(),
+        gemm_tokens=tokens,
+        square=budget.square,
         pack=attn.describe(pack, source, opts.block_size) if pack is not None else None,
-        precisions=per, bandwidth_bytes_per_s=copy.bytes_per_s, copy=copy,
+        precisions=per,
+        bandwidth_bytes_per_s=copy.bytes_per_s,
+        copy=copy,
         power_limit_w=limits.get("power_limit_w"),
         max_sm_clock_mhz=limits.get("max_sm_clock_mhz"),
         attention_compile_s=compile_s if pack is not None else None,
-        time_s=time.perf_counter() - start)
+        time_s=time.perf_counter() - start,
+    )
 
 
 def enabled(cfg: Config) -> bool:
@@ -183,15 +221,20 @@ def for_run(cfg: Config, model_config: Any, requests: Sequence[Request]) -> Ceil
     from mmlubench import vendors
 
     # fp8 runs the val pass in fp16: its fraction is against the fp16 rates.
-    precisions = [cfg.precision] + (["fp16"] if cfg.precision == "fp8" and cfg.validation
-                                    else [])
+    precisions = [cfg.precision] + (["fp16"] if cfg.precision == "fp8" and cfg.validation else [])
     vendor = vendors.open_vendor(cfg.device, cfg.vendor)
     try:
         with torch.inference_mode():
-            return measure_device(torch.device(cfg.device), vendor, precisions,
-                                  ModelDims.from_config(model_config),
-                                  f"the run's model ({cfg.weight_path / 'config.json'})",
-                                  requests, "the run's prompts", PackOptions.from_config(cfg))
+            return measure_device(
+                torch.device(cfg.device),
+                vendor,
+                precisions,
+                ModelDims.from_config(model_config),
+                f"the run's model ({cfg.weight_path / 'config.json'})",
+                requests,
+                "the run's prompts",
+                PackOptions.from_config(cfg),
+            )
     finally:
         vendor.close()
 
@@ -208,7 +251,17 @@ def attach(result: Result, ceiling: Ceiling | None) -> Result:
         if precision == "fp8" and name != "infer":  # only the infer engine runs fp8
             precision = "fp16"
         rates = ceiling.precisions.get(precision)
-        at = at_ceiling(dims, rates, p.computed_tokens, p.attention_pairs, p.logit_rows,
-                        result.metrics.devices) if rates is not None else None
+        at = (
+            at_ceiling(
+                dims,
+                rates,
+                p.computed_tokens,
+                p.attention_pairs,
+                p.logit_rows,
+                result.metrics.devices,
+            )
+            if rates is not None
+            else None
+        )
         p.at_ceiling, p.ceiling_fraction = at, fraction(at, p.core_time_s)
     return result

@@ -33,10 +33,13 @@ def synthetic_requests(seed: int = 0) -> list[Request]:
     out = []
     for subject in range(2):
         prefix = np.full(SYNTHETIC_PREFIX, 10 + subject, np.int64)
-        lengths = np.clip(rng.lognormal(np.log(SYNTHETIC_SUFFIX_MEDIAN), 0.6,
-                                        SYNTHETIC_QUESTIONS), 20, 1037).astype(int)
-        out += [Request(np.concatenate([prefix, np.full(n, 5, np.int64)]), SYNTHETIC_PREFIX)
-                for n in lengths]
+        lengths = np.clip(
+            rng.lognormal(np.log(SYNTHETIC_SUFFIX_MEDIAN), 0.6, SYNTHETIC_QUESTIONS), 20, 1037
+        ).astype(int)
+        out += [
+            Request(np.concatenate([prefix, np.full(n, 5, np.int64)]), SYNTHETIC_PREFIX)
+            for n in lengths
+        ]
     return out
 
 
@@ -47,8 +50,9 @@ def attended_pairs(seg: np.ndarray, ps: np.ndarray, pe: np.ndarray) -> int:
     return int((t - seg + 1).sum() + (pe.astype(np.int64) - ps).sum())
 
 
-def pick_pack(requests: Sequence[Request], pack_tokens: int, max_questions: int,
-              block_size: int) -> Any:
+def pick_pack(
+    requests: Sequence[Request], pack_tokens: int, max_questions: int, block_size: int
+) -> Any:
     """The median pack (by attended pairs) of the requests that fit in `pack_tokens`, planned
     without a carry; None when none fits."""
     from mmlubench.engines.packing import plan_packs
@@ -56,18 +60,22 @@ def pick_pack(requests: Sequence[Request], pack_tokens: int, max_questions: int,
     fitting = [r for r in requests if len(r.ids) <= pack_tokens]
     if not fitting:
         return None
-    packs = [b.payload for b in plan_packs(fitting, pack_tokens, max_questions, True,
-                                           block_size)]
+    packs = [b.payload for b in plan_packs(fitting, pack_tokens, max_questions, True, block_size)]
     packs.sort(key=lambda p: attended_pairs(p.seg_start, p.pre_start, p.pre_end))
     return packs[len(packs) // 2]
 
 
 def describe(pack: Any, source: str, block_size: int) -> AttentionPack:
     return AttentionPack(
-        source=source, pack_tokens=len(pack.ids), block_size=block_size,
-        questions=len(pack.last), computed_tokens=int(pack.work.tokens),
+        source=source,
+        pack_tokens=len(pack.ids),
+        block_size=block_size,
+        questions=len(pack.last),
+        computed_tokens=int(pack.work.tokens),
         attended_pairs=attended_pairs(pack.seg_start, pack.pre_start, pack.pre_end),
-        partial_blocks=int(pack.blocks[0].sum()), full_blocks=int(pack.blocks[2].sum()))
+        partial_blocks=int(pack.blocks[0].sum()),
+        full_blocks=int(pack.blocks[2].sum()),
+    )
 
 
 def block_mask(pack: Any, block_size: int, device: torch.device) -> Any:
@@ -78,8 +86,7 @@ def block_mask(pack: Any, block_size: int, device: torch.device) -> Any:
     def put(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
-    seg, ps, pe = (put(a.astype(np.int32)) for a in (pack.seg_start, pack.pre_start,
-                                                       pack.pre_end))
+    seg, ps, pe = (put(a.astype(np.int32)) for a in (pack.seg_start, pack.pre_start, pack.pre_end))
 
     def mask_mod(b, h, q_idx, kv_idx):
         own = (kv_idx >= seg[q_idx]) & (kv_idx <= q_idx)
@@ -90,9 +97,17 @@ def block_mask(pack: Any, block_size: int, device: torch.device) -> Any:
     return BlockMask.from_kv_blocks(*blocks, BLOCK_SIZE=block_size, mask_mod=mask_mod)
 
 
-def attention(dims: ModelDims, pack: Any, block_size: int, label: str,
-              device: torch.device, vendor: Vendor | None, budget: kernels.Budget, timer: str,
-              kernel_options: dict | None = None) -> tuple[Reading, float]:
+def attention(
+    dims: ModelDims,
+    pack: Any,
+    block_size: int,
+    label: str,
+    device: torch.device,
+    vendor: Vendor | None,
+    budget: kernels.Budget,
+    timer: str,
+    kernel_options: dict | None = None,
+) -> tuple[Reading, float]:
     """(the Reading, seconds the kernel took to compile) of one layer's attention on `pack`.
 
     Compiled on accelerators, as in the engine; eager on the CPU (its unfused reference
@@ -105,8 +120,11 @@ def attention(dims: ModelDims, pack: Any, block_size: int, label: str,
     k = torch.randn(1, KV, T, hd, device=device, dtype=dtype)
     v = torch.randn(1, KV, T, hd, device=device, dtype=dtype)
     mask = block_mask(pack, block_size, device)
-    flex = flex_attention if device.type == "cpu" else torch.compile(
-        flex_attention, dynamic=False, fullgraph=True)
+    flex = (
+        flex_attention
+        if device.type == "cpu"
+        else torch.compile(flex_attention, dynamic=False, fullgraph=True)
+    )
 
     def fn() -> torch.Tensor:
         return flex(q, k, v, block_mask=mask, enable_gqa=KV != H, kernel_options=kernel_options)
@@ -120,6 +138,15 @@ def attention(dims: ModelDims, pack: Any, block_size: int, label: str,
     pairs = attended_pairs(pack.seg_start, pack.pre_start, pack.pre_end)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "flex_attention called without torch.compile")
-        reading = kernels.measure("attention", label, [T, H, KV, hd], fn, device, vendor,
-                                  budget, timer, flops=float(pairs * dims.attention_flops_per_pair))
+        reading = kernels.measure(
+            "attention",
+            label,
+            [T, H, KV, hd],
+            fn,
+            device,
+            vendor,
+            budget,
+            timer,
+            flops=float(pairs * dims.attention_flops_per_pair),
+        )
     return reading, compile_s

@@ -22,17 +22,27 @@ else a synthetic layout of MMLU's shape. On the CPU: small shapes, fp32 by defau
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's own flags (beside --config, --vendor, --set and the folder flags)."""
-    p.add_argument("--device", help="cuda, cuda:N, xpu, npu, ..., or cpu (default: the case's, "
-                   "cuda)")
-    p.add_argument("--precision", help="comma-separated, of fp16, bf16, fp32, fp8 (default: "
-                   "all four; fp32 on the CPU); fp8 is null where the device has no FP8 matmul")
-    p.add_argument("--model-config", metavar="CONFIG_JSON", help="an HF config.json for the "
-                   "model shapes")
-    p.add_argument("--model-dir", help="an HF model folder (its config.json, and its tokenizer "
-                   "for MMLU prompts)")
+    p.add_argument(
+        "--device", help="cuda, cuda:N, xpu, npu, ..., or cpu (default: the case's, cuda)"
+    )
+    p.add_argument(
+        "--precision",
+        help="comma-separated, of fp16, bf16, fp32, fp8 (default: "
+        "all four; fp32 on the CPU); fp8 is null where the device has no FP8 matmul",
+    )
+    p.add_argument(
+        "--model-config", metavar="CONFIG_JSON", help="an HF config.json for the model shapes"
+    )
+    p.add_argument(
+        "--model-dir",
+        help="an HF model folder (its config.json, and its tokenizer for MMLU prompts)",
+    )
     p.add_argument("--subjects", help="MMLU subjects for the pack (default: the first 3)")
-    p.add_argument("--pack-tokens", type=int, help="pack length, the GEMMs' rows (default: the "
-                   "shared-prefix engine's, 32768)")
+    p.add_argument(
+        "--pack-tokens",
+        type=int,
+        help="pack length, the GEMMs' rows (default: the shared-prefix engine's, 32768)",
+    )
     p.add_argument("--format", choices=["markdown", "json"], default="markdown")
     p.set_defaults(func=command)
 
@@ -51,30 +61,45 @@ def _model(args: argparse.Namespace, cfg) -> tuple[object, str, Path | None]:
         if not args.model_dir and not path.is_file():
             return DEFAULT_DIMS, DEFAULT_SOURCE, None
     try:
-        return ModelDims.from_config(json.loads(path.read_text(encoding="utf-8"))), \
-            str(path), folder
+        return (
+            ModelDims.from_config(json.loads(path.read_text(encoding="utf-8"))),
+            str(path),
+            folder,
+        )
     except (OSError, ValueError, TypeError, KeyError) as e:
-        raise ConfigError(f"{path}: not a readable HF config.json ({type(e).__name__}: "
-                          f"{e})") from None
+        raise ConfigError(
+            f"{path}: not a readable HF config.json ({type(e).__name__}: {e})"
+        ) from None
 
 
 def _requests(args: argparse.Namespace, cfg, folder: Path | None) -> tuple[list | None, str]:
     """MMLU prompts (first 3 subjects) when the MMLU folder and a tokenizer are there."""
     from mmlubench.data import find_subjects, load_mmlu
 
-    if folder is None or not (folder / "tokenizer.json").is_file() or not (
-            cfg.mmlu_path / cfg.split).is_dir():
+    if (
+        folder is None
+        or not (folder / "tokenizer.json").is_file()
+        or not (cfg.mmlu_path / cfg.split).is_dir()
+    ):
         return None, ""
     from mmlubench.engines.base import Request
     from mmlubench.prompts import build_prompts, load_tokenizer
 
-    subjects = args.subjects.split(",") if args.subjects else \
-        find_subjects(cfg.mmlu_path, cfg.split)[:3]
+    subjects = (
+        args.subjects.split(",") if args.subjects else find_subjects(cfg.mmlu_path, cfg.split)[:3]
+    )
     dataset = load_mmlu(cfg.mmlu_path, cfg.split, subjects, cfg.limit, cfg.few_shots)
-    prompts = build_prompts(dataset, load_tokenizer(folder), cfg.prompt_style, cfg.few_shots,
-                            cfg.max_seq_len, progress=False)
-    return [Request(p.ids, p.prefix_len) for p in prompts], \
-        f"MMLU {cfg.split} prompts ({', '.join(subjects)})"
+    prompts = build_prompts(
+        dataset,
+        load_tokenizer(folder),
+        cfg.prompt_style,
+        cfg.few_shots,
+        cfg.max_seq_len,
+        progress=False,
+    )
+    return [
+        Request(p.ids, p.prefix_len) for p in prompts
+    ], f"MMLU {cfg.split} prompts ({', '.join(subjects)})"
 
 
 def command(args: argparse.Namespace) -> int:
@@ -101,16 +126,20 @@ def command(args: argparse.Namespace) -> int:
         if args.pack_tokens <= 0 or args.pack_tokens % opts.block_size:
             from mmlubench.errors import ConfigError
 
-            raise ConfigError(f"--pack-tokens: must be a positive multiple of the block size "
-                              f"{opts.block_size}, got {args.pack_tokens}")
-        opts = PackOptions(args.pack_tokens, opts.max_questions, opts.block_size,
-                           opts.kernel_options)
+            raise ConfigError(
+                f"--pack-tokens: must be a positive multiple of the block size "
+                f"{opts.block_size}, got {args.pack_tokens}"
+            )
+        opts = PackOptions(
+            args.pack_tokens, opts.max_questions, opts.block_size, opts.kernel_options
+        )
     accel.set_device(device)
     vendor = vendors.open_vendor(device, cfg.vendor)
     try:
         with torch.inference_mode():
-            c = measure_device(device, vendor, precisions, dims, source, requests, pack_source,
-                               opts)
+            c = measure_device(
+                device, vendor, precisions, dims, source, requests, pack_source, opts
+            )
     finally:
         vendor.close()
     print(json.dumps(c.to_json(), indent=2) if args.format == "json" else format_ceiling(c))

@@ -89,8 +89,10 @@ class Poll:
         self.read()
 
     def medians(self) -> tuple[float | None, float | None]:
-        return (statistics.median(self.clocks) if self.clocks else None,
-                statistics.median(self.powers) if self.powers else None)
+        return (
+            statistics.median(self.clocks) if self.clocks else None,
+            statistics.median(self.powers) if self.powers else None,
+        )
 
 
 def timer_kind(device: torch.device) -> str:
@@ -104,8 +106,7 @@ def timer_kind(device: torch.device) -> str:
     return EVENT_TIMER
 
 
-def rep_times(fn: Callable[[], object], device: torch.device, reps: int, timer: str
-              ) -> list[float]:
+def rep_times(fn: Callable[[], object], device: torch.device, reps: int, timer: str) -> list[float]:
     """Seconds of each of `reps` back-to-back calls of `fn`."""
     if timer == EVENT_TIMER:
         marks = [torch.Event(device=device, enable_timing=True) for _ in range(reps + 1)]
@@ -125,9 +126,18 @@ def rep_times(fn: Callable[[], object], device: torch.device, reps: int, timer: 
     return times
 
 
-def measure(name: str, dtype: str, shape: list[int], fn: Callable[[], object],
-            device: torch.device, vendor: Vendor | None, budget: Budget, timer: str,
-            flops: float | None = None, moved_bytes: float | None = None) -> Reading:
+def measure(
+    name: str,
+    dtype: str,
+    shape: list[int],
+    fn: Callable[[], object],
+    device: torch.device,
+    vendor: Vendor | None,
+    budget: Budget,
+    timer: str,
+    flops: float | None = None,
+    moved_bytes: float | None = None,
+) -> Reading:
     """One Reading of `fn`: warm-up reps, then as many timed reps as fill the budget."""
     for _ in range(budget.warmup):
         fn()
@@ -137,19 +147,41 @@ def measure(name: str, dtype: str, shape: list[int], fn: Callable[[], object],
         times = rep_times(fn, device, reps, timer)
     med = statistics.median(times)
     clock, power = poll.medians()
-    return Reading(name=name, dtype=dtype, shape=shape, flops=flops, moved_bytes=moved_bytes,
-                   reps=reps, warmup_reps=budget.warmup + 1, median_time_s=med,
-                   min_time_s=min(times),
-                   flops_per_s=flops / med if flops is not None and med > 0 else None,
-                   bytes_per_s=moved_bytes / med if moved_bytes is not None and med > 0
-                   else None, sm_clock_mhz_median=clock, power_w_median=power)
+    return Reading(
+        name=name,
+        dtype=dtype,
+        shape=shape,
+        flops=flops,
+        moved_bytes=moved_bytes,
+        reps=reps,
+        warmup_reps=budget.warmup + 1,
+        median_time_s=med,
+        min_time_s=min(times),
+        flops_per_s=flops / med if flops is not None and med > 0 else None,
+        bytes_per_s=moved_bytes / med if moved_bytes is not None and med > 0 else None,
+        sm_clock_mhz_median=clock,
+        power_w_median=power,
+    )
 
 
 def failed(name: str, dtype: str, shape: list[int], error: str) -> Reading:
     """The Reading of a kernel that could not run here (its figures null, the reason said)."""
-    return Reading(name=name, dtype=dtype, shape=shape, flops=None, moved_bytes=None, reps=0,
-                   warmup_reps=0, median_time_s=None, min_time_s=None, flops_per_s=None,
-                   bytes_per_s=None, sm_clock_mhz_median=None, power_w_median=None, error=error)
+    return Reading(
+        name=name,
+        dtype=dtype,
+        shape=shape,
+        flops=None,
+        moved_bytes=None,
+        reps=0,
+        warmup_reps=0,
+        median_time_s=None,
+        min_time_s=None,
+        flops_per_s=None,
+        bytes_per_s=None,
+        sm_clock_mhz_median=None,
+        power_w_median=None,
+        error=error,
+    )
 
 
 def fp8_support(device: torch.device) -> tuple[torch.dtype | None, str | None]:
@@ -164,9 +196,18 @@ def fp8_support(device: torch.device) -> tuple[torch.dtype | None, str | None]:
         return None, str(e)
 
 
-def gemm(name: str, m: int, n: int, k: int, precision: str, device: torch.device,
-         vendor: Vendor | None, budget: Budget, timer: str,
-         fp8_out: torch.dtype | None = None) -> Reading:
+def gemm(
+    name: str,
+    m: int,
+    n: int,
+    k: int,
+    precision: str,
+    device: torch.device,
+    vendor: Vendor | None,
+    budget: Budget,
+    timer: str,
+    fp8_out: torch.dtype | None = None,
+) -> Reading:
     """out [M, N] = a [M, K] @ w[N, K]^T as a linear layer does; in fp8 through
     torch._scaled_mm with one fp32 scale per row of a and per output channel of w."""
     shape, flops = [m, n, k], 2.0 * m * n * k
@@ -175,23 +216,51 @@ def gemm(name: str, m: int, n: int, k: int, precision: str, device: torch.device
         a = torch.randn(m, k, device=device, dtype=dtype)
         w = torch.randn(n, k, device=device, dtype=dtype)
         out = torch.empty(m, n, device=device, dtype=dtype)
-        return measure(name, precision, shape, lambda: torch.mm(a, w.t(), out=out), device,
-                       vendor, budget, timer, flops=flops)
+        return measure(
+            name,
+            precision,
+            shape,
+            lambda: torch.mm(a, w.t(), out=out),
+            device,
+            vendor,
+            budget,
+            timer,
+            flops=flops,
+        )
     from mmlubench.engines.fp8 import E4M3, FAST_ACCUM
 
     a = torch.randn(m, k, device=device).to(E4M3)
     w = torch.randn(n, k, device=device).to(E4M3)
     sa, sw = torch.ones(m, 1, device=device), torch.ones(1, n, device=device)
-    return measure(name, "float8_e4m3fn", shape,
-                   lambda: torch._scaled_mm(a, w.t(), scale_a=sa, scale_b=sw, out_dtype=fp8_out,
-                                            use_fast_accum=FAST_ACCUM),
-                   device, vendor, budget, timer, flops=flops)
+    return measure(
+        name,
+        "float8_e4m3fn",
+        shape,
+        lambda: torch._scaled_mm(
+            a, w.t(), scale_a=sa, scale_b=sw, out_dtype=fp8_out, use_fast_accum=FAST_ACCUM
+        ),
+        device,
+        vendor,
+        budget,
+        timer,
+        flops=flops,
+    )
 
 
-def copy(nbytes: int, device: torch.device, vendor: Vendor | None, budget: Budget,
-         timer: str) -> Reading:
+def copy(
+    nbytes: int, device: torch.device, vendor: Vendor | None, budget: Budget, timer: str
+) -> Reading:
     """dst.copy_(src) of `nbytes`: bandwidth counts the bytes read plus the bytes written."""
     src = torch.ones(nbytes, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
-    return measure("copy", "uint8", [nbytes], lambda: dst.copy_(src), device, vendor, budget,
-                   timer, moved_bytes=2.0 * nbytes)
+    return measure(
+        "copy",
+        "uint8",
+        [nbytes],
+        lambda: dst.copy_(src),
+        device,
+        vendor,
+        budget,
+        timer,
+        moved_bytes=2.0 * nbytes,
+    )

@@ -35,17 +35,26 @@ class ModelDims:
         """From an HF config object or a parsed config.json (dict)."""
         get = c.get if isinstance(c, dict) else (lambda k, d=None: getattr(c, k, d))
         heads = get("num_attention_heads")
-        return cls(get("num_hidden_layers"), get("hidden_size"), get("intermediate_size"),
-                   heads, get("num_key_value_heads") or heads,
-                   get("head_dim") or get("hidden_size") // heads, get("vocab_size"))
+        return cls(
+            get("num_hidden_layers"),
+            get("hidden_size"),
+            get("intermediate_size"),
+            heads,
+            get("num_key_value_heads") or heads,
+            get("head_dim") or get("hidden_size") // heads,
+            get("vocab_size"),
+        )
 
     def decoder_gemms(self, tokens: int) -> dict[str, tuple[int, int, int]]:
         """(M, N, K) of each projection of one layer on `tokens` rows (fused q/k/v and
         gate/up, as the shared-prefix engine runs them): out [M, N] = in [M, K] @ W^T."""
         d, f, hd = self.hidden, self.intermediate, self.head_dim
-        return {"q/k/v": (tokens, (self.heads + 2 * self.kv_heads) * hd, d),
-                "o": (tokens, d, self.heads * hd), "gate/up": (tokens, 2 * f, d),
-                "down": (tokens, d, f)}
+        return {
+            "q/k/v": (tokens, (self.heads + 2 * self.kv_heads) * hd, d),
+            "o": (tokens, d, self.heads * hd),
+            "gate/up": (tokens, 2 * f, d),
+            "down": (tokens, d, f),
+        }
 
     @property
     def decoder_flops_per_token(self) -> int:
@@ -149,8 +158,14 @@ class AtCeiling(Section):
     time_s: float
 
 
-def at_ceiling(dims: ModelDims, rates: PrecisionCeiling, tokens: int, attention_pairs: int,
-               logit_rows: int, devices: int = 1) -> AtCeiling | None:
+def at_ceiling(
+    dims: ModelDims,
+    rates: PrecisionCeiling,
+    tokens: int,
+    attention_pairs: int,
+    logit_rows: int,
+    devices: int = 1,
+) -> AtCeiling | None:
     """How long `tokens` through the decoder, `attention_pairs` attended pairs and
     `logit_rows` LM-head rows take at the measured rates; None when a rate is missing."""
     decoder = float(tokens * dims.decoder_flops_per_token)

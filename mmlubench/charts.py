@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mmlubench.display import GIB
-from mmlubench.document import Result
+from mmlubench.document import Pass, Result
 
 PASS_COLORS = {"val": "#4c72b0", "infer": "#dd8452"}
 
@@ -56,8 +56,13 @@ def subject_accuracy(result: Result) -> bytes:
         values = [100 * per_subject[name].get(s, float("nan")) for s in subjects]
         ys = [i + (k - (len(passes) - 1) / 2) * height for i in range(len(subjects))]
         micro = 100 * result.rule_accuracy(name).micro
-        ax.barh(ys, values, height=height, color=PASS_COLORS.get(name),
-                label=f"{name} ({result.passes[name].engine.name}), micro {micro:.1f}%")
+        ax.barh(
+            ys,
+            values,
+            height=height,
+            color=PASS_COLORS.get(name),
+            label=f"{name} ({result.passes[name].engine.name}), micro {micro:.1f}%",
+        )
         ax.axvline(micro, color=PASS_COLORS.get(name), linestyle="--", linewidth=1)
     ax.axvline(25, color="grey", linestyle=":", linewidth=1, label="chance (25%)")
     ax.set_yticks(range(len(subjects)), [s.replace("_", " ") for s in subjects], fontsize=8)
@@ -95,50 +100,71 @@ def throughput(result: Result) -> bytes:
     fig, axes = plt.subplots(len(passes), 1, figsize=(9, 3.2 * len(passes)), squeeze=False)
     for ax, name in zip(axes[:, 0], passes, strict=True):
         p = result.passes[name]
-        timeline = p.timeline
-        color = PASS_COLORS.get(name)
-        if not timeline:
-            ax.text(0.5, 0.5, "no timeline recorded", ha="center", va="center",
-                    transform=ax.transAxes)
+        if not p.timeline:
+            ax.text(
+                0.5, 0.5, "no timeline recorded", ha="center", va="center", transform=ax.transAxes
+            )
         else:
-            tokens = [row[1] for row in timeline]
-            core = [row[2] for row in timeline]
-            t = [row[3] for row in timeline]
-            per_batch = [tok / sec if sec > 0 else float("nan")
-                         for tok, sec in zip(tokens, core, strict=True)]
-            window = max(1, len(timeline) // 50)
-            if window == 1:  # few batches: each one is a point
-                ax.plot(t, per_batch, color=color, marker="o", markersize=3,
-                        label="core, per batch")
-            else:
-                ax.scatter(t, per_batch, s=6, alpha=0.3, color=color, label="core, per batch")
-                ax.plot(t, _smoothed(tokens, core, window), color=color,
-                        label=f"core, over {window} batches")
-            running, total = [], 0.0
-            for tok, ti in zip(tokens, t, strict=True):
-                total += tok
-                running.append(total / ti if ti > 0 else float("nan"))
-            ax.plot(t, running, color="black", linestyle="--", linewidth=1,
-                    label="whole, running (tokens so far / time so far)")
-            compile_s = p.compile_time_s
-            first = t[0] - core[0]
-            if first > 0.3 * t[-1]:
-                # A long warm-up would squeeze the batches to the right: start after it.
-                ax.set_xlim(first - 0.02 * (t[-1] - first), t[-1] + 0.02 * (t[-1] - first))
-                ax.plot([], [], " ", label=f"x axis starts after compile/warm-up "
-                                           f"({compile_s:.1f} s)")
-            elif compile_s > 0.01 * t[-1]:
-                ax.axvspan(0, compile_s, color="grey", alpha=0.15,
-                           label=f"compile/warm-up {compile_s:.1f} s")
-            ax.set_ylim(bottom=0)
-            ax.legend(loc="lower right", fontsize=8)
-        ax.set_title(f"{name} pass ({p.engine.name}): core {p.core_tok_per_s or 0:,.0f}"
-                     f" tok/s, whole {p.whole_tok_per_s or 0:,.0f} tok/s")
+            _throughput_series(ax, p, PASS_COLORS.get(name))
+        ax.set_title(
+            f"{name} pass ({p.engine.name}): core {p.core_tok_per_s or 0:,.0f}"
+            f" tok/s, whole {p.whole_tok_per_s or 0:,.0f} tok/s"
+        )
         ax.set_xlabel("seconds since the pass began")
         ax.set_ylabel("prompt tokens / s")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return _png(fig)
+
+
+def _throughput_series(ax: Any, p: Pass, color: str | None) -> None:
+    """A pass's panel of `throughput`: its batches' core tok/s and the running whole tok/s."""
+    timeline = p.timeline
+    tokens = [row[1] for row in timeline]
+    core = [row[2] for row in timeline]
+    t = [row[3] for row in timeline]
+    per_batch = [
+        tok / sec if sec > 0 else float("nan") for tok, sec in zip(tokens, core, strict=True)
+    ]
+    window = max(1, len(timeline) // 50)
+    if window == 1:  # few batches: each one is a point
+        ax.plot(t, per_batch, color=color, marker="o", markersize=3, label="core, per batch")
+    else:
+        ax.scatter(t, per_batch, s=6, alpha=0.3, color=color, label="core, per batch")
+        ax.plot(
+            t,
+            _smoothed(tokens, core, window),
+            color=color,
+            label=f"core, over {window} batches",
+        )
+    running, total = [], 0.0
+    for tok, ti in zip(tokens, t, strict=True):
+        total += tok
+        running.append(total / ti if ti > 0 else float("nan"))
+    ax.plot(
+        t,
+        running,
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        label="whole, running (tokens so far / time so far)",
+    )
+    compile_s = p.compile_time_s
+    first = t[0] - core[0]
+    if first > 0.3 * t[-1]:
+        # A long warm-up would squeeze the batches to the right: start after it.
+        ax.set_xlim(first - 0.02 * (t[-1] - first), t[-1] + 0.02 * (t[-1] - first))
+        ax.plot([], [], " ", label=f"x axis starts after compile/warm-up ({compile_s:.1f} s)")
+    elif compile_s > 0.01 * t[-1]:
+        ax.axvspan(
+            0,
+            compile_s,
+            color="grey",
+            alpha=0.15,
+            label=f"compile/warm-up {compile_s:.1f} s",
+        )
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="lower right", fontsize=8)
 
 
 def _run_series_png(fig: Any, ax: Any, unit: str, title: str) -> bytes:
@@ -165,12 +191,16 @@ def memory(result: Result) -> bytes | None:
     peak = max(used)
     total = (mem.total_bytes or 0) / GIB
     if total and total <= 2.5 * peak:
-        ax.axhline(total, color="red", linestyle="--", linewidth=1,
-                   label=f"total {total:.1f} GiB")
+        ax.axhline(total, color="red", linestyle="--", linewidth=1, label=f"total {total:.1f} GiB")
     elif total:  # a line at the total would flatten the curve: name it instead
         ax.plot([], [], " ", label=f"total {total:.1f} GiB (off the scale)")
-    ax.annotate(f"peak {peak:.1f} GiB", (t[used.index(peak)], peak), textcoords="offset points",
-                xytext=(5, 5), fontsize=8)
+    ax.annotate(
+        f"peak {peak:.1f} GiB",
+        (t[used.index(peak)], peak),
+        textcoords="offset points",
+        xytext=(5, 5),
+        fontsize=8,
+    )
     ax.set_ylim(0, max(ax.get_ylim()[1], 1.15 * peak))
     return _run_series_png(fig, ax, "GiB", f"Device memory used ({len(samples)} samples)")
 
@@ -183,14 +213,23 @@ def power(result: Result) -> bytes | None:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 3.2))
-    ax.plot([s[0] for s in samples], [s[1] for s in samples], marker="o", markersize=3,
-            label=f"power ({result.memory.vendor or 'device'})")
+    ax.plot(
+        [s[0] for s in samples],
+        [s[1] for s in samples],
+        marker="o",
+        markersize=3,
+        label=f"power ({result.memory.vendor or 'device'})",
+    )
     for name in result.pass_names():
         p = result.passes[name]
         if p.avg_power_w is not None:
-            ax.axhline(p.avg_power_w, linestyle="--", linewidth=1,
-                       color="C1" if name == "infer" else "C2",
-                       label=f"{name}: {p.avg_power_w:.0f} W average, {p.energy_j:,.0f} J")
+            ax.axhline(
+                p.avg_power_w,
+                linestyle="--",
+                linewidth=1,
+                color="C1" if name == "infer" else "C2",
+                label=f"{name}: {p.avg_power_w:.0f} W average, {p.energy_j:,.0f} J",
+            )
     ax.set_ylim(0, 1.15 * max(s[1] for s in samples))
     return _run_series_png(fig, ax, "W", f"Device power ({len(samples)} samples)")
 
@@ -198,11 +237,16 @@ def power(result: Result) -> bytes | None:
 def comparison(results: Sequence[Result], labels: Sequence[str]) -> bytes:
     """Several runs side by side: the four throughputs, e2e time and accuracy."""
     plt = _pyplot()
-    keys = [("p_val_whole_tok_per_s", "val whole"), ("p_val_core_tok_per_s", "val core"),
-            ("p_infer_whole_tok_per_s", "infer whole"), ("p_infer_core_tok_per_s", "infer core")]
+    keys = [
+        ("p_val_whole_tok_per_s", "val whole"),
+        ("p_val_core_tok_per_s", "val core"),
+        ("p_infer_whole_tok_per_s", "infer whole"),
+        ("p_infer_core_tok_per_s", "infer core"),
+    ]
     n = len(results)
     fig, (ax_tp, ax_e2e, ax_acc) = plt.subplots(
-        1, 3, figsize=(13, 2.5 + 0.35 * n), gridspec_kw={"width_ratios": [3, 1.3, 1.3]})
+        1, 3, figsize=(13, 2.5 + 0.35 * n), gridspec_kw={"width_ratios": [3, 1.3, 1.3]}
+    )
     height = 0.8 / len(keys)
     for k, (key, name) in enumerate(keys):
         values = [getattr(r.metrics, key) or 0.0 for r in results]

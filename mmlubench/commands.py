@@ -39,8 +39,11 @@ RUN_FLAGS = {
 def overrides_from_args(args: argparse.Namespace, flags: dict[str, str]) -> dict:
     from mmlubench.config import dotted_to_nested, parse_set
 
-    pairs = [(key, getattr(args, attr)) for attr, key in flags.items()
-             if getattr(args, attr, None) is not None]
+    pairs = [
+        (key, getattr(args, attr))
+        for attr, key in flags.items()
+        if getattr(args, attr, None) is not None
+    ]
     if getattr(args, "no_validation", False):
         pairs.append(("validation", False))
     if getattr(args, "random_weights", False):
@@ -76,8 +79,9 @@ def apply_model(args: argparse.Namespace) -> None:
         from mmlubench.errors import ConfigError
 
         raise ConfigError("command line: --model and --weight-dir both name the model; give one")
-    case, overrides = model_layer(args.model, args.revision, getattr(args, "random_weights",
-                                                                     False), bool(args.config))
+    case, overrides = model_layer(
+        args.model, args.revision, getattr(args, "random_weights", False), bool(args.config)
+    )
     args.config = args.config or case
     args.model_overrides = overrides
     if hasattr(args, "run_name") and args.run_name is None:
@@ -113,14 +117,17 @@ def prompts(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, DATA_FLAGS)
     dataset = load_mmlu(cfg.mmlu_path, cfg.split, cfg.subjects, cfg.limit, cfg.few_shots)
     tokenizer = load_tokenizer(cfg.weight_path)
-    built = build_prompts(dataset, tokenizer, cfg.prompt_style, cfg.few_shots,
-                          cfg.max_seq_len, progress=cfg.progress)
+    built = build_prompts(
+        dataset, tokenizer, cfg.prompt_style, cfg.few_shots, cfg.max_seq_len, progress=cfg.progress
+    )
     built = without_bos(built, None if cfg.bos else tokenizer.bos_token_id)
     n = write_jsonl(built, args.out)
     tokens = sum(len(p.ids) for p in built)
-    print(f"wrote {n} prompts ({tokens} tokens, {sum(1 for p in built if p.dropped)} "
-          f"truncated, {sum(1 for p in built if p.prefix_len)} with a shareable prefix) "
-          f"to {args.out}")
+    print(
+        f"wrote {n} prompts ({tokens} tokens, {sum(1 for p in built if p.dropped)} "
+        f"truncated, {sum(1 for p in built if p.prefix_len)} with a shareable prefix) "
+        f"to {args.out}"
+    )
     return 0
 
 
@@ -136,8 +143,11 @@ def report(args: argparse.Namespace) -> int:
 
         run_dir = Path(args.run_dir)
         run_dir = run_dir.parent if run_dir.suffix == ".json" else run_dir
-        print(json.dumps(lmeval.from_run(run_dir, result.config.to_json(),
-                                         result.model.to_json()), indent=2))
+        print(
+            json.dumps(
+                lmeval.from_run(run_dir, result.config.to_json(), result.model.to_json()), indent=2
+            )
+        )
         return 0
     print(render(result, args.format))
     if args.html is not None:
@@ -170,9 +180,11 @@ def demo(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     made = "were generated" if not is_demo_dir(root) else "are reused"
     make_demo(root)
-    print(f"DEMO: a tiny random Llama checkpoint, a tiny tokenizer and a small synthetic MMLU "
-          f"{made} under {root}; the numbers below show the pipeline, not a real model. "
-          f"See its prompts: mmlubench prompts --data-dir {root} --out prompts.jsonl")
+    print(
+        f"DEMO: a tiny random Llama checkpoint, a tiny tokenizer and a small synthetic MMLU "
+        f"{made} under {root}; the numbers below show the pipeline, not a real model. "
+        f"See its prompts: mmlubench prompts --data-dir {root} --out prompts.jsonl"
+    )
     args.config = args.config or str(CONFIG_DIR / "demo.yaml")
     args.data_dir = args.data_dir or str(root)
     args.output_dir = args.output_dir or str(root / "runs")
@@ -195,8 +207,10 @@ def download(args: argparse.Namespace) -> int:
         if not repo:
             from mmlubench.errors import ConfigError
 
-            raise ConfigError(f"{args.config or 'the case file'}: no hf_repo to download the "
-                              "weights from; give --repo")
+            raise ConfigError(
+                f"{args.config or 'the case file'}: no hf_repo to download the "
+                "weights from; give --repo"
+            )
         print(f"weights -> {download_weights(cfg.weight_path, repo)}")
     return 0
 

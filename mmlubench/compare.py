@@ -25,8 +25,10 @@ RATIO_COLUMNS: dict[str, Callable[[Metrics], float | None]] = {
     "*p_infer_core (tok/s)": lambda m: m.p_infer_core_tok_per_s,
     "*MFU": lambda m: m.mfu,
 }
-RATIO_NOTE = ("(x.xx) = this run / the first run; higher is better for throughputs and MFU, "
-              "lower is better for e2e_time")
+RATIO_NOTE = (
+    "(x.xx) = this run / the first run; higher is better for throughputs and MFU, "
+    "lower is better for e2e_time"
+)
 
 
 def _flops_per_token(r: Result) -> object:
@@ -37,8 +39,9 @@ def _flops_per_token(r: Result) -> object:
 def _model(r: Result) -> object:
     """Which model: architecture and shape, and config.json's hash where recorded."""
     m = r.model
-    shape = (f"{m.architecture} {m.n_params} params, {m.num_hidden_layers} layers, "
-             f"vocab {m.vocab_size}")
+    shape = (
+        f"{m.architecture} {m.n_params} params, {m.num_hidden_layers} layers, vocab {m.vocab_size}"
+    )
     return f"{shape}, config sha256 {m.config_sha256[:12]}" if m.config_sha256 else shape
 
 
@@ -55,11 +58,17 @@ SETTINGS: list[tuple[str, Callable[[Result], object], str]] = [
     ("prompt_tokens", lambda r: r.metrics.prompt_tokens, "different prompt tokens"),
     ("few_shots", lambda r: r.config.few_shots, "different prompt lengths"),
     ("max_seq_len", lambda r: r.config.max_seq_len, "different truncation"),
-    ("random_weights", lambda r: r.random_weights,
-     "random-weight accuracy is meaningless, and e2e_time skips the checkpoint load"),
+    (
+        "random_weights",
+        lambda r: r.random_weights,
+        "random-weight accuracy is meaningless, and e2e_time skips the checkpoint load",
+    ),
     ("precision", lambda r: r.metrics.precision, "different arithmetic and memory traffic"),
-    ("val pass", lambda r: "run" if r.metrics.p_val_whole_tok_per_s is not None else "not run",
-     "e2e_time counts a val pass in one run and not in the other"),
+    (
+        "val pass",
+        lambda r: "run" if r.metrics.p_val_whole_tok_per_s is not None else "not run",
+        "e2e_time counts a val pass in one run and not in the other",
+    ),
 ]
 
 
@@ -75,8 +84,7 @@ def setting_warnings(results: Sequence[Result], labels: Sequence[str]) -> list[s
         values = [read(r) for r in results]
         if any(v != values[0] for v in values[1:]):
             listed = ", ".join(f"{label}: {v}" for label, v in zip(labels, values, strict=True))
-            out.append(f"runs differ in {name} ({listed}): {why}; not a like-for-like "
-                       "comparison")
+            out.append(f"runs differ in {name} ({listed}): {why}; not a like-for-like comparison")
     return out
 
 
@@ -107,19 +115,24 @@ def energy_lines(results: Sequence[Result], labels: Sequence[str]) -> list[str]:
     for label, r in zip(labels, results, strict=True):
         m = r.infer
         if m.energy_j is not None:
-            out.append(f"energy (infer) {label}: {m.energy_j:,.0f} J"
-                       f"{_ratio(m.energy_j, first.energy_j)}, {m.avg_power_w:.0f} W average, "
-                       f"{m.tokens_per_joule:,.1f} tok/J"
-                       f"{_ratio(m.tokens_per_joule, first.tokens_per_joule)}, "
-                       f"{m.joules_per_question:.2f} J/question")
+            out.append(
+                f"energy (infer) {label}: {m.energy_j:,.0f} J"
+                f"{_ratio(m.energy_j, first.energy_j)}, {m.avg_power_w:.0f} W average, "
+                f"{m.tokens_per_joule:,.1f} tok/J"
+                f"{_ratio(m.tokens_per_joule, first.tokens_per_joule)}, "
+                f"{m.joules_per_question:.2f} J/question"
+            )
     return out
 
 
 def format_compare(results: Sequence[Result], labels: Sequence[str]) -> str:
     """Warnings, then the side-by-side table, its legend and how to read its ratios."""
     out = [f"WARNING: {w}" for w in setting_warnings(results, labels)]
-    out += [f"WARNING: {label}: RANDOM WEIGHTS, accuracy is meaningless"
-            for label, r in zip(labels, results, strict=True) if r.random_weights]
+    out += [
+        f"WARNING: {label}: RANDOM WEIGHTS, accuracy is meaningless"
+        for label, r in zip(labels, results, strict=True)
+        if r.random_weights
+    ]
     if out:
         out.append("")
     out.append(markdown_table(compare_rows(results, labels), COMPARE_COLUMNS))
@@ -133,11 +146,13 @@ def category_lines(results: Sequence[Result], labels: Sequence[str]) -> list[str
 
     out = []
     for label, r in zip(labels, results, strict=True):
-        parts = [f"{name} {pct(acc)} ({n})" for name, acc, n, _ in
-                 categories(r.rule_accuracy("infer"))]
+        parts = [
+            f"{name} {pct(acc)} ({n})" for name, acc, n, _ in categories(r.rule_accuracy("infer"))
+        ]
         if parts:
-            out.append(f"acc by MMLU category {label} ({r.accuracy.rule} rule): "
-                       + ", ".join(parts))
+            out.append(
+                f"acc by MMLU category {label} ({r.accuracy.rule} rule): " + ", ".join(parts)
+            )
     return out
 
 
@@ -160,27 +175,67 @@ def render_html(results: Sequence[Result], labels: Sequence[str]) -> str:
     body = [f"<h1>mmlubench comparison of {len(results)} runs</h1>\n"]
     random = [label for label, r in zip(labels, results, strict=True) if r.random_weights]
     if random:
-        body.append(f'<div class="banner">RANDOM WEIGHTS in {esc(", ".join(random))}: '
-                    "their accuracy is meaningless.</div>\n")
+        body.append(
+            f'<div class="banner">RANDOM WEIGHTS in {esc(", ".join(random))}: '
+            "their accuracy is meaningless.</div>\n"
+        )
     if warnings:
-        body.append('<h2>Warnings</h2>\n<ul class="warnings">'
-                    + "".join(f"<li>{esc(w)}</li>" for w in warnings) + "</ul>\n")
-    body.append("<h2>Results</h2>\n" + table(COMPARE_COLUMNS, compare_rows(results, labels),
-                                              "metrics", numeric_from=4))
+        body.append(
+            '<h2>Warnings</h2>\n<ul class="warnings">'
+            + "".join(f"<li>{esc(w)}</li>" for w in warnings)
+            + "</ul>\n"
+        )
+    body.append(
+        "<h2>Results</h2>\n"
+        + table(COMPARE_COLUMNS, compare_rows(results, labels), "metrics", numeric_from=4)
+    )
     body.append(f'<p class="sub">{esc(RATIO_NOTE)}</p>\n')
     body.append(image(charts.comparison(results, labels), "comparison of runs"))
     body += [f"<p>{esc(line)}</p>\n" for line in category_lines(results, labels)]
+    body.append("<h2>Runs</h2>\n" + _runs_table(results, labels))
+    return page("mmlubench comparison", "".join(body), wide=True)
+
+
+def _runs_table(results: Sequence[Result], labels: Sequence[str]) -> str:
+    """The comparison page's table of what produced each run."""
+    from mmlubench.htmlpage import table
+
     env_rows = []
     for label, r in zip(labels, results, strict=True):
         env = r.environment
-        env_rows.append([label, r.infer.engine.name, env.device_name, env.torch,
-                         env.transformers, env.cuda, commit_label(env.git.commit, env.git.dirty),
-                         env.date_utc, r.config.prompt_style, r.config.scoring,
-                         r.metrics.questions, r.random_weights])
-    body.append("<h2>Runs</h2>\n" + table(
-        ["run", "engine", "device", "torch", "transformers", "cuda", "git", "date",
-         "prompt_style", "scoring", "questions", "random weights"], env_rows))
-    return page("mmlubench comparison", "".join(body), wide=True)
+        env_rows.append(
+            [
+                label,
+                r.infer.engine.name,
+                env.device_name,
+                env.torch,
+                env.transformers,
+                env.cuda,
+                commit_label(env.git.commit, env.git.dirty),
+                env.date_utc,
+                r.config.prompt_style,
+                r.config.scoring,
+                r.metrics.questions,
+                r.random_weights,
+            ]
+        )
+    return table(
+        [
+            "run",
+            "engine",
+            "device",
+            "torch",
+            "transformers",
+            "cuda",
+            "git",
+            "date",
+            "prompt_style",
+            "scoring",
+            "questions",
+            "random weights",
+        ],
+        env_rows,
+    )
 
 
 def write_html(results: Sequence[Result], labels: Sequence[str], out: str | Path) -> Path:

@@ -116,12 +116,16 @@ def find_subjects(mmlu_dir: Path, split: str) -> list[str]:
     dev_subjects = sorted(p.name[: -len("_dev.csv")] for p in (mmlu_dir / "dev").glob("*_dev.csv"))
     for s in subjects:
         if s not in dev_subjects:
-            raise DataError(f"{split_file(mmlu_dir, 'dev', s)}: file not found "
-                            f"(subject {s!r} has a {split} file but no dev file)")
+            raise DataError(
+                f"{split_file(mmlu_dir, 'dev', s)}: file not found "
+                f"(subject {s!r} has a {split} file but no dev file)"
+            )
     for s in dev_subjects:
         if s not in subjects:
-            raise DataError(f"{split_file(mmlu_dir, split, s)}: file not found "
-                            f"(subject {s!r} has a dev file but no {split} file)")
+            raise DataError(
+                f"{split_file(mmlu_dir, split, s)}: file not found "
+                f"(subject {s!r} has a dev file but no {split} file)"
+            )
     return subjects
 
 
@@ -152,9 +156,7 @@ def load_mmlu(
         dev_path = split_file(mmlu_dir, "dev", subject)
         dev = read_questions(dev_path, subject)
         if len(dev) < few_shots:
-            raise DataError(
-                f"{dev_path}: has {len(dev)} rows, fewer than few_shots={few_shots}"
-            )
+            raise DataError(f"{dev_path}: has {len(dev)} rows, fewer than few_shots={few_shots}")
         dataset.dev[subject] = dev
         rows = read_questions(split_file(mmlu_dir, split, subject), subject)
         dataset.questions.extend(rows[:limit] if limit else rows)

@@ -70,8 +70,9 @@ def make_dataset(mmlu_dir: Path, seed: int = 0, sizes: dict | None = None) -> No
         for k, subject in enumerate(SUBJECTS):
             # One file with CRLF line ends, as some MMLU files have.
             terminator = "\r\n" if (split, k) == ("test", 0) else "\n"
-            with open(mmlu_dir / split / f"{subject}_{split}.csv", "w", newline="",
-                      encoding="utf-8") as f:
+            with open(
+                mmlu_dir / split / f"{subject}_{split}.csv", "w", newline="", encoding="utf-8"
+            ) as f:
                 csv.writer(f, lineterminator=terminator).writerows(_rows(subject, n, rng))
 
 
@@ -90,8 +91,9 @@ def make_tokenizer(texts: list[str], vocab_size: int = 700):
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                   pad_token="</s>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="</s>"
+    )
 
 
 def make_model(model_dir: Path, tokenizer, seed: int = 0) -> None:
@@ -125,8 +127,9 @@ def make_demo(root: str | Path, seed: int = 0) -> Path:
     try:
         return _make_demo(root, seed)
     except OSError as e:  # a file in the way, no permission, /proc, a full disk: one line
-        raise output_error(e.filename or root, e, "make the demo folder "
-                           f"{root} (choose another with --dir)") from None
+        raise output_error(
+            e.filename or root, e, f"make the demo folder {root} (choose another with --dir)"
+        ) from None
 
 
 def _make_demo(root: Path, seed: int) -> Path:
@@ -144,5 +147,6 @@ def _make_demo(root: Path, seed: int) -> Path:
         (root / MARKER).write_text(
             "Made by `mmlubench demo`: model/ and mmlu/ for configs/demo.yaml. "
             "`mmlubench prompts|run --data-dir THIS_FOLDER` use that case file.\n",
-            encoding="utf-8")
+            encoding="utf-8",
+        )
     return root

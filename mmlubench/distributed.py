@@ -51,12 +51,16 @@ def torchrun_env() -> tuple[int, int, int]:
     def number(key: str, default: str | None, low: int, high: int | None = None) -> int:
         raw = env.get(key, default)
         if raw is None:
-            raise RunError(f"{key} is not set, but WORLD_SIZE={env['WORLD_SIZE']} says this is "
-                           "one rank of a torchrun job (start it with torchrun)")
+            raise RunError(
+                f"{key} is not set, but WORLD_SIZE={env['WORLD_SIZE']} says this is "
+                "one rank of a torchrun job (start it with torchrun)"
+            )
         value = int(raw) if raw.strip().isdigit() and len(raw.strip()) < 10 else -1
         if value < low or (high is not None and value >= high):
-            raise RunError(f"environment variable {key}={short(raw, 30)}: expected an integer "
-                           f">= {low}" + (f" and < {high}" if high is not None else ""))
+            raise RunError(
+                f"environment variable {key}={short(raw, 30)}: expected an integer "
+                f">= {low}" + (f" and < {high}" if high is not None else "")
+            )
         return value
 
     world = number("WORLD_SIZE", "1", 1)
@@ -65,8 +69,10 @@ def torchrun_env() -> tuple[int, int, int]:
     rank = number("RANK", None, 0, world)
     number("MASTER_PORT", None, 1, 65536)
     if not env.get("MASTER_ADDR"):
-        raise RunError(f"MASTER_ADDR is not set, but WORLD_SIZE={world} says this is one rank "
-                       "of a torchrun job (start it with torchrun)")
+        raise RunError(
+            f"MASTER_ADDR is not set, but WORLD_SIZE={world} says this is one rank "
+            "of a torchrun job (start it with torchrun)"
+        )
     return world, rank, number("LOCAL_RANK", "0", 0)
 
 
@@ -85,8 +91,9 @@ def init_from_env(device: str, timeout_min: float = 60.0) -> Dist:
     if kind != "cpu":
         count = accel.device_count(kind)
         if count <= local:
-            raise RunError(f"rank {rank}: LOCAL_RANK {local} but only {count} {kind} "
-                           "device(s) visible")
+            raise RunError(
+                f"rank {rank}: LOCAL_RANK {local} but only {count} {kind} device(s) visible"
+            )
         device = f"{kind}:{local}"
         accel.set_device(device)
     if not dist.is_initialized():
@@ -133,8 +140,7 @@ def deal(costs: Sequence[float], world: int) -> list[list[int]]:
     return [list(range(bounds[r], bounds[r + 1])) for r in range(world)]
 
 
-def sharer(d: Dist, cost: Callable[[Batch], float]
-           ) -> Callable[[list[Batch]], list[Batch]] | None:
+def sharer(d: Dist, cost: Callable[[Batch], float]) -> Callable[[list[Batch]], list[Batch]] | None:
     """What picks this rank's batches out of all planned ones (`deal` by `cost`); None when
     the run is not data parallel."""
     if not d.active:

@@ -155,8 +155,11 @@ class Agreement(Section):
     def same_letter(self, rule: str) -> float | None:
         """How often both passes gave the same letter under answer rule `rule` (None: the
         run predates that rule)."""
-        return {"reference": self.same_letter_reference, "choices": self.same_letter_choices,
-                "token": self.same_letter_token}[rule]
+        return {
+            "reference": self.same_letter_reference,
+            "choices": self.same_letter_choices,
+            "token": self.same_letter_token,
+        }[rule]
 
 
 @dataclass

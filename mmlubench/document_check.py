@@ -24,8 +24,9 @@ def _rows(rows: list[list[float]], key: str) -> None:
     n = ROW_LENGTH[key.rsplit(".", 1)[-1]]
     for i, row in enumerate(rows):
         if len(row) < n:  # data-parallel timelines add the rank
-            raise BadKey(f"{key}[{i}]", f"a row of at least {n} numbers expected, got "
-                         f"{len(row)}, in")
+            raise BadKey(
+                f"{key}[{i}]", f"a row of at least {n} numbers expected, got {len(row)}, in"
+            )
 
 
 def _finite(value: Any, key: str) -> None:
@@ -58,10 +59,15 @@ def check(result: Any, data: dict[str, Any]) -> None:
         _rows(p.timeline, f"passes.{name}.timeline")
         measured = [k for k in ENERGY if getattr(p, k) is not None]
         if (p.energy_j is None) != (not measured) or (
-                p.energy_j is not None and p.avg_power_w is None):
-            raise BadKey(f"passes.{name}.energy_j", "energy_j and avg_power_w go together "
-                         "(both measured or both null):")
-    for mem, key in [(result.memory, "memory"), *(
-            (m, f"memory.per_device[{i}]") for i, m in enumerate(result.memory.per_device or []))]:
+            p.energy_j is not None and p.avg_power_w is None
+        ):
+            raise BadKey(
+                f"passes.{name}.energy_j",
+                "energy_j and avg_power_w go together (both measured or both null):",
+            )
+    for mem, key in [
+        (result.memory, "memory"),
+        *((m, f"memory.per_device[{i}]") for i, m in enumerate(result.memory.per_device or [])),
+    ]:
         for field in ("samples", "power_samples", "sm_clock_samples"):
             _rows(getattr(mem, field), f"{key}.{field}")

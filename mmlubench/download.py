@@ -60,8 +60,11 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     from huggingface_hub import errors
 
     types: list[type[BaseException]] = [OSError, errors.HfHubHTTPError, errors.HFValidationError]
-    for module, name in (("httpx", "HTTPError"), ("httpx2", "HTTPError"),
-                         ("requests", "RequestException")):
+    for module, name in (
+        ("httpx", "HTTPError"),
+        ("httpx2", "HTTPError"),
+        ("requests", "RequestException"),
+    ):
         try:
             types.append(getattr(importlib.import_module(module), name))
         except (ImportError, AttributeError):
@@ -98,15 +101,19 @@ def check_reachable(repo: str, repo_type: str, what: str, instead: str) -> None:
 
 
 def data_instead(dest: Path) -> str:
-    return (f"without network: get data.tar of the HF dataset {MMLU_REPO} elsewhere and run "
-            f"`mmlubench download --data --data-tar PATH`, or unpack its data/ folder into {dest} "
-            "yourself, or set HF_ENDPOINT to a Hub mirror")
+    return (
+        f"without network: get data.tar of the HF dataset {MMLU_REPO} elsewhere and run "
+        f"`mmlubench download --data --data-tar PATH`, or unpack its data/ folder into {dest} "
+        "yourself, or set HF_ENDPOINT to a Hub mirror"
+    )
 
 
 def weights_instead(dest: Path, repo: str) -> str:
-    return (f"without network: copy every file of {repo} into {dest} (or pass --weight-dir "
-            "with the path of a copy), or set HF_ENDPOINT to a Hub mirror; "
-            "`run --random-weights` measures speed with config.json alone")
+    return (
+        f"without network: copy every file of {repo} into {dest} (or pass --weight-dir "
+        "with the path of a copy), or set HF_ENDPOINT to a Hub mirror; "
+        "`run --random-weights` measures speed with config.json alone"
+    )
 
 
 def download_data(dest: str | Path, repo: str = MMLU_REPO, filename: str = MMLU_FILE) -> Path:
@@ -134,8 +141,9 @@ def download_weights(dest: str | Path, repo: str) -> Path:
     dest = Path(dest)
     what = f"weights ({repo})"
     check_reachable(repo, "model", what, weights_instead(dest, repo))
-    target = dest if dest.is_dir() and any(dest.iterdir()) else dest.with_name(
-        dest.name + ".partial")
+    target = (
+        dest if dest.is_dir() and any(dest.iterdir()) else dest.with_name(dest.name + ".partial")
+    )
     try:
         target.mkdir(parents=True, exist_ok=True)
         snapshot_download(repo_id=repo, local_dir=str(target))
@@ -143,8 +151,10 @@ def download_weights(dest: str | Path, repo: str) -> Path:
         error = hub_error(e, repo, what, weights_instead(dest, repo))
         if target != dest:
             if any(p.name != ".cache" for p in target.iterdir()):
-                error.args = (f"{error}; the files fetched so far are kept in {target}, run the "
-                              "same command again to go on",)
+                error.args = (
+                    f"{error}; the files fetched so far are kept in {target}, run the "
+                    "same command again to go on",
+                )
             else:
                 shutil.rmtree(target, ignore_errors=True)
         raise error from None

@@ -51,8 +51,9 @@ class EnergyWindow:
         return EnergyReading(joules, seconds, self.vendor.energy_source, clock, limit)
 
 
-def pass_energy(readings: Sequence[EnergyReading | None], prompt_tokens: int,
-                questions: int) -> dict:
+def pass_energy(
+    readings: Sequence[EnergyReading | None], prompt_tokens: int, questions: int
+) -> dict:
     """The energy figures of one pass from each device's reading (None: not measured).
 
     energy_j sums the devices; avg_power_w is that energy over the longest device's window
@@ -60,10 +61,16 @@ def pass_energy(readings: Sequence[EnergyReading | None], prompt_tokens: int,
     measured = [r for r in readings if r is not None and r.energy_j is not None]
     if not readings or len(measured) != len(readings):
         source = next((r.source for r in readings if r is not None), None)
-        return {"energy_j": None, "avg_power_w": None, "tokens_per_joule": None,
-                "joules_per_question": None, "energy_source": source,
-                "energy_window_s": None, "energy_per_device_j": None,
-                **_clock_figures(readings)}
+        return {
+            "energy_j": None,
+            "avg_power_w": None,
+            "tokens_per_joule": None,
+            "joules_per_question": None,
+            "energy_source": source,
+            "energy_window_s": None,
+            "energy_per_device_j": None,
+            **_clock_figures(readings),
+        }
     energy = sum(r.energy_j for r in measured)
     seconds = max(r.seconds for r in measured)
     return {
@@ -82,11 +89,15 @@ def _clock_figures(readings: Sequence[EnergyReading | None]) -> dict:
     """The power limit (summed over devices, like avg_power_w) and the median compute clock
     (mean over devices); null unless every device gave it."""
     limits = [r.power_limit_w for r in readings if r is not None and r.power_limit_w is not None]
-    clocks = [r.sm_clock_mhz_median for r in readings
-              if r is not None and r.sm_clock_mhz_median is not None]
+    clocks = [
+        r.sm_clock_mhz_median
+        for r in readings
+        if r is not None and r.sm_clock_mhz_median is not None
+    ]
     every = len(readings) > 0
     return {
         "power_limit_w": sum(limits) if every and len(limits) == len(readings) else None,
-        "sm_clock_mhz_median": (sum(clocks) / len(clocks)
-                                if every and len(clocks) == len(readings) else None),
+        "sm_clock_mhz_median": (
+            sum(clocks) / len(clocks) if every and len(clocks) == len(readings) else None
+        ),
     }

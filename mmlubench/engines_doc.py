@@ -21,7 +21,7 @@ def first_paragraph(doc: str | None, name: str) -> str:
     paragraph = " ".join((doc or "").strip().split("\n\n")[0].split())
     for label in (f"`{name}`:", f"{name}:"):
         if paragraph.startswith(label):
-            paragraph = paragraph[len(label):].strip()
+            paragraph = paragraph[len(label) :].strip()
     return paragraph[:1].upper() + paragraph[1:]
 
 
@@ -49,8 +49,11 @@ def default_marks(name: str, case: dict[str, Any]) -> list[str]:
     if case.get("engine") == name:
         marks.append("default infer engine")
     elif case.get("engine", "auto") == "auto":
-        marks += [f"default infer engine on {'CPU' if dev == 'cpu' else 'CUDA'}"
-                  for dev, engine in AUTO_ENGINE.items() if engine == name]
+        marks += [
+            f"default infer engine on {'CPU' if dev == 'cpu' else 'CUDA'}"
+            for dev, engine in AUTO_ENGINE.items()
+            if engine == name
+        ]
     if case.get("val_engine", "eager") == name:
         marks.append("default val engine")
     return marks
@@ -64,9 +67,12 @@ def describe_engines() -> str:
 
     case = read_yaml(DEFAULT_CASE)
     case_engines = case.get("engines") or {}
-    lines = textwrap.wrap(f"Engines: choose with --engine NAME (infer pass) or --val-engine NAME "
-                          f"(val pass); set options with --set engines.NAME.OPTION=VALUE or "
-                          f"under engines: in the case file ({DEFAULT_CASE.name}).", WIDTH)
+    lines = textwrap.wrap(
+        f"Engines: choose with --engine NAME (infer pass) or --val-engine NAME "
+        f"(val pass); set options with --set engines.NAME.OPTION=VALUE or "
+        f"under engines: in the case file ({DEFAULT_CASE.name}).",
+        WIDTH,
+    )
     for name in ENGINES:
         cls = engine_class(name)
         marks = default_marks(name, case)

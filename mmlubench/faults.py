@@ -35,8 +35,10 @@ def attempts(var: str, pass_name: str) -> frozenset[int]:
             continue
         name, _, k = item.strip().partition(":")
         if not k.isdigit():
-            raise RunError(f"environment variable {var}: expected PASS:BATCH items such as "
-                           f"'infer:0', got {item!r}")
+            raise RunError(
+                f"environment variable {var}: expected PASS:BATCH items such as "
+                f"'infer:0', got {item!r}"
+            )
         if name == pass_name:
             out.add(int(k))
     return frozenset(out)

@@ -15,9 +15,20 @@ from mmlubench.display import GIB
 from mmlubench.document import Result
 
 # inference/run_inference.py, the `infer_info` dict logged as "Finish Info", in its order.
-FINISH_INFO = ["vendor", "compiler", "precision", "batchsize", "flops", "e2e_time(second)",
-               "p_validation_whole(qps)", "p_validation_core(qps)", "p_inference_whole(qps)",
-               "*p_inference_core(qps)", "val_average_acc", "infer_average_acc"]
+FINISH_INFO = [
+    "vendor",
+    "compiler",
+    "precision",
+    "batchsize",
+    "flops",
+    "e2e_time(second)",
+    "p_validation_whole(qps)",
+    "p_validation_core(qps)",
+    "p_inference_whole(qps)",
+    "*p_inference_core(qps)",
+    "val_average_acc",
+    "infer_average_acc",
+]
 # inference/run.py, added on the host after parsing that line.
 HOST_KEYS = ["vendor_usage(GiB)", "vendor_max_mem(GiB)", "*MFU"]
 
@@ -44,20 +55,26 @@ def finish_info(result: Result) -> dict[str, object]:
     flops = None
     if m.flops_per_token is not None and infer.computed_tok_per_s is not None:
         flops = m.flops_per_token * infer.computed_tok_per_s
-    return dict(zip(FINISH_INFO, [
-        _vendor(result),
-        infer.engine.name,
-        m.precision,
-        infer.engine.options.get("batch_size"),  # None: the engine packs, no fixed batch
-        flops,
-        round(m.e2e_time_s, 3),
-        _round(m.p_val_whole_tok_per_s, 3),
-        _round(m.p_val_core_tok_per_s, 3),
-        _round(m.p_infer_whole_tok_per_s, 3),
-        _round(m.p_infer_core_tok_per_s, 3),
-        _round(m.acc_val, 3),
-        _round(m.acc_infer, 3),
-    ], strict=True))
+    return dict(
+        zip(
+            FINISH_INFO,
+            [
+                _vendor(result),
+                infer.engine.name,
+                m.precision,
+                infer.engine.options.get("batch_size"),  # None: the engine packs, no fixed batch
+                flops,
+                round(m.e2e_time_s, 3),
+                _round(m.p_val_whole_tok_per_s, 3),
+                _round(m.p_val_core_tok_per_s, 3),
+                _round(m.p_infer_whole_tok_per_s, 3),
+                _round(m.p_infer_core_tok_per_s, 3),
+                _round(m.acc_val, 3),
+                _round(m.acc_infer, 3),
+            ],
+            strict=True,
+        )
+    )
 
 
 def host_info(result: Result) -> dict[str, object]:

@@ -43,14 +43,18 @@ def page(title: str, body: str, wide: bool = False) -> str:
     comparison's table is wider than the 1150 px text column)."""
     cls = ' class="wide"' if wide else ""
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n"
         f"<body{cls}>\n{body}\n</body>\n</html>\n"
     )
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]], css_class: str = "",
-          numeric_from: int | None = None) -> str:
+def table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    css_class: str = "",
+    numeric_from: int | None = None,
+) -> str:
     """A table with one header row, every cell escaped, in a horizontally scrolling box.
     Columns from index `numeric_from` on are right-aligned and never wrap."""
 
@@ -60,10 +64,13 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], css_class: str =
 
     cls = f' class="{esc(css_class)}"' if css_class else ""
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(cell(i, c) for i, c in enumerate(row)) + "</tr>\n"
-                   for row in rows)
-    return (f'<div class="scroll"><table{cls}>\n<thead><tr>{head}</tr></thead>\n'
-            f"<tbody>\n{body}</tbody>\n</table></div>\n")
+    body = "".join(
+        "<tr>" + "".join(cell(i, c) for i, c in enumerate(row)) + "</tr>\n" for row in rows
+    )
+    return (
+        f'<div class="scroll"><table{cls}>\n<thead><tr>{head}</tr></thead>\n'
+        f"<tbody>\n{body}</tbody>\n</table></div>\n"
+    )
 
 
 def _shown(value: Any) -> Any:
@@ -72,8 +79,10 @@ def _shown(value: Any) -> Any:
 
 def kv_table(mapping: Mapping[str, Any]) -> str:
     """Two columns, key and value, nested keys dotted, lists space-separated."""
-    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(_shown(v))}</td></tr>\n"
-                   for k, v in flatten(mapping).items())
+    rows = "".join(
+        f"<tr><th>{esc(k)}</th><td>{esc(_shown(v))}</td></tr>\n"
+        for k, v in flatten(mapping).items()
+    )
     return f'<table class="kv">\n<tbody>\n{rows}</tbody>\n</table>\n'
 
 

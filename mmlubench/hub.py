@@ -49,7 +49,11 @@ def offline() -> bool:
     from huggingface_hub import constants
 
     return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in (
-        "1", "ON", "YES", "TRUE")
+        "1",
+        "ON",
+        "YES",
+        "TRUE",
+    )
 
 
 def snapshot_of(folder: str | Path) -> tuple[str, str] | None:
@@ -64,14 +68,16 @@ def provenance(folder: str | Path) -> dict[str, str]:
     return {"hub_repo": found[0], "revision": found[1]} if found else {}
 
 
-def resolve_model(name: str, revision: str | None = None,
-                  random_weights: bool = False) -> ResolvedModel:
+def resolve_model(
+    name: str, revision: str | None = None, random_weights: bool = False
+) -> ResolvedModel:
     """A folder as it is, or the cached (or downloaded) snapshot of a Hub repo id."""
     path = Path(name).expanduser()
     if path.is_dir():
         if revision:
-            raise ModelError(f"--model {name}: --revision applies to a Hub repo id, not to a "
-                             "folder")
+            raise ModelError(
+                f"--model {name}: --revision applies to a Hub repo id, not to a folder"
+            )
         found = snapshot_of(path)
         return ResolvedModel(path, *(found or (None, None)))
     if not REPO_ID.match(name):
@@ -90,8 +96,15 @@ def _snapshot(repo: str, revision: str | None, patterns: list[str]) -> Path:
 
     local_only = offline()
     try:
-        return Path(snapshot_download(repo, revision=revision, cache_dir=cache_dir(),
-                                      allow_patterns=patterns, local_files_only=local_only))
+        return Path(
+            snapshot_download(
+                repo,
+                revision=revision,
+                cache_dir=cache_dir(),
+                allow_patterns=patterns,
+                local_files_only=local_only,
+            )
+        )
     except (*_hub_errors(), OSError, ValueError) as e:
         why = (str(e).strip().splitlines() or [type(e).__name__])[0]
         where = "HF_HUB_OFFLINE is set" if local_only else f"the Hub did not answer: {why}"
@@ -100,11 +113,13 @@ def _snapshot(repo: str, revision: str | None, patterns: list[str]) -> Path:
             f"--model {repo}{rev}: not in the Hugging Face cache ({cache_dir()}) and {where}; "
             f"fetch it where the Hub is reachable (`hf download {repo}`, with the same "
             "HF_HOME), log in first for a gated repo (`hf auth login`), or give a model "
-            "folder") from None
+            "folder"
+        ) from None
 
 
-def model_layer(name: str, revision: str | None, random_weights: bool,
-                case_named: bool) -> tuple[str | None, dict]:
+def model_layer(
+    name: str, revision: str | None, random_weights: bool, case_named: bool
+) -> tuple[str | None, dict]:
     """(the case file to run, config overrides) for `--model`: the model's folder as
     weight_dir, and, unless a case is named, the family case whose model this is by its
     config.json (cases.case_for_model), else the generic case."""
@@ -114,8 +129,7 @@ def model_layer(name: str, revision: str | None, random_weights: bool,
     from mmlubench.config import CONFIG_DIR
 
     resolved = resolve_model(name, revision, random_weights)
-    overrides = {"weight_dir": str(resolved.folder.resolve()), "model": name,
-                 "revision": revision}
+    overrides = {"weight_dir": str(resolved.folder.resolve()), "model": name, "revision": revision}
     if case_named:
         return None, overrides
     try:

@@ -29,8 +29,9 @@ def members(questions: int, size: int = SAMPLE) -> np.ndarray:
     return out
 
 
-def keep(store: dict[int, np.ndarray], sample: np.ndarray | None, rows: np.ndarray,
-         logits: torch.Tensor) -> None:
+def keep(
+    store: dict[int, np.ndarray], sample: np.ndarray | None, rows: np.ndarray, logits: torch.Tensor
+) -> None:
     """Put the sample questions among `rows` (the batch's rows; `logits` row i is question
     rows[i]) into `store`, unless already there."""
     if sample is None:
@@ -57,8 +58,9 @@ def mean_max(ratios: np.ndarray) -> tuple[float | None, float | None]:
     return (float(ratios.mean()), float(ratios.max())) if ratios.size else (None, None)
 
 
-def rel_l2(reference: dict[int, np.ndarray], other: dict[int, np.ndarray]
-           ) -> tuple[float | None, float | None, int]:
+def rel_l2(
+    reference: dict[int, np.ndarray], other: dict[int, np.ndarray]
+) -> tuple[float | None, float | None, int]:
     """mean_max of row_ratios over the questions both hold, and how many questions that is
     (one row at a time: float64 copies of all 512 would take ~400 MB each)."""
     common = sorted(set(reference) & set(other))

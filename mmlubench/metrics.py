@@ -109,8 +109,9 @@ def peak_flops(device_name: str | None, precision: str) -> float | None:
     return None
 
 
-def resolve_peak(configured: float | dict[str, float] | None, precision: str,
-                 device_name: str | None) -> tuple[float | None, str | None]:
+def resolve_peak(
+    configured: float | dict[str, float] | None, precision: str, device_name: str | None
+) -> tuple[float | None, str | None]:
     """(peak FLOP/s of one device, where it came from): the config's number ("config"), the
     config's per-precision mapping, e.g. from a vendor YAML ("config"), else the table
     ("table"); (None, None) when none knows this device and precision (MFU is then null)."""
@@ -126,8 +127,9 @@ def throughput(tokens: int, seconds: float) -> float | None:
     return tokens / seconds if seconds > 0 else None
 
 
-def mfu(flops_per_token: float | None, tok_per_s: float | None, peak: float | None,
-        devices: int = 1) -> float | None:
+def mfu(
+    flops_per_token: float | None, tok_per_s: float | None, peak: float | None, devices: int = 1
+) -> float | None:
     if flops_per_token is None or tok_per_s is None or not peak:
         return None
     return flops_per_token * tok_per_s / (peak * devices)
@@ -135,8 +137,9 @@ def mfu(flops_per_token: float | None, tok_per_s: float | None, peak: float | No
 
 # Model types whose MLP is two matrices (up, activation, down) rather than a gated three
 # (gate, up, down: SwiGLU in Llama/Qwen/Mistral/OLMo/Phi-3, GeGLU in Gemma: the same count).
-UNGATED_MLP = frozenset({"gpt_neox", "phi", "starcoder2", "gpt_bigcode", "gptj", "opt",
-                         "codegen", "bloom", "gpt2"})
+UNGATED_MLP = frozenset(
+    {"gpt_neox", "phi", "starcoder2", "gpt_bigcode", "gptj", "opt", "codegen", "bloom", "gpt2"}
+)
 
 
 @dataclass(frozen=True)
@@ -179,21 +182,37 @@ class ModelShape:
         """From a transformers config (or anything with its attribute names)."""
         heads = c.num_attention_heads
         experts = getattr(c, "num_local_experts", None) or getattr(c, "num_experts", None) or 0
-        intermediate = (getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None)
-                        or 4 * c.hidden_size)
-        moe = dict(experts=experts, experts_per_token=getattr(c, "num_experts_per_tok", 0),
-                   expert_intermediate=getattr(c, "moe_intermediate_size", None) or intermediate,
-                   shared_expert_intermediate=getattr(c, "shared_expert_intermediate_size",
-                                                      None) or 0,
-                   moe_layers=_moe_layers(c)) if experts else {}
+        intermediate = (
+            getattr(c, "intermediate_size", None)
+            or getattr(c, "n_inner", None)
+            or 4 * c.hidden_size
+        )
+        moe = (
+            dict(
+                experts=experts,
+                experts_per_token=getattr(c, "num_experts_per_tok", 0),
+                expert_intermediate=getattr(c, "moe_intermediate_size", None) or intermediate,
+                shared_expert_intermediate=getattr(c, "shared_expert_intermediate_size", None) or 0,
+                moe_layers=_moe_layers(c),
+            )
+            if experts
+            else {}
+        )
         from mmlubench.engines.packed_attention import layer_windows
 
         sliding = sum(1 for w in layer_windows(c, c.num_hidden_layers) if w)
-        return cls(c.num_hidden_layers, c.hidden_size, intermediate, heads,
-                   getattr(c, "num_key_value_heads", None) or heads, c.vocab_size,
-                   head_dim=getattr(c, "head_dim", None) or c.hidden_size // heads,
-                   gated_mlp=getattr(c, "model_type", None) not in UNGATED_MLP,
-                   sliding_layers=sliding, **moe)
+        return cls(
+            c.num_hidden_layers,
+            c.hidden_size,
+            intermediate,
+            heads,
+            getattr(c, "num_key_value_heads", None) or heads,
+            c.vocab_size,
+            head_dim=getattr(c, "head_dim", None) or c.hidden_size // heads,
+            gated_mlp=getattr(c, "model_type", None) not in UNGATED_MLP,
+            sliding_layers=sliding,
+            **moe,
+        )
 
     def _mlp(self, inner: int) -> int:
         return (3 if self.gated_mlp else 2) * self.hidden * inner
@@ -203,11 +222,20 @@ class ModelShape:
         """Weights a token passes through in the decoder layers (not the LM head)."""
         d, q, kv = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim
         attention = d * q + 2 * d * kv + q * d  # q, k, v, o
-        moe = (d * self.experts + self.experts_per_token * 3 * d * self.expert_intermediate
-               + (3 * d * self.shared_expert_intermediate + d
-                  if self.shared_expert_intermediate else 0))
-        return (self.layers * attention + (self.layers - self.moe_layers)
-                * self._mlp(self.intermediate) + self.moe_layers * moe)
+        moe = (
+            d * self.experts
+            + self.experts_per_token * 3 * d * self.expert_intermediate
+            + (
+                3 * d * self.shared_expert_intermediate + d
+                if self.shared_expert_intermediate
+                else 0
+            )
+        )
+        return (
+            self.layers * attention
+            + (self.layers - self.moe_layers) * self._mlp(self.intermediate)
+            + self.moe_layers * moe
+        )
 
     @property
     def matmul_flops_per_token(self) -> int:
@@ -231,8 +259,9 @@ class ModelShape:
         as many) in every sliding-window layer."""
         per_layer = 4 * self.heads * self.head_dim
         windowed = pairs if window_pairs is None else window_pairs
-        return per_layer * (pairs * (self.layers - self.sliding_layers)
-                            + windowed * self.sliding_layers)
+        return per_layer * (
+            pairs * (self.layers - self.sliding_layers) + windowed * self.sliding_layers
+        )
 
     @property
     def lm_head_flops_per_row(self) -> int:
@@ -247,8 +276,13 @@ def _moe_layers(c) -> int:
     return sum(1 for i in range(c.num_hidden_layers) if (i + 1) % step == 0 and i not in dense)
 
 
-def work_flops(shape: ModelShape, tokens: int, attention_pairs: int, logit_rows: int,
-               window_pairs: int | None = None) -> float:
+def work_flops(
+    shape: ModelShape,
+    tokens: int,
+    attention_pairs: int,
+    logit_rows: int,
+    window_pairs: int | None = None,
+) -> float:
     """FLOPs a pass really ran: decoder matmuls per token, attention per pair (sliding-window
     layers: per pair inside the window, where the engine skips the rest), LM head per row."""
     return float(

@@ -55,8 +55,9 @@ def check_flops_per_token(expr: str) -> None:
         parse_flops_per_token(expr, n_params)
 
 
-def resolve_flops_per_token(expr: str, set_by: str, case: str, case_differs: list[str] | None,
-                            active_params: int) -> tuple[float, list[str]]:
+def resolve_flops_per_token(
+    expr: str, set_by: str, case: str, case_differs: list[str] | None, active_params: int
+) -> tuple[float, list[str]]:
     """(FLOPs per token for MFU, warnings). `set_by` is "case" when the value is the case
     file's own, "user" when given on the command line or by a vendor file; `case_differs`:
     how the model differs from the case's model_config ([]: it is the case's model; None: the
@@ -70,13 +71,16 @@ def resolve_flops_per_token(expr: str, set_by: str, case: str, case_differs: lis
         return per_params, [
             f"flops_per_token {expr} is case {case}'s, for its own model; this model differs "
             f"({'; '.join(case_differs[:3])}): MFU counts 2*params = {per_params:.4g} (2 x the "
-            "active parameters) instead"]
+            "active parameters) instead"
+        ]
     if set_by == "case" and case_differs is not None:
         return value, []  # the case's own model
     if not 1 / FAR <= value / per_params <= FAR:
-        return value, [f"flops_per_token {expr} = {value:.4g} is {value / per_params:.2f}x "
-                       f"2*params ({per_params:.4g}, 2 x the active parameters of this "
-                       "model): MFU may mean little (give --flops-per-token 2*params)"]
+        return value, [
+            f"flops_per_token {expr} = {value:.4g} is {value / per_params:.2f}x "
+            f"2*params ({per_params:.4g}, 2 x the active parameters of this "
+            "model): MFU may mean little (give --flops-per-token 2*params)"
+        ]
     return value, []
 
 
@@ -87,8 +91,10 @@ def checked_mfu(name: str, peak: float | None, section: Pass) -> Pass:
     for key in ("mfu_computed",):
         value = getattr(section, key)
         if value is not None and value > 1:
-            raise RunError(f"{name} pass: {key} would be {value:.3g}x the device's peak, "
-                           f"above 100%: peak_flops ({peak:.4g} FLOP/s) is wrong; fix it and "
-                           "`mmlubench run --resume` the run folder (its answers are recorded "
-                           "and are not computed again)")
+            raise RunError(
+                f"{name} pass: {key} would be {value:.3g}x the device's peak, "
+                f"above 100%: peak_flops ({peak:.4g} FLOP/s) is wrong; fix it and "
+                "`mmlubench run --resume` the run folder (its answers are recorded "
+                "and are not computed again)"
+            )
     return section

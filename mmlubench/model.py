@@ -20,8 +20,12 @@ from mmlubench.errors import ModelError
 from mmlubench.provenance import Model
 
 # fp8 loads fp16 weights: only the infer engine quantizes its linear layers (engines/fp8.py).
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32,
-          "fp8": torch.float16}
+DTYPES = {
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+    "fp32": torch.float32,
+    "fp8": torch.float16,
+}
 HF_REPO = "deepseek-ai/deepseek-llm-7b-base"
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt")
 
@@ -54,8 +58,9 @@ def check_model_dir(path: Path, random_weights: bool) -> None:
     except OSError as e:
         raise ModelError(f"{cfg}: cannot read: {e}") from None
     if not isinstance(doc, dict):
-        raise ModelError(f"{cfg}: expected a JSON object (the model's config), "
-                         f"got {type(doc).__name__}")
+        raise ModelError(
+            f"{cfg}: expected a JSON object (the model's config), got {type(doc).__name__}"
+        )
     check_no_remote_code(cfg, doc)
     if random_weights:
         return
@@ -90,8 +95,10 @@ def check_safetensors(file: Path) -> None:
         with safe_open(str(file), framework="pt"):  # reads the header, checks the file's size
             pass
     except (SafetensorError, OSError) as e:
-        raise ModelError(f"{file}: not a complete safetensors file ({e}; "
-                         f"{file.stat().st_size} bytes); download it again") from None
+        raise ModelError(
+            f"{file}: not a complete safetensors file ({e}; "
+            f"{file.stat().st_size} bytes); download it again"
+        ) from None
 
 
 def _some(names: Iterable[str], n: int = 4) -> str:
@@ -111,13 +118,17 @@ def check_loading_info(path: Path, info: dict) -> None:
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected: {_some(unexpected)}")
     if mismatched:
-        shapes = [f"{k} {list(ckpt)} in the checkpoint, {list(want)} in the model"
-                  for k, ckpt, want in mismatched]
+        shapes = [
+            f"{k} {list(ckpt)} in the checkpoint, {list(want)} in the model"
+            for k, ckpt, want in mismatched
+        ]
         problems.append(f"{len(mismatched)} of another shape: {_some(shapes, 2)}")
     if problems:
-        raise ModelError(f"{path}: the weights do not match config.json: "
-                         f"{'; '.join(problems)} (an incomplete download, or files of "
-                         "another model?)")
+        raise ModelError(
+            f"{path}: the weights do not match config.json: "
+            f"{'; '.join(problems)} (an incomplete download, or files of "
+            "another model?)"
+        )
 
 
 @contextlib.contextmanager
@@ -160,17 +171,21 @@ def pickle_error(path: Path, e: Exception) -> ModelError:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.load(file, map_location="meta", weights_only=True,
-                           mmap=zipfile.is_zipfile(file))
+                torch.load(
+                    file, map_location="meta", weights_only=True, mmap=zipfile.is_zipfile(file)
+                )
         except Exception:  # any failure names this file
-            return ModelError(f"{file}: refused: this pickle asks for more than plain tensors "
-                              "(torch.load weights_only; nothing in it was executed); use the "
-                              "repo's .safetensors files")
+            return ModelError(
+                f"{file}: refused: this pickle asks for more than plain tensors "
+                "(torch.load weights_only; nothing in it was executed); use the "
+                "repo's .safetensors files"
+            )
     return ModelError(f"{path}: cannot unpickle the weights: {str(e).splitlines()[0]}")
 
 
-def _info(model, path: Path, dtype: torch.dtype, device: str, random_weights: bool,
-          seconds: float) -> ModelInfo:
+def _info(
+    model, path: Path, dtype: torch.dtype, device: str, random_weights: bool, seconds: float
+) -> ModelInfo:
     from dataclasses import asdict
 
     from mmlubench.metrics import ModelShape
@@ -222,12 +237,16 @@ def load_model(
                 torch.manual_seed(seed)
                 # Built and initialised on the device itself: seconds for 7B on a GPU.
                 with torch.device(device):
-                    model = AutoModelForCausalLM.from_config(config, dtype=dtype,
-                                                             trust_remote_code=False)
+                    model = AutoModelForCausalLM.from_config(
+                        config, dtype=dtype, trust_remote_code=False
+                    )
             else:
                 model, loading = AutoModelForCausalLM.from_pretrained(
-                    str(path), dtype=dtype, device_map={"": torch.device(device)},
-                    trust_remote_code=False, output_loading_info=True,
+                    str(path),
+                    dtype=dtype,
+                    device_map={"": torch.device(device)},
+                    trust_remote_code=False,
+                    output_loading_info=True,
                     ignore_mismatched_sizes=True,  # reported by check_loading_info instead
                 )
                 check_loading_info(path, loading)

@@ -49,23 +49,37 @@ def load_config(path: Path) -> Any:
     try:
         c = AutoConfig.from_pretrained(str(path), trust_remote_code=False)
     except Exception as e:  # transformers raises many types for a bad config
-        raise ModelError(f"{cfg}: transformers cannot build this config: {type(e).__name__}: "
-                         f"{one_line(e)[:200]}") from None
+        raise ModelError(
+            f"{cfg}: transformers cannot build this config: {type(e).__name__}: {one_line(e)[:200]}"
+        ) from None
     # An encoder (bert) has a causal-LM head class, but attends both ways and keeps no cache.
-    encoder = (c.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
-               and not getattr(c, "is_decoder", False))
+    encoder = c.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not getattr(
+        c, "is_decoder", False
+    )
     if c.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or encoder:
-        raise ModelError(f"{cfg}: model_type {short(c.model_type)} is not a causal language "
-                         "model (MMLU scores the next token)")
-    _positive(cfg, c, "vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
-              "num_attention_heads", "num_key_value_heads")
+        raise ModelError(
+            f"{cfg}: model_type {short(c.model_type)} is not a causal language "
+            "model (MMLU scores the next token)"
+        )
+    _positive(
+        cfg,
+        c,
+        "vocab_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "intermediate_size",
+        "num_attention_heads",
+        "num_key_value_heads",
+    )
     heads, kv = getattr(c, "num_attention_heads", None), getattr(c, "num_key_value_heads", None)
     if heads and getattr(c, "head_dim", None) is None and c.hidden_size % heads:
-        raise ModelError(f"{cfg}: hidden_size {c.hidden_size} is not a multiple of "
-                         f"num_attention_heads {heads}")
+        raise ModelError(
+            f"{cfg}: hidden_size {c.hidden_size} is not a multiple of num_attention_heads {heads}"
+        )
     if heads and kv and heads % kv:
-        raise ModelError(f"{cfg}: num_attention_heads {heads} is not a multiple of "
-                         f"num_key_value_heads {kv}")
+        raise ModelError(
+            f"{cfg}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}"
+        )
     return c
 
 
@@ -94,8 +108,14 @@ def device_bytes(device: str) -> int | None:
         return None
 
 
-def check_model(path: Path, random_weights: bool, precision: str, device: str,
-                ids: Sequence[Sequence[int]], choice_ids: Sequence[int]) -> None:
+def check_model(
+    path: Path,
+    random_weights: bool,
+    precision: str,
+    device: str,
+    ids: Sequence[Sequence[int]],
+    choice_ids: Sequence[int],
+) -> None:
     """The checks above, for the run's model folder and prompts."""
     path = Path(path)
     if path.is_dir():
@@ -104,11 +124,15 @@ def check_model(path: Path, random_weights: bool, precision: str, device: str,
     c = load_config(path)
     top = max([*choice_ids, *(max(p, default=0) for p in ids)], default=0)
     if top >= c.vocab_size:
-        raise ModelError(f"{path / 'config.json'}: vocab_size {c.vocab_size} is smaller than "
-                         f"the tokenizer's ids (the prompts use id {top}): not this tokenizer's "
-                         "model")
+        raise ModelError(
+            f"{path / 'config.json'}: vocab_size {c.vocab_size} is smaller than "
+            f"the tokenizer's ids (the prompts use id {top}): not this tokenizer's "
+            "model"
+        )
     need, have = weight_bytes(c, precision), device_bytes(device)
     if have is not None and need > have:
-        raise ModelError(f"{path / 'config.json'}: the weights alone need {need / GIB:,.1f} GiB "
-                         f"in {precision}, more than the {have / GIB:,.1f} GiB of device "
-                         f"{device}")
+        raise ModelError(
+            f"{path / 'config.json'}: the weights alone need {need / GIB:,.1f} GiB "
+            f"in {precision}, more than the {have / GIB:,.1f} GiB of device "
+            f"{device}"
+        )

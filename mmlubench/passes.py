@@ -1,4 +1,5 @@
-"""One pass over the questions by one engine: its result, the hot loop, and the one merge.
+"""One pass over the questions by one engine: plan, warm up, the hot loop (its result and the
+merge of its parts: pass_result.py).
 
 Timing follows the reference (see metrics.py): a pass's whole time runs from planning to the
 last scored batch; its core time sums the engine calls, each between two device
@@ -19,130 +20,30 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 import torch
 
 from mmlubench import accel, logit_sample
 from mmlubench.backoff import back_off
-from mmlubench.engines.base import Batch, Engine, Request, Work
+from mmlubench.engines.base import Batch, Engine, Request
 from mmlubench.errors import RunError
+from mmlubench.pass_result import PassResult, Record, no_record
 from mmlubench.scoring import reduce_logits
 
 log = logging.getLogger("mmlubench")
 
-# A pass's log of events (resume.RunLog.record, or a no-op): kind, then the event's fields.
-Record = Callable[..., None]
 
-
-def no_record(kind: str, **fields: object) -> None:
-    """The `record` hook of a pass that keeps no log."""
-
-
-@dataclass
-class PassResult:
-    """A pass's answers (in question order; top id -1: not answered by this part) and its
-    figures, named as result.json's `passes.<name>` names them."""
-
-    name: str
-    engine: dict
-    top_ids: np.ndarray
-    choice_logits: np.ndarray
-    prompt_tokens: int = 0
-    batches: int = 0
-    whole_time_s: float = 0.0
-    core_time_s: float = 0.0
-    compile_time_s: float = 0.0
-    plan_time_s: float = 0.0
-    work: Work = field(default_factory=Work)
-    # One entry per batch: [questions, prompt tokens, core seconds, seconds since pass start]
-    # (data parallel: the rank appended).
-    timeline: list[list[float]] = field(default_factory=list)
-    torch_peak_allocated_bytes: int | None = None
-    oom_backoffs: list[dict] = field(default_factory=list)
-    per_rank: list[dict] = field(default_factory=list)
-    sample_logits: dict[int, np.ndarray] = field(default_factory=dict)  # see logit_sample.py
-    # log of the softmax denominator of each question's last-position logits (scoring.Reduced)
-    logsumexp: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
-
-    @classmethod
-    def empty(cls, name: str, engine: dict, n: int) -> PassResult:
-        return cls(name, engine, np.full(n, -1, dtype=np.int64),
-                   np.full((n, 4), np.nan, dtype=np.float32),
-                   logsumexp=np.full(n, np.nan, dtype=np.float32))
-
-    @property
-    def answered(self) -> np.ndarray:
-        return self.top_ids >= 0
-
-    def add(self, rows: np.ndarray, top_ids: np.ndarray, choice_logits: np.ndarray,
-            prompt_tokens: int, work: Work, core_s: float, t_s: float,
-            logsumexp: np.ndarray | None = None) -> None:
-        """Take one computed batch's answers and figures."""
-        self.top_ids[rows] = top_ids
-        self.choice_logits[rows] = choice_logits
-        if logsumexp is not None:
-            self.logsumexp[rows] = logsumexp
-        self.prompt_tokens += prompt_tokens
-        self.batches += 1
-        self.core_time_s += core_s
-        self.work += work
-        self.timeline.append([len(rows), prompt_tokens, core_s, t_s])
-
-    def figures(self) -> dict:
-        """The pass's figures without the answers (per rank, per session)."""
-        return {"questions": int(self.answered.sum()), "batches": self.batches,
-                "prompt_tokens": self.prompt_tokens, "computed_tokens": self.work.tokens,
-                "whole_time_s": self.whole_time_s, "core_time_s": self.core_time_s,
-                "compile_time_s": self.compile_time_s, "plan_time_s": self.plan_time_s,
-                "torch_peak_allocated_bytes": self.torch_peak_allocated_bytes}
-
-
-def merge(parts: Sequence[PassResult], labels: Sequence[int], *, parallel: bool,
-          tag: str) -> PassResult:
-    """One pass from parts that answered disjoint questions: the ranks of a data-parallel run
-    (`parallel`: times are the slowest rank's, as throughput = all tokens / slowest time) or
-    the sessions of a resumed run (times add up; each session's timeline follows the ones
-    before). `labels` are the parts' rank or session numbers, written under `tag`."""
-    if len(parts) == 1:
-        return parts[0]
-    last = parts[-1]
-    out = PassResult.empty(last.name, last.engine, len(last.top_ids))
-    total = max if parallel else sum
-    offset = 0.0
-    for label, p in zip(labels, parts, strict=True):
-        rows = np.flatnonzero(p.answered)
-        if out.answered[rows].any():
-            raise RuntimeError(f"{p.name} pass: a question was answered twice ({tag}s merged)")
-        out.top_ids[rows], out.choice_logits[rows] = p.top_ids[rows], p.choice_logits[rows]
-        out.logsumexp[rows] = p.logsumexp[rows]
-        out.prompt_tokens += p.prompt_tokens
-        out.batches += p.batches
-        out.work += p.work
-        out.timeline += [[*t, label] if parallel else [*t[:3], t[3] + offset] for t in p.timeline]
-        offset += p.whole_time_s
-        out.oom_backoffs += [{**b, tag: label} for b in p.oom_backoffs]
-        out.sample_logits.update(p.sample_logits)
-    for key in ("whole_time_s", "core_time_s", "compile_time_s", "plan_time_s"):
-        setattr(out, key, total(getattr(p, key) for p in parts))
-    peaks = [p.torch_peak_allocated_bytes for p in parts if p.torch_peak_allocated_bytes]
-    out.torch_peak_allocated_bytes = max(peaks) if peaks else None
-    out.per_rank = [{"rank": r, **p.figures()} for r, p in zip(labels, parts, strict=True)
-                    ] if parallel else [r for p in parts for r in p.per_rank]
-    return out
-
-
-def require_complete(p: PassResult, engine_name: str) -> PassResult:
-    missing = np.flatnonzero(~p.answered)
-    if len(missing):
-        raise RuntimeError(f"engine {engine_name} left {len(missing)} question(s) unanswered")
-    return p
-
-
-def run_batch(name: str, engine: Engine, batch: Batch, done: np.ndarray,
-              labels: Sequence[str], attempts: Iterator[int], on_backoff: Callable[[dict], None]
-              ) -> Iterator[tuple[Batch, torch.Tensor, float]]:
+def run_batch(
+    name: str,
+    engine: Engine,
+    batch: Batch,
+    done: np.ndarray,
+    labels: Sequence[str],
+    attempts: Iterator[int],
+    on_backoff: Callable[[dict], None],
+) -> Iterator[tuple[Batch, torch.Tensor, float]]:
     """Load and run `batch`: yields (batch, last-position logits, core seconds). If it runs
     out of device memory it is split (`back_off`) and its parts run instead, in order; a part
     whose questions are all `done` is skipped."""
@@ -171,9 +72,15 @@ def run_batch(name: str, engine: Engine, batch: Batch, done: np.ndarray,
         gc.collect()
         accel.empty_cache(engine.device)
         parts = back_off(name, engine, b, labels)
-        on_backoff({"attempt": attempt, "questions": len(b.rows),
-                    "prompt_tokens": b.prompt_tokens, "first_question": labels[b.rows[0]],
-                    "split_into": [len(p.rows) for p in parts]})
+        on_backoff(
+            {
+                "attempt": attempt,
+                "questions": len(b.rows),
+                "prompt_tokens": b.prompt_tokens,
+                "first_question": labels[b.rows[0]],
+                "split_into": [len(p.rows) for p in parts],
+            }
+        )
         queue.extend(parts[::-1])
 
 
@@ -188,13 +95,18 @@ def warm_up(name: str, engine: Engine, batches: Sequence[Batch], say: bool) -> f
     try:
         engine.warmup(batches)
     except torch.OutOfMemoryError:
-        raise RunError(f"{name} pass: out of device memory during the warm-up/compile of "
-                       f"engine {engine.name}: lower its batch or pack size") from None
+        raise RunError(
+            f"{name} pass: out of device memory during the warm-up/compile of "
+            f"engine {engine.name}: lower its batch or pack size"
+        ) from None
     accel.synchronize(engine.device)
     seconds = time.perf_counter() - t
     if say:
-        print(f"{name}: {engine.name} compiled/warmed up in {seconds:.1f} s", file=sys.stderr,
-              flush=True)
+        print(
+            f"{name}: {engine.name} compiled/warmed up in {seconds:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     return seconds
 
 
@@ -203,11 +115,19 @@ def pending(batches: Sequence[Batch], done: np.ndarray) -> list[Batch]:
     return [b for b in batches if not done[b.rows].all()]
 
 
-def run_pass(name: str, engine: Engine, requests: Sequence[Request], choice_ids: Sequence[int],
-             labels: Sequence[str] | None = None, *, done: np.ndarray | None = None,
-             progress: bool = True,
-             share: Callable[[list[Batch]], list[Batch]] | None = None,
-             record: Record = no_record, sample: np.ndarray | None = None) -> PassResult:
+def run_pass(
+    name: str,
+    engine: Engine,
+    requests: Sequence[Request],
+    choice_ids: Sequence[int],
+    labels: Sequence[str] | None = None,
+    *,
+    done: np.ndarray | None = None,
+    progress: bool = True,
+    share: Callable[[list[Batch]], list[Batch]] | None = None,
+    record: Record = no_record,
+    sample: np.ndarray | None = None,
+) -> PassResult:
     """Run the `requests` not yet `done` through `engine`: plan, warm up, then per batch
     load, sync, forward, sync, reduce, record. `share` picks this rank's batches (data
     parallel); `record` gets each event for the resume log. The result answers the questions
@@ -220,17 +140,9 @@ def run_pass(name: str, engine: Engine, requests: Sequence[Request], choice_ids:
     done = np.zeros(len(requests), dtype=bool) if done is None else done.copy()
     t_start = time.perf_counter()
     with torch.inference_mode():
-        planned = engine.plan(requests)
-        plan_s = time.perf_counter() - t_start
-        todo = pending(share(planned) if share else planned, done)
-        compile_s = warm_up(name, engine, todo, progress)
-        out = PassResult.empty(name, engine.describe(), len(requests))
-        out.plan_time_s, out.compile_time_s = plan_s, compile_s
-        record("pass_start", engine=out.engine, planned_batches=len(planned),
-               todo_batches=len(todo), plan_time_s=plan_s, compile_time_s=compile_s,
-               t_s=time.perf_counter() - t_start)
-        bar = Progress(name, engine.name, sum(_new_tokens(b, done, requests) for b in todo),
-                       progress)
+        out, todo = _start(name, engine, requests, done, share, record, progress, t_start)
+        todo_tokens = sum(_new_tokens(b, done, requests) for b in todo)
+        bar = Progress(name, engine.name, todo_tokens, progress)
 
         def backoff(info: dict) -> None:
             out.oom_backoffs.append(info)
@@ -238,49 +150,113 @@ def run_pass(name: str, engine: Engine, requests: Sequence[Request], choice_ids:
 
         attempts = itertools.count()
         for batch in todo:
-            for part, logits, core_s in run_batch(name, engine, batch, done, labels, attempts,
-                                                  backoff):
-                rows, top, choice, lse = _reduce(name, engine, part, logits, choice_ids, labels,
-                                                 done)
+            for part, logits, core_s in run_batch(
+                name, engine, batch, done, labels, attempts, backoff
+            ):
+                rows, top, choice, lse = _reduce(
+                    name, engine, part, logits, choice_ids, labels, done
+                )
                 logit_sample.keep(out.sample_logits, sample, np.asarray(part.rows), logits)
                 tokens = _new_tokens(part, done, requests)
                 done[rows] = True
                 t_s = time.perf_counter() - t_start
                 out.add(rows, top, choice, tokens, part.work, core_s, t_s, lse)
-                record("batch", rows=rows.tolist(), top_ids=top.tolist(),
-                       choice_logits=choice.tolist(), logsumexp=lse.tolist(),
-                       prompt_tokens=tokens,
-                       work=asdict(part.work), core_time_s=core_s, t_s=t_s)
+                record(
+                    "batch",
+                    rows=rows.tolist(),
+                    top_ids=top.tolist(),
+                    choice_logits=choice.tolist(),
+                    logsumexp=lse.tolist(),
+                    prompt_tokens=tokens,
+                    work=asdict(part.work),
+                    core_time_s=core_s,
+                    t_s=t_s,
+                )
                 bar.update(tokens, out.prompt_tokens, out.core_time_s)
         bar.close()
+    return _end(out, engine, record, t_start)
+
+
+def _start(
+    name: str,
+    engine: Engine,
+    requests: Sequence[Request],
+    done: np.ndarray,
+    share: Callable[[list[Batch]], list[Batch]] | None,
+    record: Record,
+    progress: bool,
+    t_start: float,
+) -> tuple[PassResult, list[Batch]]:
+    """Plan, take this rank's batches that still have a question to answer, warm up: the
+    pass's empty result (plan and compile seconds set) and the batches to run."""
+    planned = engine.plan(requests)
+    plan_s = time.perf_counter() - t_start
+    todo = pending(share(planned) if share else planned, done)
+    compile_s = warm_up(name, engine, todo, progress)
+    out = PassResult.empty(name, engine.describe(), len(requests))
+    out.plan_time_s, out.compile_time_s = plan_s, compile_s
+    record(
+        "pass_start",
+        engine=out.engine,
+        planned_batches=len(planned),
+        todo_batches=len(todo),
+        plan_time_s=plan_s,
+        compile_time_s=compile_s,
+        t_s=time.perf_counter() - t_start,
+    )
+    return out, todo
+
+
+def _end(out: PassResult, engine: Engine, record: Record, t_start: float) -> PassResult:
+    """The pass's whole time and torch's peak memory, recorded."""
     out.whole_time_s = time.perf_counter() - t_start
     out.torch_peak_allocated_bytes = accel.peak_allocated_bytes(engine.device)
-    record("pass_end", whole_time_s=out.whole_time_s,
-           torch_peak_allocated_bytes=out.torch_peak_allocated_bytes, t_s=out.whole_time_s)
+    record(
+        "pass_end",
+        whole_time_s=out.whole_time_s,
+        torch_peak_allocated_bytes=out.torch_peak_allocated_bytes,
+        t_s=out.whole_time_s,
+    )
     return out
 
 
 def _new_tokens(batch: Batch, done: np.ndarray, requests: Sequence[Request]) -> int:
     """Prompt tokens of the batch's questions not yet answered."""
     new = [i for i in batch.rows if not done[i]]
-    return batch.prompt_tokens if len(new) == len(batch.rows) else \
-        sum(len(requests[i].ids) for i in new)
+    return (
+        batch.prompt_tokens
+        if len(new) == len(batch.rows)
+        else sum(len(requests[i].ids) for i in new)
+    )
 
 
-def _reduce(name: str, engine: Engine, batch: Batch, logits: torch.Tensor,
-            choice_ids: Sequence[int], labels: Sequence[str], done: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _reduce(
+    name: str,
+    engine: Engine,
+    batch: Batch,
+    logits: torch.Tensor,
+    choice_ids: Sequence[int],
+    labels: Sequence[str],
+    done: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The batch's new rows, their top ids, choice logits and logsumexp; non-finite logits
     are an error naming the questions."""
     if logits.shape[0] != len(batch.rows):
-        raise RuntimeError(f"engine {engine.name} returned {logits.shape[0]} rows "
-                           f"for a batch of {len(batch.rows)}")
+        raise RuntimeError(
+            f"engine {engine.name} returned {logits.shape[0]} rows for a batch of {len(batch.rows)}"
+        )
     reduced = reduce_logits(logits, choice_ids)
     if not bool(reduced.finite.all()):
         bad = [labels[batch.rows[i]] for i in np.flatnonzero(~reduced.finite.numpy())]
-        raise RunError(f"{name} pass: non-finite logits (NaN/Inf) from engine "
-                       f"{engine.name} for {len(bad)} question(s): {', '.join(bad[:20])}")
+        raise RunError(
+            f"{name} pass: non-finite logits (NaN/Inf) from engine "
+            f"{engine.name} for {len(bad)} question(s): {', '.join(bad[:20])}"
+        )
     rows = np.asarray(batch.rows)
     new = ~done[rows]
-    return (rows[new], reduced.top_ids.numpy()[new], reduced.choice_logits.numpy()[new],
-            reduced.logsumexp.numpy()[new])
+    return (
+        rows[new],
+        reduced.top_ids.numpy()[new],
+        reduced.choice_logits.numpy()[new],
+        reduced.logsumexp.numpy()[new],
+    )

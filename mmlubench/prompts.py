@@ -123,9 +123,15 @@ class _Encoders:
         return [self.pt.head + ids for ids in self.by_text[prefix].encode_checked(tails)]
 
 
-def _truncate(questions: Sequence[Question], tails: list[str], prefix: list[str],
-              ids: list[list[int]], dropped: list[int], encoders: _Encoders,
-              max_seq_len: int) -> None:
+def _truncate(
+    questions: Sequence[Question],
+    tails: list[str],
+    prefix: list[str],
+    ids: list[list[int]],
+    dropped: list[int],
+    encoders: _Encoders,
+    max_seq_len: int,
+) -> None:
     """The reference's loop, for every too-long prompt at once: drop the first remaining
     example (split on "\n\n", pop element 1, join) until the prompt fits. Element 1 lies in
     the few-shot prefix while the prefix has an example left, so dropping it from the prefix
@@ -145,14 +151,16 @@ def _truncate(questions: Sequence[Question], tails: list[str], prefix: list[str]
             dropped[i] += 1
             groups.setdefault(prefix[i], []).append(i)
         for text, members in groups.items():
-            for i, new in zip(members, encoders.encode(text, [tails[i] for i in members]),
-                              strict=True):
+            for i, new in zip(
+                members, encoders.encode(text, [tails[i] for i in members]), strict=True
+            ):
                 ids[i] = new
         pending = [i for i in pending if len(ids[i]) > max_seq_len]
 
 
-def shared_prefix_lengths(prefix: Sequence[str], ids: Sequence[np.ndarray],
-                          pt: PromptTokenizer) -> list[int]:
+def shared_prefix_lengths(
+    prefix: Sequence[str], ids: Sequence[np.ndarray], pt: PromptTokenizer
+) -> list[int]:
     """For the prompts of each prefix text: the longest run of leading ids that all of them
     and the prefix tokenized alone have in common (exact by construction: these are the
     prompts' own ids), at most all but one id of each prompt. Warns when a prefix shares
@@ -168,9 +176,13 @@ def shared_prefix_lengths(prefix: Sequence[str], ids: Sequence[np.ndarray],
         same = (rows == alone[None, :width]).all(axis=0)
         shared = width if same.all() else int(np.argmin(same))
         if len(alone) - shared > 2:
-            log.warning("prompts of %r share only %d of the %d tokens of their few-shot "
-                        "prefix: the tokenizer merges across the seam", text[:60], shared,
-                        len(alone))
+            log.warning(
+                "prompts of %r share only %d of the %d tokens of their few-shot "
+                "prefix: the tokenizer merges across the seam",
+                text[:60],
+                shared,
+                len(alone),
+            )
         for i in members:
             out[i] = shared
     return out
@@ -212,8 +224,10 @@ def build_prompts(
     _truncate(questions, tails, prefix, ids, dropped, encoders, max_seq_len)
     arrays = [np.asarray(x, dtype=np.int32) for x in ids]
     shared = shared_prefix_lengths(prefix, arrays, pt)
-    return [Prompt(q.subject, q.index, q.answer, prefix[i] + tails[i], arrays[i], shared[i],
-                   dropped[i]) for i, q in enumerate(questions)]
+    return [
+        Prompt(q.subject, q.index, q.answer, prefix[i] + tails[i], arrays[i], shared[i], dropped[i])
+        for i, q in enumerate(questions)
+    ]
 
 
 # Characters that str.splitlines() and many editors take as line breaks, but that json.dumps
@@ -260,6 +274,9 @@ def without_bos(prompts: Sequence[Prompt], bos_id: int | None) -> list[Prompt]:
         if bos_id is None or len(p.ids) < 2 or int(p.ids[0]) != bos_id:
             out.append(p)
             continue
-        out.append(Prompt(p.subject, p.index, p.answer, p.text, p.ids[1:],
-                          max(p.prefix_len - 1, 0), p.dropped))
+        out.append(
+            Prompt(
+                p.subject, p.index, p.answer, p.text, p.ids[1:], max(p.prefix_len - 1, 0), p.dropped
+            )
+        )
     return out

@@ -43,9 +43,11 @@ def parse_reference(value: Mapping[str, Any]) -> dict[str, ReferenceRow]:
         unknown = sorted(set(row) - set(names))
         missing = [n for n in names if n not in row]
         if unknown or missing:
-            raise ValueError(f"reference.{precision}: unknown keys {unknown}, missing keys "
-                             f"{missing}" if unknown else
-                             f"reference.{precision}: missing keys {missing}")
+            raise ValueError(
+                f"reference.{precision}: unknown keys {unknown}, missing keys {missing}"
+                if unknown
+                else f"reference.{precision}: missing keys {missing}"
+            )
         fields: dict[str, Any] = {}
         for name in names:
             v = row[name]
@@ -53,8 +55,9 @@ def parse_reference(value: Mapping[str, Any]) -> dict[str, ReferenceRow]:
                 try:
                     v = float(v)  # YAML reads 2305e0 as text
                 except (TypeError, ValueError):
-                    raise ValueError(f"reference.{precision}.{name}: expected a number, "
-                                     f"got {v!r}") from None
+                    raise ValueError(
+                        f"reference.{precision}.{name}: expected a number, got {v!r}"
+                    ) from None
             elif not isinstance(v, str):
                 raise ValueError(f"reference.{precision}.{name}: expected text, got {v!r}")
             fields[name] = v

@@ -9,19 +9,34 @@ import json
 from mmlubench.display import gib, num, pct
 from mmlubench.document import Result
 
-COLUMNS = ["tool", "precision", "e2e_time (s)", "p_val_whole (tok/s)", "p_val_core (tok/s)",
-           "p_infer_whole (tok/s)", "*p_infer_core (tok/s)", "*MFU", "acc (infer/val)",
-           "mem (GiB)"]
-LEGEND = "\n".join([
-    "* headline figures (starred as in FlagPerf's tables). tok/s = prompt tokens per second;",
-    "  whole = over the pass's wall time, core = over the synchronized model calls only.",
-    "  MFU = flops_per_token x tokens computed per core second / peak FLOP/s ('-': peak unknown,",
-    "  give --peak-flops). acc = micro accuracy, infer/val pass. mem = peak used / total, whole",
-    "  device ('-': not measured on this device).",
-])
-RANDOM_NOTE = ("RANDOM WEIGHTS: accuracy is meaningless (chance is ~25% under the choices rule; "
-               "the reference rule reads the top token of the whole vocabulary and is near 0%); "
-               "throughput, MFU and memory are real.")
+COLUMNS = [
+    "tool",
+    "precision",
+    "e2e_time (s)",
+    "p_val_whole (tok/s)",
+    "p_val_core (tok/s)",
+    "p_infer_whole (tok/s)",
+    "*p_infer_core (tok/s)",
+    "*MFU",
+    "acc (infer/val)",
+    "mem (GiB)",
+]
+LEGEND = "\n".join(
+    [
+        "* headline figures (starred as in FlagPerf's tables). tok/s = prompt tokens per second;",
+        "  whole = over the pass's wall time, core = over the synchronized model calls only.",
+        "  MFU = flops_per_token x tokens computed per core second / peak FLOP/s "
+        "('-': peak unknown,",
+        "  give --peak-flops). acc = micro accuracy, infer/val pass. "
+        "mem = peak used / total, whole",
+        "  device ('-': not measured on this device).",
+    ]
+)
+RANDOM_NOTE = (
+    "RANDOM WEIGHTS: accuracy is meaningless (chance is ~25% under the choices rule; "
+    "the reference rule reads the top token of the whole vocabulary and is near 0%); "
+    "throughput, MFU and memory are real."
+)
 FORMATS = ("table", "markdown", "json", "flagperf", "lm-eval")
 # How the table names a precision whose name alone does not say what ran (engines/fp8.py).
 PRECISION_LABELS = {"fp8": "fp8 (e4m3, row-wise)"}
@@ -47,8 +62,9 @@ def table_row(result: Result) -> list[str]:
     ]
 
 
-def aligned_table(rows: list[list[str]], header: list[str] = COLUMNS,
-                  width: int | None = None) -> str:
+def aligned_table(
+    rows: list[list[str]], header: list[str] = COLUMNS, width: int | None = None
+) -> str:
     """Columns padded to one width each, for a terminal; wider than `width` columns (the
     terminal's), each row is printed as one `column  value` line per column instead."""
     import shutil
@@ -57,13 +73,19 @@ def aligned_table(rows: list[list[str]], header: list[str] = COLUMNS,
     sizes = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     if sum(sizes) + 2 * (len(sizes) - 1) > width:
         pad = max(len(h) for h in header)
-        return "\n\n".join("\n".join(f"{h:<{pad}}  {v}" for h, v in zip(header, r, strict=True))
-                           for r in rows)
+        return "\n\n".join(
+            "\n".join(f"{h:<{pad}}  {v}" for h, v in zip(header, r, strict=True)) for r in rows
+        )
     line = "  ".join("-" * n for n in sizes)
-    fmt = [h.rjust(n) if i else h.ljust(n) for i, (h, n) in enumerate(zip(header, sizes,
-                                                                             strict=True))]
-    body = ["  ".join(v.rjust(n) if i else v.ljust(n) for i, (v, n) in
-                      enumerate(zip(r, sizes, strict=True))) for r in rows]
+    fmt = [
+        h.rjust(n) if i else h.ljust(n) for i, (h, n) in enumerate(zip(header, sizes, strict=True))
+    ]
+    body = [
+        "  ".join(
+            v.rjust(n) if i else v.ljust(n) for i, (v, n) in enumerate(zip(r, sizes, strict=True))
+        )
+        for r in rows
+    ]
     return "\n".join(["  ".join(fmt), line, *body])
 
 
@@ -81,7 +103,9 @@ def accuracy_lines(result: Result) -> list[str]:
     rules = [
         f"{rule} {'/'.join(pct(result.rule_accuracy(n, rule).micro) for n in names)}"
         + (" (the table's)" if rule == result.accuracy.rule else "")
-        for rule in ("reference", "choices", "token") if rule in result.infer.accuracy]
+        for rule in ("reference", "choices", "token")
+        if rule in result.infer.accuracy
+    ]
     return [f"accuracy ({'/'.join(names)}) by answer rule: {', '.join(rules)}", RANDOM_NOTE]
 
 
@@ -105,16 +129,25 @@ def agreement_line(result: Result) -> str | None:
     if agree is None:
         return None
     if result.metrics.precision == "fp8":  # fp8's accuracy cost: both rules, named as such
-        letters = ", ".join(f"{r} rule {pct(agree.same_letter(r))}"
-                            for r in ("reference", "choices"))
+        letters = ", ".join(
+            f"{r} rule {pct(agree.same_letter(r))}" for r in ("reference", "choices")
+        )
         rel, whole = agree.letter_logits_rel_l2_mean, agree.logits_rel_l2_mean
-        return (f"val (fp16) / infer (fp8) agreement, the accuracy cost of fp8: top token "
-                f"{pct(agree.same_top_token)}, letter: {letters}"
-                + (f"; answer-letter logits rel L2 {rel:.2e} (mean)" if rel is not None else "")
-                + (f"; last-position logits rel L2 {whole:.2e} (mean of "
-                   f"{agree.logits_sample_questions} questions)" if whole is not None else ""))
-    return (f"val/infer agreement: top token {pct(agree.same_top_token)}, "
-            f"letter ({rule} rule) {pct(agree.same_letter(rule))}")
+        return (
+            f"val (fp16) / infer (fp8) agreement, the accuracy cost of fp8: top token "
+            f"{pct(agree.same_top_token)}, letter: {letters}"
+            + (f"; answer-letter logits rel L2 {rel:.2e} (mean)" if rel is not None else "")
+            + (
+                f"; last-position logits rel L2 {whole:.2e} (mean of "
+                f"{agree.logits_sample_questions} questions)"
+                if whole is not None
+                else ""
+            )
+        )
+    return (
+        f"val/infer agreement: top token {pct(agree.same_top_token)}, "
+        f"letter ({rule} rule) {pct(agree.same_letter(rule))}"
+    )
 
 
 def energy_lines(result: Result) -> list[str]:
@@ -124,11 +157,16 @@ def energy_lines(result: Result) -> list[str]:
         p = result.passes[name]
         if p.energy_j is not None:
             limit = f" (limit {p.power_limit_w:,.0f} W)" if p.power_limit_w is not None else ""
-            clock = (f", compute clock {p.sm_clock_mhz_median:,.0f} MHz median"
-                     if p.sm_clock_mhz_median is not None else "")
-            out.append(f"{name} energy: {p.energy_j:,.0f} J, {num(p.avg_power_w)} W average"
-                       f"{limit}{clock}, {num(p.tokens_per_joule)} prompt tokens/J, "
-                       f"{num(p.joules_per_question, 2)} J/question ({p.energy_source})")
+            clock = (
+                f", compute clock {p.sm_clock_mhz_median:,.0f} MHz median"
+                if p.sm_clock_mhz_median is not None
+                else ""
+            )
+            out.append(
+                f"{name} energy: {p.energy_j:,.0f} J, {num(p.avg_power_w)} W average"
+                f"{limit}{clock}, {num(p.tokens_per_joule)} prompt tokens/J, "
+                f"{num(p.joules_per_question, 2)} J/question ({p.energy_source})"
+            )
     return out
 
 

@@ -1,12 +1,7 @@
-"""Resume: the run's event log, its fingerprints, and how the sessions of a run combine.
+"""Resume: the run's event log, and how the sessions of a run combine.
 
 A run folder (rundir.py) holds, from the start of a single-process run:
-- fingerprint.json  hashes of what the run computes (`fingerprint`): the config without the
-  keys that change no answer (where things are, output, progress bars, memory sampling, and
-  the metric-only keys flops_per_token, peak_flops, scoring: a bad metric value never makes
-  recorded work unrecoverable); every prompt's token ids and the answer-letter ids; the model
-  (config.json's bytes and the weights' identity, weights_id.py; or the seed of random
-  weights);
+- fingerprint.json  hashes of what the run computes (fingerprint.py), checked before resuming;
 - progress.jsonl    one JSON line per event, appended, flushed and fsynced before the run goes on:
     session      a process started (or resumed) the run
     pass_start   a pass planned its batches and warmed up (engine, plan and compile seconds)
@@ -19,39 +14,27 @@ A run folder (rundir.py) holds, from the start of a single-process run:
   by a crash (no final newline) is dropped when resuming; a question is recorded once.
 
 Each earlier session's records of a pass become one PassResult; the pass is those and this
-session's, joined by passes.merge (the merge of data-parallel ranks, with times added up).
+session's, joined by pass_result.merge (the merge of data-parallel ranks, with times added up).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmlubench import safefile
-from mmlubench.display import flatten
 from mmlubench.engines.base import Work
 from mmlubench.errors import RunError
-from mmlubench.passes import PassResult, Record, merge, no_record
+from mmlubench.fingerprint import differences
+from mmlubench.pass_result import PassResult, Record, merge, no_record
 from mmlubench.progress_check import Limits, check_record
 from mmlubench.rundir import FINGERPRINT, PROGRESS
-from mmlubench.weights_id import COVERS, model_identity
 
-if TYPE_CHECKING:
-    from mmlubench.config import Config
-    from mmlubench.prompts import Prompt
-
-SCHEMA = "mmlubench.fingerprint/3"
-EXCLUDED = ("data_dir", "weight_dir", "mmlu_dir", "output_dir", "run_name", "progress",
-            "mem_sample_interval_s", "flops_per_token", "peak_flops", "scoring",
-            "flops_per_token_set_by", "model", "revision", "log_samples")
 TIMING_RULE = (
     "core_time_s of a pass = sum of the core times recorded for its batches in all sessions; "
     "whole_time_s, compile_time_s, plan_time_s and e2e_time_s = sums over the sessions, where "
@@ -63,56 +46,19 @@ TIMING_RULE = (
 FIELDS = {
     "session": ("started",),
     "pass_start": ("pass", "engine", "compile_time_s", "t_s"),
-    "batch": ("pass", "rows", "top_ids", "choice_logits", "prompt_tokens", "work",
-              "core_time_s", "t_s"),
+    "batch": (
+        "pass",
+        "rows",
+        "top_ids",
+        "choice_logits",
+        "prompt_tokens",
+        "work",
+        "core_time_s",
+        "t_s",
+    ),
     "oom_backoff": ("pass", "backoff", "t_s"),
     "pass_end": ("pass", "whole_time_s", "t_s"),
 }
-
-
-def _sha256(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=True).encode()
-                          ).hexdigest()
-
-
-def fingerprint(cfg: Config, prompts: Sequence[Prompt], choice_ids: Sequence[int],
-                world_size: int = 1) -> dict[str, Any]:
-    """The fingerprint document of a run (stored as fingerprint.json)."""
-    config = {k: v for k, v in cfg.to_dict().items() if k not in EXCLUDED}
-    # Options of engines this run does not use cannot change what it computes.
-    used = {cfg.engine, cfg.val_engine}
-    config["engines"] = {k: v for k, v in (config.get("engines") or {}).items() if k in used}
-    model = model_identity(cfg.weight_path, cfg.random_weights, cfg.seed)
-    h = hashlib.sha256(json.dumps([int(i) for i in choice_ids]).encode())
-    for p in prompts:
-        h.update(json.dumps([p.subject, p.index, p.answer, p.prefix_len, len(p.ids)]).encode())
-        h.update(np.asarray(p.ids, dtype="<i4").tobytes())
-    return {"schema": SCHEMA, "config_sha256": _sha256(config), "prompts_sha256": h.hexdigest(),
-            "questions": len(prompts), "model_sha256": _sha256(model), "world_size": world_size,
-            "config": config, "model": model}
-
-
-def _changed(what: str, then: Mapping[str, Any], now: Mapping[str, Any]) -> str:
-    a, b = flatten(then), flatten(now)
-    keys = sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>"))
-    return f"{what} differs: " + "; ".join(
-        f"{k}: {a.get(k, '<unset>')!r} then, {b.get(k, '<unset>')!r} now" for k in keys)
-
-
-def differences(then: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
-    """Why `now` may not continue the run fingerprinted `then`; empty when it may."""
-    if then.get("schema") != SCHEMA:
-        return [f"fingerprint schema {then.get('schema')!r} is not {SCHEMA!r}"]
-    out = []
-    if then["config_sha256"] != now["config_sha256"]:
-        out.append(_changed("config", then["config"], now["config"]))
-    if then["prompts_sha256"] != now["prompts_sha256"]:
-        out.append(f"prompt token ids differ ({then['questions']} questions then, "
-                   f"{now['questions']} now): the MMLU files, the tokenizer or the prompt rule "
-                   "changed")
-    if then["model_sha256"] != now["model_sha256"]:
-        out.append(_changed("model", then["model"], now["model"]) + f" ({COVERS})")
-    return out
 
 
 def read_records(path: Path, lim: Limits) -> list[dict]:
@@ -150,13 +96,11 @@ class NoLog:
         """(session, what it answered) of each earlier session that ran the pass."""
         return []
 
-    def combine(self, earlier: list[tuple[int, PassResult]], now: PassResult | None
-                ) -> PassResult:
+    def combine(self, earlier: list[tuple[int, PassResult]], now: PassResult | None) -> PassResult:
         """The whole pass: the earlier sessions' parts and this session's `now` (None when
         the earlier sessions answered every question)."""
         parts = [*earlier, *([(self.session, now)] if now is not None else [])]
-        return merge([p for _, p in parts], [s for s, _ in parts], parallel=False,
-                     tag="session")
+        return merge([p for _, p in parts], [s for s, _ in parts], parallel=False, tag="session")
 
     def summary(self, e2e_s: float) -> tuple[dict | None, float]:
         """The "resume" section of result.json (None: the run was done in one session) and
@@ -170,8 +114,9 @@ class NoLog:
 class RunLog(NoLog):
     """progress.jsonl open for appending, and the records of the sessions before this one."""
 
-    def __init__(self, run_dir: Path, questions: int, e2e_start: float,
-                 records: list[dict] | None = None):
+    def __init__(
+        self, run_dir: Path, questions: int, e2e_start: float, records: list[dict] | None = None
+    ):
         self.path = Path(run_dir) / PROGRESS
         self.questions = questions
         self.records = records or []
@@ -193,22 +138,31 @@ class RunLog(NoLog):
         except (OSError, ValueError) as e:
             raise RunError(f"{path}: cannot read the run's fingerprint: {e}") from None
         if then.get("world_size", 1) > 1:
-            raise RunError(f"{run_dir}: this run was data parallel ({then['world_size']} "
-                           "ranks); data-parallel runs keep no progress and cannot be resumed")
+            raise RunError(
+                f"{run_dir}: this run was data parallel ({then['world_size']} "
+                "ranks); data-parallel runs keep no progress and cannot be resumed"
+            )
         try:
             why = differences(then, fp)
         except (KeyError, TypeError, AttributeError) as e:
-            raise RunError(f"{path}: not a fingerprint document ({type(e).__name__}: {e})"
-                           ) from None
+            raise RunError(
+                f"{path}: not a fingerprint document ({type(e).__name__}: {e})"
+            ) from None
         if why:
-            raise RunError(f"{run_dir}: cannot resume, this is not the same run: "
-                           + " | ".join(why) + " (start a new run instead)")
+            raise RunError(
+                f"{run_dir}: cannot resume, this is not the same run: "
+                + " | ".join(why)
+                + " (start a new run instead)"
+            )
         records = read_records(Path(run_dir) / PROGRESS, Limits(fp["questions"], vocab))
         return cls(run_dir, fp["questions"], e2e_start, records)
 
     def _write(self, record: dict) -> None:
-        rec = {"session": self.session, **record,
-               "e2e_s": round(time.perf_counter() - self.e2e_start, 6)}
+        rec = {
+            "session": self.session,
+            **record,
+            "e2e_s": round(time.perf_counter() - self.e2e_start, 6),
+        }
         try:
             self._file.write(json.dumps(rec, allow_nan=False) + "\n")
             self._file.flush()
@@ -230,25 +184,42 @@ class RunLog(NoLog):
                 rows = np.asarray(r["rows"], dtype=np.int64).reshape(-1)
                 ids = np.asarray(r["top_ids"], dtype=np.int64)
                 logits = np.asarray(r["choice_logits"], dtype=np.float32)
-                ok = ids.shape == rows.shape and logits.shape == (len(rows), 4) and (
-                    not len(rows) or (rows.min() >= 0 and rows.max() < self.questions
-                                      and not p.answered[rows].any()))
+                ok = (
+                    ids.shape == rows.shape
+                    and logits.shape == (len(rows), 4)
+                    and (
+                        not len(rows)
+                        or (
+                            rows.min() >= 0
+                            and rows.max() < self.questions
+                            and not p.answered[rows].any()
+                        )
+                    )
+                )
                 if ok:
                     lse = r.get("logsumexp")  # older logs: none (log-likelihoods null)
-                    p.add(rows, ids, logits, r["prompt_tokens"], Work(**r["work"]),
-                          r["core_time_s"], r["t_s"],
-                          None if lse is None else np.asarray(lse, dtype=np.float32))
+                    p.add(
+                        rows,
+                        ids,
+                        logits,
+                        r["prompt_tokens"],
+                        Work(**r["work"]),
+                        r["core_time_s"],
+                        r["t_s"],
+                        None if lse is None else np.asarray(lse, dtype=np.float32),
+                    )
             except (TypeError, ValueError):  # wrong types or lengths
                 ok = False
             if not ok:
-                raise RunError(f"{self.path}: corrupt progress: a {pass_name} batch of session "
-                               f"{session} records a row twice, out of range, or answers that "
-                               "do not match its rows")
+                raise RunError(
+                    f"{self.path}: corrupt progress: a {pass_name} batch of session "
+                    f"{session} records a row twice, out of range, or answers that "
+                    "do not match its rows"
+                )
         p.compile_time_s = sum(r["compile_time_s"] for r in starts)
         p.plan_time_s = sum(r.get("plan_time_s", 0.0) for r in starts)
         p.whole_time_s = ends[-1]["whole_time_s"] if ends else max(r["t_s"] for r in recs)
-        p.torch_peak_allocated_bytes = ends[-1].get("torch_peak_allocated_bytes") if ends \
-            else None
+        p.torch_peak_allocated_bytes = ends[-1].get("torch_peak_allocated_bytes") if ends else None
         p.oom_backoffs = [r["backoff"] for r in recs if r["kind"] == "oom_backoff"]
         return p
 
@@ -258,13 +229,14 @@ class RunLog(NoLog):
         seen = np.zeros(self.questions, dtype=bool)
         for s, p in out:
             if (seen & p.answered).any():
-                raise RunError(f"{self.path}: corrupt progress: session {s} answers a "
-                               f"{pass_name} question that an earlier session answered")
+                raise RunError(
+                    f"{self.path}: corrupt progress: session {s} answers a "
+                    f"{pass_name} question that an earlier session answered"
+                )
             seen |= p.answered
         return out
 
-    def combine(self, earlier: list[tuple[int, PassResult]], now: PassResult | None
-                ) -> PassResult:
+    def combine(self, earlier: list[tuple[int, PassResult]], now: PassResult | None) -> PassResult:
         if now is not None:
             self.current[now.name] = now.figures()
         return super().combine(earlier, now)
@@ -276,12 +248,28 @@ class RunLog(NoLog):
         for s in sorted({r["session"] for r in self.records}):
             recs = [r for r in self.records if r["session"] == s]
             start = next((r for r in recs if r["kind"] == "session"), {})
-            passes = {name: self._session_pass(name, s).figures()
-                      for name in dict.fromkeys(r["pass"] for r in recs if "pass" in r)}
-            sessions.append({"session": s, "started": start.get("started"), "completed": False,
-                             "e2e_time_s": max(r["e2e_s"] for r in recs), "passes": passes})
-        sessions.append({"session": self.session, "started": self.started, "completed": True,
-                         "e2e_time_s": e2e_s, "passes": self.current})
+            passes = {
+                name: self._session_pass(name, s).figures()
+                for name in dict.fromkeys(r["pass"] for r in recs if "pass" in r)
+            }
+            sessions.append(
+                {
+                    "session": s,
+                    "started": start.get("started"),
+                    "completed": False,
+                    "e2e_time_s": max(r["e2e_s"] for r in recs),
+                    "passes": passes,
+                }
+            )
+        sessions.append(
+            {
+                "session": self.session,
+                "started": self.started,
+                "completed": True,
+                "e2e_time_s": e2e_s,
+                "passes": self.current,
+            }
+        )
         total = sum(s["e2e_time_s"] for s in sessions)
         return {"resumed": True, "sessions": sessions, "timing_rule": TIMING_RULE}, total
 

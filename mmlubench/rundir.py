@@ -26,7 +26,7 @@ import yaml
 
 from mmlubench import safefile
 from mmlubench.errors import RunError
-from mmlubench.results import write_json_atomic, write_text_atomic
+from mmlubench.result_files import write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
     from mmlubench.config import Config
@@ -38,13 +38,23 @@ RESULT = "result.json"
 LOCK = "run.lock"
 PREDICTIONS = "predictions.jsonl"
 # Every file mmlubench writes in a run folder, the temporary files of the atomic writes too.
-OWN_FILES = (*(n + tmp for n in (CONFIG, FINGERPRINT, PREDICTIONS, RESULT, "report.html")
-                for tmp in ("", ".tmp")), PROGRESS, LOCK)
+OWN_FILES = (
+    *(
+        n + tmp
+        for n in (CONFIG, FINGERPRINT, PREDICTIONS, RESULT, "report.html")
+        for tmp in ("", ".tmp")
+    ),
+    PROGRESS,
+    LOCK,
+)
 
 
 def _os_error(path: Path, what: str, e: OSError) -> RunError:
-    reason = "a file is in the way" if e.errno in (errno.EEXIST, errno.ENOTDIR) else \
-        (e.strerror or str(e)).lower()
+    reason = (
+        "a file is in the way"
+        if e.errno in (errno.EEXIST, errno.ENOTDIR)
+        else (e.strerror or str(e)).lower()
+    )
     return RunError(f"{path}: cannot {what} ({reason})")
 
 
@@ -81,8 +91,9 @@ def resume_config_path(run_dir: str | Path) -> Path:
     if not path.is_file():
         raise RunError(f"{run_dir}: not a resumable run folder (no {CONFIG})")
     if not path.read_bytes().strip():  # its defaults would make another run
-        raise RunError(f"{path}: empty: the run's config is lost, it cannot be resumed "
-                       "(start a new run)")
+        raise RunError(
+            f"{path}: empty: the run's config is lost, it cannot be resumed (start a new run)"
+        )
     return path
 
 
@@ -104,8 +115,9 @@ def check_writable(run_dir: Path) -> None:
 
 def write_run_files(run_dir: Path, cfg: Config, fp: dict) -> None:
     """config.yaml (the validated config) and fingerprint.json of a new run."""
-    write_text_atomic(Path(run_dir) / CONFIG,
-                      lambda f: yaml.safe_dump(cfg.to_dict(), f, sort_keys=False))
+    write_text_atomic(
+        Path(run_dir) / CONFIG, lambda f: yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
+    )
     write_json_atomic(Path(run_dir) / FINGERPRINT, fp)
 
 
@@ -125,8 +137,10 @@ class RunLock:
             except BlockingIOError:
                 holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
                 os.close(fd)
-                raise RunError(f"{self.path.parent}: this run folder is in use by {holder} "
-                               f"(lock {self.path}); wait until it ends") from None
+                raise RunError(
+                    f"{self.path.parent}: this run folder is in use by {holder} "
+                    f"(lock {self.path}); wait until it ends"
+                ) from None
             # The holder before us may have removed the file between our open and our lock:
             # then we locked a file nobody else sees, and must lock the current one instead.
             try:

@@ -40,8 +40,11 @@ def reduce_logits(logits: torch.Tensor, choice_ids: Sequence[int]) -> Reduced:
     top = logits.argmax(dim=-1)
     choices = logits[:, list(choice_ids)].float()
     # In float32, a few hundred rows at a time: a whole fp16 pack's rows would double in size.
-    lse = torch.cat([torch.logsumexp(rows.float(), dim=-1) for rows in logits.split(256)]
-                    ) if len(logits) else logits.new_zeros(0, dtype=torch.float32)
+    lse = (
+        torch.cat([torch.logsumexp(rows.float(), dim=-1) for rows in logits.split(256)])
+        if len(logits)
+        else logits.new_zeros(0, dtype=torch.float32)
+    )
     return Reduced(top.cpu(), choices.cpu(), finite.cpu(), lse.cpu())
 
 

@@ -24,8 +24,12 @@ class BadKey(Exception):
         super().__init__(f"{problem} {key!r}" if key else problem)
 
 
-_LEAVES: dict[Any, tuple[type, ...]] = {float: (int, float), int: (int,), str: (str,),
-                                        bool: (bool,)}
+_LEAVES: dict[Any, tuple[type, ...]] = {
+    float: (int, float),
+    int: (int,),
+    str: (str,),
+    bool: (bool,),
+}
 
 
 def _read(tp: Any, value: Any, key: str) -> Any:

@@ -46,8 +46,9 @@ class PromptTokenizer:
         if self.backend is not None:
             fast = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)
             return [e.ids for e in fast(list(texts), add_special_tokens=False)]
-        return [list(ids) for ids in
-                self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+        return [
+            list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        ]
 
     def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
         return [self.head + ids for ids in self.encode_body(texts)]
@@ -74,9 +75,8 @@ class SplicedEncoder:
         """Body ids (no special tokens) of prefix + each tail; None where no seam was found."""
         if self.cut <= 0:
             return [ids for ids in self.pt.encode_body([self.prefix + t for t in tails])]
-        anchor = self.prefix[self.cut:]
-        encs = self.pt.backend.encode_batch([anchor + t for t in tails],
-                                            add_special_tokens=False)
+        anchor = self.prefix[self.cut :]
+        encs = self.pt.backend.encode_batch([anchor + t for t in tails], add_special_tokens=False)
         out: list[list[int]] = []
         for enc in encs:
             ids, offsets = enc.ids, enc.offsets
@@ -181,6 +181,8 @@ def check_bos_known(tok_json: Path, special: dict[str, str]) -> None:
 
     bos = special.get("bos_token")
     if bos is not None and Tokenizer.from_file(str(tok_json)).token_to_id(bos) is None:
-        raise ModelError(f"{tok_json.parent / 'tokenizer_config.json'}: bos_token "
-                         f"{bos[:60]!r} is not a token of {tok_json} (the model never saw it; "
-                         "fix bos_token or the tokenizer files)")
+        raise ModelError(
+            f"{tok_json.parent / 'tokenizer_config.json'}: bos_token "
+            f"{bos[:60]!r} is not a token of {tok_json} (the model never saw it; "
+            "fix bos_token or the tokenizer files)"
+        )

@@ -23,8 +23,10 @@ from mmlubench.model import WEIGHT_FILES
 
 SAMPLES = 64
 BLOCK = 64 * 1024
-COVERS = (f"the model is identified by config.json and each weight file's name, size, "
-          f"safetensors header and sha256 of {SAMPLES} evenly spaced {BLOCK // 1024} KiB blocks")
+COVERS = (
+    f"the model is identified by config.json and each weight file's name, size, "
+    f"safetensors header and sha256 of {SAMPLES} evenly spaced {BLOCK // 1024} KiB blocks"
+)
 
 
 def _header_sha256(f, size: int) -> str | None:
@@ -64,8 +66,11 @@ def model_identity(path: Path, random_weights: bool, seed: int) -> dict[str, Any
     """The model part of a fingerprint: config.json's sha256, and the weight files' identities
     (or the seed of random weights)."""
     cfg = Path(path) / "config.json"
-    out: dict[str, Any] = {"config_json_sha256": hashlib.sha256(cfg.read_bytes()).hexdigest()
-                           if cfg.is_file() else None}
+    out: dict[str, Any] = {
+        "config_json_sha256": hashlib.sha256(cfg.read_bytes()).hexdigest()
+        if cfg.is_file()
+        else None
+    }
     if random_weights:
         out["random_weights_seed"] = seed
     else:

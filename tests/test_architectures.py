@@ -39,8 +39,9 @@ def requests_(mmlu_dir, tokenizer):
 
 
 def logits_of(model, name, requests, tokenizer, **options):
-    engine = KeepLogits(engine_class(name)(model, engine_options(name, options), "cpu"),
-                        len(requests))
+    engine = KeepLogits(
+        engine_class(name)(model, engine_options(name, options), "cpu"), len(requests)
+    )
     result = run_pass(name, engine, requests, choice_token_ids(tokenizer), progress=False)
     return result, engine.logits
 
@@ -48,12 +49,12 @@ def logits_of(model, name, requests, tokenizer, **options):
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_val_and_infer_match_the_whole_prompt(arch, requests_, tokenizer):
     model = tiny_model(arch, seed=len(arch))
-    golden, want = logits_of(model, "eager", requests_, tokenizer, method="padded",
-                             batch_size=1)
+    golden, want = logits_of(model, "eager", requests_, tokenizer, method="padded", batch_size=1)
     runs = {"val": logits_of(model, "eager", requests_, tokenizer)}
     for carry in (2048, 0):
-        runs[f"infer carry {carry}"] = logits_of(model, "shared-prefix", requests_, tokenizer,
-                                                 carry_tokens=carry, **INFER)
+        runs[f"infer carry {carry}"] = logits_of(
+            model, "shared-prefix", requests_, tokenizer, carry_tokens=carry, **INFER
+        )
     for what, (result, got) in runs.items():
         assert np.array_equal(result.top_ids, golden.top_ids), (arch, what)
         assert (got - want).abs().max().item() <= 1e-4, (arch, what)
@@ -70,8 +71,9 @@ def test_compiled_layers_of_two_kinds_are_two_graphs(requests_, tokenizer):
     _, want = logits_of(model, "eager", requests_, tokenizer, method="padded", batch_size=1)
     torch._dynamo.reset()
     counters.clear()
-    result, got = logits_of(model, "shared-prefix", requests_, tokenizer,
-                            **{**INFER, "compile": True})
+    result, got = logits_of(
+        model, "shared-prefix", requests_, tokenizer, **{**INFER, "compile": True}
+    )
     assert counters["stats"]["unique_graphs"] == 2
     assert result.batches > 2
     assert (got - want).abs().max().item() <= 1e-4
@@ -138,8 +140,9 @@ def test_fused_projections_are_one_gemm_and_exact(requests_, tokenizer, monkeypa
     monkeypatch.setattr(nn.Linear, "forward", spy)
     _, fused = logits_of(model, "shared-prefix", requests_[:4], tokenizer, **INFER)
     assert not own
-    _, plain = logits_of(model, "shared-prefix", requests_[:4], tokenizer,
-                         fuse_projections=False, **INFER)
+    _, plain = logits_of(
+        model, "shared-prefix", requests_[:4], tokenizer, fuse_projections=False, **INFER
+    )
     assert own
     assert (fused - plain).abs().max().item() <= 1e-5
 
@@ -152,5 +155,8 @@ def test_fp8_refuses_stacked_moe_experts(monkeypatch):
     monkeypatch.setattr(fp8, "check_device", lambda device: None)
     monkeypatch.setattr(fp8, "scaled_mm_out_dtype", lambda device: torch.float32)
     with pytest.raises(RunError, match=r"precision fp8: layer 0's .*experts.* stacked weight"):
-        engine_class("shared-prefix")(tiny_model("mixtral"), engine_options(
-            "shared-prefix", {"fp8": True, "compile": False}), "cpu")
+        engine_class("shared-prefix")(
+            tiny_model("mixtral"),
+            engine_options("shared-prefix", {"fp8": True, "compile": False}),
+            "cpu",
+        )

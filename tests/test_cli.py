@@ -34,10 +34,14 @@ def test_version(capsys):
 
 def test_run_help_shows_the_case_defaults(capsys):
     text = help_text(capsys, "run")
-    for flag, default in (("--engine", "auto: shared-prefix on CUDA, eager on CPU"),
-                          ("--device", "cuda"),
-                          ("--precision", "fp16"), ("--val-engine", "eager"),
-                          ("--few-shots", "5"), ("--flops-per-token", "2*7e9")):
+    for flag, default in (
+        ("--engine", "auto: shared-prefix on CUDA, eager on CPU"),
+        ("--device", "cuda"),
+        ("--precision", "fp16"),
+        ("--val-engine", "eager"),
+        ("--few-shots", "5"),
+        ("--flops-per-token", "2*7e9"),
+    ):
         (entry,) = [e for e in re.split(r"\n(?=  -)", text) if e.startswith(f"  {flag} ")]
         assert f"(default: {default}" in " ".join(entry.split()), flag
     assert "dtype of the weights and the compute" in text  # --precision is explained
@@ -55,8 +59,16 @@ def test_download_help_lists_only_download_flags(capsys):
     text = help_text(capsys, "download")
     for flag in ("--data", "--weights", "--repo", "--data-tar", "--data-dir", "--weight-dir"):
         assert flag in text
-    for flag in ("--split", "--limit", "--few-shots", "--max-seq-len", "--prompt-style",
-                 "--engine", "--precision", "--subjects"):
+    for flag in (
+        "--split",
+        "--limit",
+        "--few-shots",
+        "--max-seq-len",
+        "--prompt-style",
+        "--engine",
+        "--precision",
+        "--subjects",
+    ):
         assert flag not in text, flag
 
 
@@ -129,8 +141,18 @@ def test_no_loading_bar_and_transformers_bars_restored(tmp_path, capfd):
     from mmlubench.demo import make_demo
 
     make_demo(tmp_path)
-    base = ["run", "--config", "demo", "--data-dir", str(tmp_path), "--engine", "null",
-            "--no-validation", "--output-dir", str(tmp_path / "runs")]
+    base = [
+        "run",
+        "--config",
+        "demo",
+        "--data-dir",
+        str(tmp_path),
+        "--engine",
+        "null",
+        "--no-validation",
+        "--output-dir",
+        str(tmp_path / "runs"),
+    ]
     capfd.readouterr()
     assert main([*base, "--no-progress"]) == 0
     assert "Loading weights" not in capfd.readouterr().err
@@ -147,8 +169,11 @@ def test_cases_lists_every_case_with_its_reference_row(capsys) -> None:
     assert main(["cases"]) == 0
     out = capsys.readouterr().out
     # The A100 rows of FlagPerf's case READMEs (deepseek: ../shared/REFERENCE.md).
-    for case, infer_core in [("deepseek_7b_mmlu", "10338.8"), ("llama2_7b_mmlu", "10052.2"),
-                             ("llama3_8b_mmlu", "9051.3")]:
+    for case, infer_core in [
+        ("deepseek_7b_mmlu", "10338.8"),
+        ("llama2_7b_mmlu", "10052.2"),
+        ("llama3_8b_mmlu", "9051.3"),
+    ]:
         block = out.split(f"{case}  (", 1)[1].split("\n", 3)
         assert infer_core in block[2], block
 

@@ -28,11 +28,31 @@ def free_port() -> int:
 
 def run_args(model_dir: Path, mmlu_dir: Path, out: Path, engine: str) -> list[str]:
     return [
-        "run", "--random-weights", "--data-dir", "/", "--weight-dir", str(model_dir),
-        "--mmlu-dir", str(mmlu_dir), "--subjects", SUBJECTS, "--limit", "7",
-        "--device", "cpu", "--precision", "fp32", "--engine", engine, "--output-dir", str(out),
-        "--no-progress", "--set", "engines.eager.batch_size=4",
-        "--set", "engines.shared-prefix.pack_tokens=2048",
+        "run",
+        "--random-weights",
+        "--data-dir",
+        "/",
+        "--weight-dir",
+        str(model_dir),
+        "--mmlu-dir",
+        str(mmlu_dir),
+        "--subjects",
+        SUBJECTS,
+        "--limit",
+        "7",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--engine",
+        engine,
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        "--set",
+        "engines.eager.batch_size=4",
+        "--set",
+        "engines.shared-prefix.pack_tokens=2048",
     ]
 
 
@@ -40,12 +60,24 @@ def launch(world: int, args_of_rank, timeout: float = 300) -> list[subprocess.Co
     port = free_port()
     procs = []
     for rank in range(world):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank),
-               "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        procs.append(subprocess.Popen([sys.executable, "-m", "mmlubench", *args_of_rank(rank)],
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True))
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "LOCAL_WORLD_SIZE": str(world),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "mmlubench", *args_of_rank(rank)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     out = []
     for p in procs:
         stdout, stderr = p.communicate(timeout=timeout)
@@ -124,8 +156,9 @@ def test_a_failing_rank_always_exits_2(tmp_path, tiny_model_dir, mmlu_dir):
         assert [p.returncode for p in done] == [2, 2], [p.stderr[-500:] for p in done]
         for p in done:
             (line,) = p.stderr.strip().splitlines()
-            assert line.startswith("mmlubench: error: loading data failed on 1 of 2 ranks: "
-                                   "rank 1: DataError: ")
+            assert line.startswith(
+                "mmlubench: error: loading data failed on 1 of 2 ranks: rank 1: DataError: "
+            )
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("result.json"))
 
 
@@ -141,11 +174,34 @@ def test_two_nodes_on_one_host_match_one_process(tmp_path, tiny_model_dir, mmlu_
 
     assert main(args(tmp_path / "one")) == 0
     port = free_port()
-    nodes = [subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-         "--rdzv-backend", "c10d", "--rdzv-endpoint", f"localhost:{port}", "--rdzv-id", "t",
-         "--max-restarts", "0", "-m", "mmlubench", *args(tmp_path / "two")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    nodes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--nproc-per-node",
+                "1",
+                "--rdzv-backend",
+                "c10d",
+                "--rdzv-endpoint",
+                f"localhost:{port}",
+                "--rdzv-id",
+                "t",
+                "--max-restarts",
+                "0",
+                "-m",
+                "mmlubench",
+                *args(tmp_path / "two"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     done = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in nodes]
     assert [rc for rc, _, _ in done] == [0, 0], [err[-2000:] for _, _, err in done]
     assert sum("run folder" in out for _, out, _ in done) == 1  # rank 0's node only

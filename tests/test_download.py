@@ -89,6 +89,7 @@ def test_path_escaping_the_folder_is_refused(tmp_path):
 
 # ---- issue 11: no network, a refusing Hub, a local data.tar --------------------------------
 
+
 class Unreachable(OSError):
     pass
 

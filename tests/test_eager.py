@@ -40,8 +40,9 @@ def prompts(mmlu_dir, tokenizer):
 
 
 def run(model, requests, tokenizer, **options):
-    engine = KeepLogits(engine_class("eager")(model, engine_options("eager", options), "cpu"),
-                        len(requests))
+    engine = KeepLogits(
+        engine_class("eager")(model, engine_options("eager", options), "cpu"), len(requests)
+    )
     result = run_pass("val", engine, requests, choice_token_ids(tokenizer), progress=False)
     result.logits = engine.logits
     return result
@@ -52,11 +53,9 @@ def test_prefix_cache_matches_one_prompt_per_call(prompts, tokenizer, kv_heads):
     assert any(p.dropped for p in prompts), "the sample must include truncated prompts"
     model = tiny_llama(num_key_value_heads=kv_heads)
     # Two prompts opt out of sharing (prefix_len 0): they run whole, padded, and must match too.
-    requests = [Request(p.ids, 0 if i in (3, 17) else p.prefix_len)
-                for i, p in enumerate(prompts)]
+    requests = [Request(p.ids, 0 if i in (3, 17) else p.prefix_len) for i, p in enumerate(prompts)]
     ref = run(model, requests, tokenizer, method="reference")
-    fast = run(model, requests, tokenizer, method="prefix-cache", batch_size=4,
-               batch_tokens=4096)
+    fast = run(model, requests, tokenizer, method="prefix-cache", batch_size=4, batch_tokens=4096)
     assert fast.engine["options"]["method"] == "prefix-cache"
     assert ref.engine["options"]["method"] == "reference"
     assert fast.batches > len({p.subject for p in prompts})  # several batches per prefix
@@ -81,8 +80,10 @@ def test_plan_prefix_cache_batches():
     rng = np.random.default_rng(0)
     prefix = rng.integers(5, 900, size=20)
     lengths = [8, 2, 9, 1, 5]
-    requests = [Request(np.concatenate([prefix, rng.integers(5, 900, size=n)]).astype(np.int32),
-                        20) for n in lengths]
+    requests = [
+        Request(np.concatenate([prefix, rng.integers(5, 900, size=n)]).astype(np.int32), 20)
+        for n in lengths
+    ]
     requests.append(Request(rng.integers(5, 900, size=12).astype(np.int32), 0))  # whole
     batches = plan_prefix_cache(requests, batch_size=2, batch_tokens=1000)
     assert sorted(r for b in batches for r in b.rows) == list(range(6))
@@ -94,8 +95,9 @@ def test_plan_prefix_cache_batches():
         assert [id(r) for r in b.payload.requests] == [id(requests[i]) for i in b.rows]
     # The prefix's work is counted once, in the first batch.
     assert cached[0].work.tokens == 20 + 9 + 8
-    assert cached[0].work.attention_pairs == (causal_pairs(20) + causal_pairs(9, 20)
-                                              + causal_pairs(8, 20))
+    assert cached[0].work.attention_pairs == (
+        causal_pairs(20) + causal_pairs(9, 20) + causal_pairs(8, 20)
+    )
     assert cached[1].work.tokens == 5
     assert cached[2].work.padded_tokens == 2 * 2
     # rows x (prefix + longest suffix) bounds a batch: even 2 x (20 + 2) > 40.
@@ -135,8 +137,9 @@ def test_split_halves_a_prefix_batch(prompts, tokenizer):
     assert sum(p.work.tokens for p in parts) < batch.work.tokens  # prefix not counted again
 
 
-@pytest.mark.parametrize("bad", [{"method": "fast"}, {"batch_size": 0},
-                                 {"method": "prefix-cache", "full_logits": True}])
+@pytest.mark.parametrize(
+    "bad", [{"method": "fast"}, {"batch_size": 0}, {"method": "prefix-cache", "full_logits": True}]
+)
 def test_bad_options_are_rejected(bad):
     with pytest.raises(ConfigError, match=r"engines\.eager"):
         engine_options("eager", bad)
@@ -153,12 +156,20 @@ def test_sdpa_backends_leave_out_cudnn_only():
     from mmlubench.engines.eager import sdpa_backends
 
     b = torch.backends.cuda
-    before = (b.cudnn_sdp_enabled(), b.flash_sdp_enabled(), b.mem_efficient_sdp_enabled(),
-              b.math_sdp_enabled())
+    before = (
+        b.cudnn_sdp_enabled(),
+        b.flash_sdp_enabled(),
+        b.mem_efficient_sdp_enabled(),
+        b.math_sdp_enabled(),
+    )
     with sdpa_backends(False):
         assert not b.cudnn_sdp_enabled()
         assert b.flash_sdp_enabled() and b.mem_efficient_sdp_enabled() and b.math_sdp_enabled()
     with sdpa_backends(True):
         assert b.cudnn_sdp_enabled() == before[0]
-    assert (b.cudnn_sdp_enabled(), b.flash_sdp_enabled(), b.mem_efficient_sdp_enabled(),
-            b.math_sdp_enabled()) == before
+    assert (
+        b.cudnn_sdp_enabled(),
+        b.flash_sdp_enabled(),
+        b.mem_efficient_sdp_enabled(),
+        b.math_sdp_enabled(),
+    ) == before

@@ -63,8 +63,7 @@ def test_each_question_as_lm_eval_scored_it(theirs):
         for r, d in zip(mine, digest, strict=True):
             assert r["target"] == d["target"] and r["acc"] == d["acc"]
             lls = [x[0] for x in r["filtered_resps"]]
-            worst = max(worst, *(abs(a - b) for a, b in zip(lls, d["loglikelihoods"],
-                                                            strict=True)))
+            worst = max(worst, *(abs(a - b) for a, b in zip(lls, d["loglikelihoods"], strict=True)))
     assert worst < 1e-3
 
 

@@ -35,7 +35,8 @@ def test_aligned_table_on_a_terminal():
     assert len(header) == len(rule) == len(row) and "|" not in text
     assert header.startswith("tool ") and row.startswith("eager")
     assert row.index("2,000.0") + len("2,000.0") == header.index("*p_infer_core (tok/s)") + len(
-        "*p_infer_core (tok/s)")  # numbers right-aligned under their header
+        "*p_infer_core (tok/s)"
+    )  # numbers right-aligned under their header
     narrow = aligned_table(rows, width=60)  # wider than the terminal: one line per column
     assert narrow.splitlines()[0].split() == ["tool", "eager"] and len(narrow.splitlines()) == 10
     assert markdown_table(rows).startswith("| " + " | ".join(COLUMNS) + " |")
@@ -49,8 +50,12 @@ def test_compare_warns_when_only_one_run_has_a_val_pass():
     without.passes.pop("val")
     without.metrics.p_val_whole_tok_per_s = without.metrics.p_val_core_tok_per_s = None
     warnings = setting_warnings([with_val, without], ["a", "b"])
-    assert any(w.startswith("runs differ in val pass (a: run, b: not run): e2e_time counts a "
-                            "val pass in one run") for w in warnings)
+    assert any(
+        w.startswith(
+            "runs differ in val pass (a: run, b: not run): e2e_time counts a val pass in one run"
+        )
+        for w in warnings
+    )
 
 
 def test_accuracy_notes_and_categories():
@@ -58,14 +63,21 @@ def test_accuracy_notes_and_categories():
     from mmlubench.document import Accuracy
     from mmlubench.lmeval import mean_stderr, pooled_sample_stderr
 
-    a = Accuracy(micro=0.5, macro=0.5, correct=15, total=30,
-                 per_subject={"abstract_algebra": 0.3, "anatomy": 0.6},
-                 per_subject_total={"abstract_algebra": 10, "anatomy": 20})
+    a = Accuracy(
+        micro=0.5,
+        macro=0.5,
+        correct=15,
+        total=30,
+        per_subject={"abstract_algebra": 0.3, "anatomy": 0.6},
+        per_subject_total={"abstract_algebra": 10, "anatomy": 20},
+    )
     se = [mean_stderr([1.0] * 3 + [0.0] * 7), mean_stderr([1.0] * 12 + [0.0] * 8)]
     assert stderr(a) == pytest.approx(pooled_sample_stderr(se, [10, 20]))
     # the original MMLU mapping: anatomy is a health subject, "other"
-    assert categories(a) == [("STEM", pytest.approx(0.3), 10, pytest.approx(se[0])),
-                             ("other", pytest.approx(0.6), 20, pytest.approx(se[1]))]
+    assert categories(a) == [
+        ("STEM", pytest.approx(0.3), 10, pytest.approx(se[0])),
+        ("other", pytest.approx(0.6), 20, pytest.approx(se[1])),
+    ]
 
 
 def test_demo_accuracy_is_not_meaningful_and_the_page_says_demo(demo_run_dirs):

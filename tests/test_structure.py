@@ -27,7 +27,8 @@ MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imported(node: ast.AST, here: str) -> list[str]:
@@ -50,8 +51,13 @@ def imports_of(name: str) -> set[str]:
     """mmlubench modules `name` imports when run (module level or inside functions; not the
     imports under `if TYPE_CHECKING:`, which never run). Importing a.b.c imports a.b too."""
     tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
-    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
-               and _is_type_checking(node) for body in node.body for n in ast.walk(body)}
+    skipped = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and _is_type_checking(node)
+        for body in node.body
+        for n in ast.walk(body)
+    }
     found: set[str] = set()
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -76,7 +82,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return [*path[path.index(nxt):], nxt]
+                return [*path[path.index(nxt) :], nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         state[node] = 2
@@ -103,8 +109,13 @@ def test_import_graph_is_acyclic() -> None:
 
 
 def _import_alone(name: str) -> tuple[str, int, str]:
-    done = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True,
-                          text=True, timeout=300, cwd=PACKAGE.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {name}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PACKAGE.parent,
+    )
     return name, done.returncode, done.stderr[-1500:]
 
 
@@ -150,17 +161,21 @@ def _reaches_cuda(node: ast.AST) -> bool:
     """`torch.cuda`, `import torch.cuda`, `from torch import cuda`, `from torch.cuda import
     ...` or `getattr(torch, "cuda")`."""
     if isinstance(node, ast.Attribute):
-        return node.attr == "cuda" and isinstance(node.value, ast.Name) and \
-            node.value.id == "torch"
+        return node.attr == "cuda" and isinstance(node.value, ast.Name) and node.value.id == "torch"
     if isinstance(node, ast.Import):
         return any(a.name == "torch.cuda" or a.name.startswith("torch.cuda.") for a in node.names)
     if isinstance(node, ast.ImportFrom):
         return (node.module or "").startswith("torch.cuda") or (
-            node.module == "torch" and any(a.name == "cuda" for a in node.names))
+            node.module == "torch" and any(a.name == "cuda" for a in node.names)
+        )
     if isinstance(node, ast.Call):
-        return isinstance(node.func, ast.Name) and node.func.id == "getattr" and \
-            len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and \
-            node.args[1].value == "cuda"
+        return (
+            isinstance(node.func, ast.Name)
+            and node.func.id == "getattr"
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and node.args[1].value == "cuda"
+        )
     return False
 
 
@@ -170,17 +185,26 @@ def cuda_uses(source: str) -> list[int]:
 
 
 def test_cuda_uses_are_found() -> None:
-    assert cuda_uses('"""torch.cuda in a docstring."""\n# torch.cuda.synchronize()\n'
-                     'x = "torch.cuda"\nv = torch.version.cuda\n') == []
-    assert cuda_uses("import torch\ntorch.cuda.synchronize()\nimport torch.cuda.memory\n"
-                     "from torch import cuda\nfrom torch.cuda import amp\n"
-                     "m = getattr(torch, 'cuda')\n") == [2, 3, 4, 5, 6]
+    assert (
+        cuda_uses(
+            '"""torch.cuda in a docstring."""\n# torch.cuda.synchronize()\n'
+            'x = "torch.cuda"\nv = torch.version.cuda\n'
+        )
+        == []
+    )
+    assert cuda_uses(
+        "import torch\ntorch.cuda.synchronize()\nimport torch.cuda.memory\n"
+        "from torch import cuda\nfrom torch.cuda import amp\n"
+        "m = getattr(torch, 'cuda')\n"
+    ) == [2, 3, 4, 5, 6]
 
 
 def test_no_torch_cuda_outside_the_nvidia_plugin() -> None:
-    found = [f"{MODULES[name].relative_to(PACKAGE.parent)}:{line}"
-             for name in sorted(MODULES) if name not in CUDA_ALLOWED
-             for line in cuda_uses(MODULES[name].read_text(encoding="utf-8"))]
-    assert found == [], "torch.cuda outside the NVIDIA plug-in (use accel.py):\n" + \
-        "\n".join(found)
+    found = [
+        f"{MODULES[name].relative_to(PACKAGE.parent)}:{line}"
+        for name in sorted(MODULES)
+        if name not in CUDA_ALLOWED
+        for line in cuda_uses(MODULES[name].read_text(encoding="utf-8"))
+    ]
+    assert found == [], "torch.cuda outside the NVIDIA plug-in (use accel.py):\n" + "\n".join(found)
     assert cuda_uses(MODULES["mmlubench.vendors.nvidia"].read_text(encoding="utf-8"))

@@ -33,9 +33,13 @@ BUILTIN = {
     "generic": "mmlubench.vendors.base:Vendor",
 }
 # Device types whose PyTorch support lives in a separate package, for the error message.
-TORCH_PLUGINS = {"npu": "torch_npu (Ascend)", "mlu": "torch_mlu (Cambricon)",
-                 "musa": "torch_musa (Moore Threads)", "hpu": "habana_frameworks (Gaudi)",
-                 "xpu": "a torch build with XPU support (Intel)"}
+TORCH_PLUGINS = {
+    "npu": "torch_npu (Ascend)",
+    "mlu": "torch_mlu (Cambricon)",
+    "musa": "torch_musa (Moore Threads)",
+    "hpu": "habana_frameworks (Gaudi)",
+    "xpu": "a torch build with XPU support (Intel)",
+}
 
 
 def plugins() -> dict[str, str]:
@@ -51,18 +55,23 @@ def load_plugin(name: str) -> type[Vendor]:
     """The plug-in class called `name`; a ConfigError names what is wrong."""
     known = plugins()
     if name not in known:
-        raise ConfigError(f"no vendor plug-in {name!r} (known: "
-                          f"{', '.join(sorted(known))}; plug-ins register under the entry "
-                          f"point group {ENTRY_POINT_GROUP!r})")
+        raise ConfigError(
+            f"no vendor plug-in {name!r} (known: "
+            f"{', '.join(sorted(known))}; plug-ins register under the entry "
+            f"point group {ENTRY_POINT_GROUP!r})"
+        )
     module, _, attr = known[name].partition(":")
     try:
         cls = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:
-        raise ConfigError(f"vendor plug-in {name!r} ({known[name]}) cannot be loaded: "
-                          f"{type(e).__name__}: {e}") from None
+        raise ConfigError(
+            f"vendor plug-in {name!r} ({known[name]}) cannot be loaded: {type(e).__name__}: {e}"
+        ) from None
     if not (isinstance(cls, type) and issubclass(cls, Vendor)):
-        raise ConfigError(f"vendor plug-in {name!r} ({known[name]}) is not a "
-                          "mmlubench.vendors.base.Vendor subclass")
+        raise ConfigError(
+            f"vendor plug-in {name!r} ({known[name]}) is not a "
+            "mmlubench.vendors.base.Vendor subclass"
+        )
     return cls
 
 
@@ -98,8 +107,10 @@ def parse_device(device: str) -> torch.device:
     """The torch.device for `device`; ValueError (one line, what to do) if it is no device
     string or torch does not know its type (the vendor's PyTorch package is missing)."""
     if not DEVICE_RE.fullmatch(device):
-        raise ValueError(f"expected a torch device such as 'cuda', 'cuda:1', 'xpu', 'npu:0' or "
-                         f"'cpu', got {short(device)}")
+        raise ValueError(
+            f"expected a torch device such as 'cuda', 'cuda:1', 'xpu', 'npu:0' or "
+            f"'cpu', got {short(device)}"
+        )
     if ":" in device and len(device.partition(":")[2]) > 6:
         raise ValueError(f"device index out of range in {short(device, 40)}")
     try:
@@ -107,8 +118,10 @@ def parse_device(device: str) -> torch.device:
     except RuntimeError:
         kind = device.partition(":")[0]
         hint = TORCH_PLUGINS.get(kind, "the vendor's PyTorch plug-in")
-        raise ValueError(f"torch {torch.__version__} does not know device type {kind!r} "
-                         f"(got {device!r}); install {hint}, or use --device cpu") from None
+        raise ValueError(
+            f"torch {torch.__version__} does not know device type {kind!r} "
+            f"(got {device!r}); install {hint}, or use --device cpu"
+        ) from None
 
 
 def check_device(device: str, vendor: str | None = None) -> torch.device:
@@ -122,8 +135,10 @@ def check_device(device: str, vendor: str | None = None) -> torch.device:
         raise ConfigError(f"key 'device': {e}") from None
     served = getattr(load_plugin(vendor), "device_types", ()) if vendor else ()
     if served and dev.type not in served:
-        raise ConfigError(f"key 'vendor': plug-in {vendor!r} serves {', '.join(served)} devices, "
-                          f"not device {device!r} (set both, or neither)")
+        raise ConfigError(
+            f"key 'vendor': plug-in {vendor!r} serves {', '.join(served)} devices, "
+            f"not device {device!r} (set both, or neither)"
+        )
     if dev.type == "cpu":
         return dev
     # accel: torch.accelerator, torch.cuda, or the ops a vendor plug-in registered.
@@ -133,9 +148,13 @@ def check_device(device: str, vendor: str | None = None) -> torch.device:
         available = getattr(module, "is_available", None)
         count = int(module.device_count()) if available is not None and available() else 0
     if count == 0:
-        raise RunError(f"device {device!r} asked for, but torch sees no {dev.type} device "
-                       f"(use --device cpu, or a build of torch for {dev.type})")
+        raise RunError(
+            f"device {device!r} asked for, but torch sees no {dev.type} device "
+            f"(use --device cpu, or a build of torch for {dev.type})"
+        )
     if dev.index is not None and dev.index >= count:
-        raise RunError(f"device {device!r}: torch sees only {count} {dev.type} device(s) "
-                       f"(indices 0 to {count - 1})")
+        raise RunError(
+            f"device {device!r}: torch sees only {count} {dev.type} device(s) "
+            f"(indices 0 to {count - 1})"
+        )
     return dev

@@ -59,8 +59,9 @@ class Vendor:
         self.device = torch.device(device)
         self.module = backend_module(self.device.type)
         has_info = getattr(self.module, "mem_get_info", None) is not None
-        self.memory_source: str | None = f"torch.{self.device.type}.mem_get_info" \
-            if has_info else None
+        self.memory_source: str | None = (
+            f"torch.{self.device.type}.mem_get_info" if has_info else None
+        )
         self.energy_source: str | None = None
 
     @property

@@ -46,8 +46,10 @@ def plugin_layer(name: str) -> tuple[str, dict[str, Any]]:
             path = Path(module_file).parent / path
         source, data = str(path), read_yaml(path)
     else:
-        raise ConfigError(f"{where}: 'config' must be a mapping, the path of a YAML file or "
-                          f"None, got {type(config).__name__}")
+        raise ConfigError(
+            f"{where}: 'config' must be a mapping, the path of a YAML file or "
+            f"None, got {type(config).__name__}"
+        )
     data.setdefault("vendor", name)
     return source, data
 
@@ -64,7 +66,9 @@ def vendor_layer(spec: str | Path, folder: Path) -> tuple[str, dict[str, Any]]:
         return str(folder / f"{name}.yaml"), read_yaml(folder / f"{name}.yaml")
     if name in plugins():
         return plugin_layer(name)
-    raise ConfigError(f"{COMMAND_LINE}: --vendor {name!r}: no such file, and no vendor of that "
-                      f"name (known: {', '.join(known_vendors(folder))}; a vendor is a YAML "
-                      f"under configs/vendors/ or a plug-in installed under the entry point "
-                      f"group {ENTRY_POINT_GROUP!r})")
+    raise ConfigError(
+        f"{COMMAND_LINE}: --vendor {name!r}: no such file, and no vendor of that "
+        f"name (known: {', '.join(known_vendors(folder))}; a vendor is a YAML "
+        f"under configs/vendors/ or a plug-in installed under the entry point "
+        f"group {ENTRY_POINT_GROUP!r})"
+    )

@@ -54,8 +54,10 @@ class NvidiaVendor(Vendor):
                 self._handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
             self.memory_source = "nvml"
         except Exception as e:  # no NVML library, no permission: torch's figures, say why
-            self.warnings.append(f"NVML unavailable ({type(e).__name__}: {e}): memory from "
-                                 f"{self.memory_source}, no power or energy figures")
+            self.warnings.append(
+                f"NVML unavailable ({type(e).__name__}: {e}): memory from "
+                f"{self.memory_source}, no power or energy figures"
+            )
             self._handle = None
         if self._handle is not None and self._read_energy_mj() is not None:
             self.energy_source = "nvml total energy counter"
@@ -123,8 +125,10 @@ class NvidiaVendor(Vendor):
             return super().limits()
         mw = self._nvml_read("nvmlDeviceGetEnforcedPowerLimit")
         mhz = self._nvml_read("nvmlDeviceGetMaxClockInfo", self._nvml.NVML_CLOCK_SM)
-        return {"power_limit_w": None if mw is None else mw / 1000.0,
-                "max_sm_clock_mhz": None if mhz is None else float(mhz)}
+        return {
+            "power_limit_w": None if mw is None else mw / 1000.0,
+            "max_sm_clock_mhz": None if mhz is None else float(mhz),
+        }
 
     def versions(self) -> dict[str, Any]:
         driver = None
@@ -134,5 +138,8 @@ class NvidiaVendor(Vendor):
                 driver = v.decode() if isinstance(v, bytes) else v
             except self._nvml.NVMLError:
                 pass
-        return {"cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-                "driver": driver}
+        return {
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "driver": driver,
+        }
