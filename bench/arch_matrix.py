@@ -30,16 +30,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.logits import KeepLogits
-from mmlubench import accel
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, choice_token_ids, load_tokenizer
+from mmlubench.device import accel
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request
 from mmlubench.engines.packed_attention import decoder_layers, layer_windows
-from mmlubench.logit_sample import mean_max, row_ratios
-from mmlubench.metrics import peak_flops
-from mmlubench.model import load_model
-from mmlubench.passes import run_pass
-from mmlubench.prompts import build_prompts, choice_token_ids, load_tokenizer
+from mmlubench.model.load import load_model
+from mmlubench.results.logit_sample import mean_max, row_ratios
+from mmlubench.results.metrics import peak_flops
+from mmlubench.run.passes import run_pass
 
 DEVICE = "cuda"  # --device
 

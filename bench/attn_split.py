@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, load_tokenizer
 from mmlubench.engines.base import Request
 from mmlubench.engines.packing import plan_packs
-from mmlubench.prompts import build_prompts, load_tokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))
 import varlen_split as varlen

@@ -29,8 +29,8 @@ import torch
 
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request
-from mmlubench.metrics import ModelShape, peak_flops, work_flops
-from mmlubench.model import load_model
+from mmlubench.model.load import load_model
+from mmlubench.results.metrics import ModelShape, peak_flops, work_flops
 
 # fp8's logits against fp16's: two unrelated vectors of equal norm are ~1.41 apart; random
 # weights of the 7B config give 0.64 mean, 0.73 max at 30 layers (quantization error compounds

@@ -109,8 +109,8 @@ def sample_prompts(mmlu_dir: Path | None, n: int) -> list[str]:
     """Up to `n` real 5-shot MMLU test prompts (first question of evenly spaced subjects)."""
     if mmlu_dir is None or n <= 0:
         return []
-    from mmlubench.data import find_subjects, load_mmlu
-    from mmlubench.prompts import few_shot_prefix, format_example
+    from mmlubench.data.mmlu import find_subjects, load_mmlu
+    from mmlubench.data.prompts import few_shot_prefix, format_example
 
     subjects = find_subjects(mmlu_dir, "test")
     step = max(1, len(subjects) // n)
@@ -125,7 +125,7 @@ def sample_prompts(mmlu_dir: Path | None, n: int) -> list[str]:
 def same_tokenizer(fixture_dir: Path, gguf_tok, texts: list[str]) -> str | None:
     """None if the fixture's tokenizer (loaded as mmlubench loads it) encodes every text to the
     GGUF tokenizer's ids and has its BOS; else what differs."""
-    from mmlubench.tokenization import load_tokenizer
+    from mmlubench.data.tokenization import load_tokenizer
 
     fix = load_tokenizer(fixture_dir)
     if fix.bos_token_id != gguf_tok.bos_token_id:
@@ -154,8 +154,8 @@ def write_tokenizer(gguf_tok, out: Path, texts: list[str], fixture: Path | None 
 
 def verify(out: Path, gguf_model, texts: list[str]) -> float:
     """Max abs difference of last-position fp32 logits: folder via mmlubench vs GGUF model."""
-    from mmlubench.model import load_model
-    from mmlubench.tokenization import PromptTokenizer, load_tokenizer
+    from mmlubench.data.tokenization import PromptTokenizer, load_tokenizer
+    from mmlubench.model.load import load_model
 
     mine, _ = load_model(out, "fp32", "cpu", progress=False)
     pt = PromptTokenizer(load_tokenizer(out), "reference")

@@ -29,11 +29,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from valspeed import parse_try
 
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, load_tokenizer
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request
-from mmlubench.model import load_model
-from mmlubench.prompts import build_prompts, load_tokenizer
+from mmlubench.model.load import load_model
 
 # First match wins; names as CUDA kernels show them on NVIDIA (cuBLAS: gemm/nvjet/cutlass/
 # xmma; FlexAttention: Inductor templates named after flex_attention; SDPA: fmha/flash/sdpa,

@@ -29,11 +29,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 from valspeed import model_args  # a bench script beside this one
 
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, choice_token_ids, load_tokenizer
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request
-from mmlubench.model import load_model
-from mmlubench.prompts import build_prompts, choice_token_ids, load_tokenizer
+from mmlubench.model.load import load_model
 
 CHECKED = {  # name -> (engine, options)
     "eager_prefix_cache": ("eager", {"method": "prefix-cache"}),

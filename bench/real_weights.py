@@ -101,8 +101,8 @@ def subjects_of(spec: str) -> list[str]:
 def load_prompts(mmlu_dir: Path, subjects: list[str], limit: int, tokenizer) -> list[Any]:
     """The first `limit` test questions of each subject as mmlubench prompts (reference style,
     5-shot, truncated to 2048 tokens as the reference truncates)."""
-    from mmlubench.data import load_mmlu
-    from mmlubench.prompts import build_prompts
+    from mmlubench.data.mmlu import load_mmlu
+    from mmlubench.data.prompts import build_prompts
 
     return build_prompts(load_mmlu(mmlu_dir, "test", subjects, limit=limit), tokenizer)
 
@@ -119,7 +119,7 @@ def run_engine(
     `warmup` the engine's warm-up (the shared-prefix engine runs its first pack once more, to
     compile) is skipped."""
     from mmlubench.engines import engine_class, engine_options
-    from mmlubench.passes import run_pass
+    from mmlubench.run.passes import run_pass
 
     wrapper = KeepLogits if warmup else KeepLogitsNoWarmup
     engine = wrapper(engine_class(name)(model, engine_options(name, options), "cpu"), len(requests))
@@ -132,7 +132,7 @@ def question_rows(
     prompts: list[Any], golden: Pass, infer: Pass, decode: Any
 ) -> list[dict[str, Any]]:
     """Per question: where it comes from, both top tokens and letters, and the logit error."""
-    from mmlubench.scoring import reference_letter
+    from mmlubench.data.scoring import reference_letter
 
     want, got = golden.logits.double(), infer.logits.double()
     rel = ((got - want).norm(dim=1) / want.norm(dim=1)).tolist()
@@ -235,11 +235,11 @@ def infer_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Both passes on one model; the JSON document."""
+    from mmlubench.data.prompts import choice_token_ids
+    from mmlubench.data.scoring import Decoder
+    from mmlubench.data.tokenization import load_tokenizer
     from mmlubench.engines.base import Request
-    from mmlubench.model import load_model
-    from mmlubench.prompts import choice_token_ids
-    from mmlubench.scoring import Decoder
-    from mmlubench.tokenization import load_tokenizer
+    from mmlubench.model.load import load_model
 
     torch.set_num_threads(args.threads)
     tokenizer = load_tokenizer(args.model_dir)

@@ -12,8 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-from mmlubench import document
-from mmlubench.document import Result
+from mmlubench.results import document
+from mmlubench.results.document import Result
 
 
 def load(run: str) -> tuple[Result, list[dict]]:

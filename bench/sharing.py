@@ -18,11 +18,11 @@ import time
 
 import numpy as np
 
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import PromptTokenizer, build_prompts, few_shot_prefix, load_tokenizer
 from mmlubench.engines.base import Request
 from mmlubench.engines.batching import plan_prefix_cache
 from mmlubench.engines.packing import plan_packs
-from mmlubench.prompts import PromptTokenizer, build_prompts, few_shot_prefix, load_tokenizer
 
 
 def verify(prompts, tokenizer, style: str) -> int:
@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--json", help="write the figures here too")
     args = ap.parse_args()
     if args.config:
-        from mmlubench.config import load_config
+        from mmlubench.config.config import load_config
 
         cfg = load_config(args.config)
         args.style, args.few_shots = cfg.prompt_style, cfg.few_shots

@@ -12,9 +12,9 @@ import argparse
 import json
 from pathlib import Path
 
-from mmlubench import document
 from mmlubench.display import GIB
-from mmlubench.document import Result
+from mmlubench.results import document
+from mmlubench.results.document import Result
 
 
 def rows_of(result: Result) -> list[dict]:

@@ -18,11 +18,11 @@ import time
 import torch
 import yaml
 
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, load_tokenizer
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request, Work
-from mmlubench.model import load_model
-from mmlubench.prompts import build_prompts, load_tokenizer
+from mmlubench.model.load import load_model
 
 
 def parse_try(text: str) -> tuple[str, dict]:

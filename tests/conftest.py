@@ -84,7 +84,7 @@ def raw_tokenizer(tokenizer_dir):
 @pytest.fixture(scope="session")
 def tokenizer(tokenizer_dir):
     """The tokenizer as mmlubench loads it (the code under test)."""
-    from mmlubench.prompts import load_tokenizer
+    from mmlubench.data.prompts import load_tokenizer
 
     return load_tokenizer(tokenizer_dir)
 

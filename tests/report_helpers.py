@@ -39,9 +39,9 @@ def demo_runs(factory: pytest.TempPathFactory) -> dict[str, Path]:
     "inductor" (the demo with the reference method) and "eager_random" (eager engine, random
     weights)."""
     if not _RUNS:
-        from mmlubench.config import CONFIG_DIR, load_config
-        from mmlubench.demo import make_demo
-        from mmlubench.runner import run_case
+        from mmlubench.cli.demo import make_demo
+        from mmlubench.config.config import CONFIG_DIR, load_config
+        from mmlubench.run.runner import run_case
 
         root = factory.mktemp("demo_runs")
         make_demo(root)

@@ -7,7 +7,7 @@ import types
 import pytest
 import torch
 
-from mmlubench import accel
+from mmlubench.device import accel
 
 
 def test_cpu_calls_do_nothing_and_report_no_statistics():

@@ -17,12 +17,12 @@ import torch
 from arch_helpers import ARCHS, WINDOW, tiny_model
 
 from bench.logits import KeepLogits
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, choice_token_ids
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request
 from mmlubench.errors import RunError
-from mmlubench.passes import run_pass
-from mmlubench.prompts import build_prompts, choice_token_ids
+from mmlubench.run.passes import run_pass
 
 SUBJECTS = {"abstract_algebra": 4, "high_school_european_history": 2, "global_facts": 4}
 INFER = {"pack_tokens": 2560, "max_questions": 3, "compile": False, "block_size": 128}
@@ -103,7 +103,7 @@ def test_window_pairs_are_counted(requests_):
 
 def test_sliding_layers_count_their_window_pairs():
     """mfu_computed counts, in each sliding-window layer, the pairs inside the window."""
-    from mmlubench.metrics import ModelShape, work_flops
+    from mmlubench.results.metrics import ModelShape, work_flops
 
     shape = ModelShape.from_config(tiny_model("gemma2").config)  # layers: sliding, full
     assert (shape.layers, shape.sliding_layers) == (2, 1)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench.cli import main
+from mmlubench.cli.main import main
 
 SUBJECT = "abstract_algebra"
 REPO = "deepseek-ai/deepseek-llm-7b-base"
@@ -725,7 +725,7 @@ def test_2_06_peak_below_any_device(world, tmp_path, capfd):
 def test_2_06_mfu_above_100_percent(world, tmp_path, capfd, monkeypatch):
     """mfu_computed counts the FLOPs that ran: above 100% the peak is wrong, an error, and the
     answers are kept for a resume (here the count is made impossible on purpose)."""
-    from mmlubench import results
+    from mmlubench.results import assemble as results
 
     model, mmlu = copy_world(world, tmp_path)
     out = tmp_path / "out"

@@ -15,12 +15,12 @@ from case_helpers import make_model_dir
 from layout_helpers import assert_layout_matches_flex
 
 from bench.logits import KeepLogits
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, choice_token_ids, load_tokenizer
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request, causal_pairs
 from mmlubench.engines.packing import plan_packs
-from mmlubench.passes import run_pass
-from mmlubench.prompts import build_prompts, choice_token_ids, load_tokenizer
+from mmlubench.run.passes import run_pass
 
 SHORT = ["abstract_algebra", "college_computer_science", "global_facts"]
 LONG = [*SHORT, "high_school_european_history"]  # its prompts are truncated

@@ -13,11 +13,11 @@ import torch
 from case_helpers import CASES, make_model_dir, model_files
 
 from bench.logits import KeepLogits
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, choice_token_ids, load_tokenizer
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request
-from mmlubench.passes import run_pass
-from mmlubench.prompts import build_prompts, choice_token_ids, load_tokenizer
+from mmlubench.run.passes import run_pass
 
 # high_school_european_history prompts need truncation; the others share a 5-shot prefix.
 SUBJECTS = ["abstract_algebra", "high_school_european_history", "college_computer_science"]

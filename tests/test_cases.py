@@ -14,9 +14,9 @@ import pytest
 from case_helpers import CASES, CONFIGS, make_model_dir, model_files
 from conftest import read_rows, reference_text
 
-from mmlubench.cases import format_cases, packaged_cases, parse_reference, vs_reference
-from mmlubench.cli import main
-from mmlubench.config import load_config
+from mmlubench.cli.main import main
+from mmlubench.config.cases import format_cases, packaged_cases, parse_reference, vs_reference
+from mmlubench.config.config import load_config
 from mmlubench.errors import ConfigError
 
 # The peak the reference divides by (A100 fp16 312 TFLOP/s; fp32 rows count TF32, 156).
@@ -201,7 +201,7 @@ def test_run_case_end_to_end(case, tmp_path, mmlu_dir):
 def test_token_rule():
     """`token`: right only when the top token is one of the four answer tokens (ids here are
     Llama-2's "\u2581A".."\u2581D"); any other token, even a bare "A", answers nothing."""
-    from mmlubench.scoring import token_letter
+    from mmlubench.data.scoring import token_letter
 
     ids = [319, 350, 315, 360]
     assert [token_letter(i, ids) for i in ids] == ["A", "B", "C", "D"]
@@ -262,8 +262,8 @@ def test_case_model_is_matched_by_config(case):
     flops_per_token holds and `--model` picks the case), the tiny one does not."""
     from case_helpers import tiny_config
 
-    from mmlubench.cases import case_for_model, model_differences
-    from mmlubench.mfu import resolve_flops_per_token
+    from mmlubench.config.cases import case_for_model, model_differences
+    from mmlubench.config.mfu import resolve_flops_per_token
 
     cfg = load_config(CONFIGS / f"{case}.yaml")
     real = json.loads((model_files(case) / "config.json").read_text(encoding="utf-8"))
@@ -284,7 +284,7 @@ def test_case_model_is_matched_by_config(case):
 
 def test_given_flops_per_token_is_used_and_checked():
     """A value the user gives is used as given; far from 2 x params it warns."""
-    from mmlubench.mfu import resolve_flops_per_token
+    from mmlubench.config.mfu import resolve_flops_per_token
 
     assert resolve_flops_per_token("2*7e9", "user", "mmlu", None, 6_910_365_696) == (1.4e10, [])
     value, warnings = resolve_flops_per_token("2*7e9", "user", "mmlu", [], 135_000_000)

@@ -14,18 +14,24 @@ import numpy as np
 import pytest
 import torch
 
-from mmlubench import ceiling
-from mmlubench.ceiling_attention import attended_pairs, block_mask, pick_pack, synthetic_requests
-from mmlubench.ceiling_sections import Ceiling, ModelDims, PrecisionCeiling, at_ceiling, fraction
-from mmlubench.cli import main
-from mmlubench.config import Config
-from mmlubench.metrics import ModelShape
-from mmlubench.vendors.cpu import CpuVendor
+from mmlubench.ceiling import measure as ceiling
+from mmlubench.ceiling.attention import attended_pairs, block_mask, pick_pack, synthetic_requests
+from mmlubench.cli.main import main
+from mmlubench.config.config import Config
+from mmlubench.device.vendors.cpu import CpuVendor
+from mmlubench.results.ceiling_sections import (
+    Ceiling,
+    ModelDims,
+    PrecisionCeiling,
+    at_ceiling,
+    fraction,
+)
+from mmlubench.results.metrics import ModelShape
 
 # GQA, and head_dim 32 where hidden / heads would be 16 (as Qwen3 and Gemma configs do).
 DIMS = ModelDims(layers=2, hidden=64, intermediate=96, heads=4, kv_heads=2, head_dim=32, vocab=1000)
 FAKE = """
-from mmlubench.vendors.cpu import CpuVendor
+from mmlubench.device.vendors.cpu import CpuVendor
 
 
 class ClockVendor(CpuVendor):
@@ -150,7 +156,7 @@ def test_enabled_by_default_on_accelerators_only():
 @pytest.fixture
 def clock_plugin(tmp_path, monkeypatch):
     """The fake plug-in above as an importable module, known by the name `clock`."""
-    from mmlubench import vendors
+    from mmlubench.device import vendors
 
     (tmp_path / "clock_vendor.py").write_text(FAKE, encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -212,7 +218,8 @@ def test_run_reports_against_the_ceiling(clock_plugin, tmp_path, tiny_model_dir,
         assert f"{name}: mfu_computed" in stdout
     assert "measured ceiling (fp32, Clocked Accelerator 1" in stdout
     assert "ceiling_fraction" in stdout
-    from mmlubench import document, html_report
+    from mmlubench.report import html as html_report
+    from mmlubench.results import document
 
     page = html_report.render(document.load(run_dir))
     assert "Against the measured ceiling" in page and "data:image/png;base64" in page

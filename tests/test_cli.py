@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mmlubench import __version__
-from mmlubench.cli import main
+from mmlubench.cli.main import main
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +93,7 @@ def test_engine_option_rows():
     """Default, the case file's value where it differs, and the field's help (blank without)."""
     import dataclasses
 
-    from mmlubench.engines_doc import first_paragraph, option_rows
+    from mmlubench.cli.engines_doc import first_paragraph, option_rows
 
     @dataclasses.dataclass
     class Options:
@@ -128,7 +128,7 @@ def test_demo_writes_nothing_into_the_current_folder(tmp_path, monkeypatch, caps
 
 def test_demo_runs_the_default_infer_engine_of_a_gpu():
     """The demo runs on CPU but exercises what `run` uses by default on the accelerator."""
-    from mmlubench.config import AUTO_ENGINE, load_config
+    from mmlubench.config.config import AUTO_ENGINE, load_config
 
     assert load_config("demo").engine == AUTO_ENGINE["cuda"] == "shared-prefix"
 
@@ -138,7 +138,7 @@ def test_no_loading_bar_and_transformers_bars_restored(tmp_path, capfd):
     bar of its own); its bar setting is what it was once the run ends."""
     from transformers.utils import logging as hf_logging
 
-    from mmlubench.demo import make_demo
+    from mmlubench.cli.demo import make_demo
 
     make_demo(tmp_path)
     base = [
@@ -164,7 +164,7 @@ def test_no_loading_bar_and_transformers_bars_restored(tmp_path, capfd):
 
 
 def test_cases_lists_every_case_with_its_reference_row(capsys) -> None:
-    from mmlubench.cli import main
+    from mmlubench.cli.main import main
 
     assert main(["cases"]) == 0
     out = capsys.readouterr().out
@@ -181,7 +181,7 @@ def test_cases_lists_every_case_with_its_reference_row(capsys) -> None:
 def test_allocator_defaults_respect_the_users_setting(monkeypatch):
     import os
 
-    from mmlubench.cli import allocator_defaults
+    from mmlubench.cli.main import allocator_defaults
 
     for key in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"):
         monkeypatch.delenv(key, raising=False)

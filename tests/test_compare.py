@@ -16,11 +16,11 @@ from report_helpers import (
     render,
 )
 
-from mmlubench import compare
-from mmlubench.cli import main
-from mmlubench.document import Result
-from mmlubench.document import load as load_result
-from mmlubench.report import COLUMNS
+from mmlubench.cli.main import main
+from mmlubench.report import compare
+from mmlubench.report.table import COLUMNS
+from mmlubench.results.document import Result
+from mmlubench.results.document import load as load_result
 
 
 @pytest.fixture(scope="module")

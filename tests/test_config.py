@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench.cli import main
-from mmlubench.config import DEFAULT_CASE, load_config
+from mmlubench.cli.main import main
+from mmlubench.config.config import DEFAULT_CASE, load_config
 from mmlubench.errors import ConfigError
 
 

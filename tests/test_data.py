@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import read_rows
 
-from mmlubench.cli import main
-from mmlubench.data import load_mmlu, read_questions
+from mmlubench.cli.main import main
+from mmlubench.data.mmlu import load_mmlu, read_questions
 from mmlubench.errors import DataError
 
 GOOD = "Good question {}?,one,two,three,four,{}\n"

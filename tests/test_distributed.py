@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench.distributed import deal
+from mmlubench.run.distributed import deal
 
 SUBJECTS = "abstract_algebra,anatomy,high_school_european_history"
 
@@ -104,7 +104,7 @@ def test_deal_balances_and_covers():
 
 @pytest.mark.parametrize("engine", ["shared-prefix", "eager"])
 def test_two_ranks_match_one_process(tmp_path, tiny_model_dir, mmlu_dir, engine):
-    from mmlubench.cli import main
+    from mmlubench.cli.main import main
 
     assert main(run_args(tiny_model_dir, mmlu_dir, tmp_path / "one", engine)) == 0
     done = launch(2, lambda rank: run_args(tiny_model_dir, mmlu_dir, tmp_path / "two", engine))
@@ -165,7 +165,7 @@ def test_a_failing_rank_always_exits_2(tmp_path, tiny_model_dir, mmlu_dir):
 def test_two_nodes_on_one_host_match_one_process(tmp_path, tiny_model_dir, mmlu_dir):
     """Two torchrun launchers as two nodes (--nnodes 2, c10d rendezvous on localhost, gloo,
     CPU), one process each: the predictions of a one-process run."""
-    from mmlubench.cli import main
+    from mmlubench.cli.main import main
 
     def args(out: Path) -> list[str]:
         a = run_args(tiny_model_dir, mmlu_dir, out, "eager")

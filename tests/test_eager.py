@@ -13,13 +13,13 @@ import torch
 from conftest import TINY_CONFIG
 
 from bench.logits import KeepLogits
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, choice_token_ids
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request, causal_pairs
 from mmlubench.engines.batching import Suffixes, cut_sorted, plan_prefix_cache
 from mmlubench.errors import ConfigError
-from mmlubench.passes import run_pass
-from mmlubench.prompts import build_prompts, choice_token_ids
+from mmlubench.run.passes import run_pass
 
 # Short and long subjects; high_school_european_history prompts need truncation.
 SUBJECTS = ["abstract_algebra", "high_school_european_history", "college_computer_science"]

@@ -17,13 +17,13 @@ import torch
 from test_shared_prefix import requests_from, tiny_llama
 
 from bench.logits import KeepLogits
-from mmlubench import faults
-from mmlubench.cli import main
-from mmlubench.data import load_mmlu
+from mmlubench.cli.main import main
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts
 from mmlubench.engines import engine_class, engine_options
-from mmlubench.passes import run_pass
-from mmlubench.prompts import build_prompts
-from mmlubench.result_files import write_json_atomic, write_predictions
+from mmlubench.results.files import write_json_atomic, write_predictions
+from mmlubench.run import faults
+from mmlubench.run.passes import run_pass
 
 SUBJECTS = ["abstract_algebra", "college_computer_science", "global_facts"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmlubench.metrics import ModelShape
+from mmlubench.results.metrics import ModelShape
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ARCHS = sorted(p.parent.name for p in (FIXTURES / "archs").glob("*/config.json"))

@@ -19,7 +19,7 @@ from conftest import TINY_CONFIG
 from mmlubench.engines import engine_class, engine_options, fp8
 from mmlubench.engines.base import Request
 from mmlubench.errors import RunError
-from mmlubench.metrics import peak_flops
+from mmlubench.results.metrics import peak_flops
 
 
 def e4m3_values() -> np.ndarray:
@@ -139,7 +139,7 @@ def fake_quantized_hf_model(model):
 
 def last_logits(model, name, requests, **options):
     from bench.logits import KeepLogits
-    from mmlubench.passes import run_pass
+    from mmlubench.run.passes import run_pass
 
     engine = KeepLogits(
         engine_class(name)(model, engine_options(name, options), "cpu"), len(requests)
@@ -153,8 +153,8 @@ def test_fp8_engine_matches_an_independent_fake_quantized_model(monkeypatch, tok
     (CPU has no FP8 units): same logits as the HF model computing the recipe by itself."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from mmlubench.data import load_mmlu
-    from mmlubench.prompts import build_prompts
+    from mmlubench.data.mmlu import load_mmlu
+    from mmlubench.data.prompts import build_prompts
 
     torch.manual_seed(2)
     model = LlamaForCausalLM(LlamaConfig(**TINY_CONFIG)).eval().requires_grad_(False)
@@ -185,7 +185,7 @@ def test_fp8_engine_refuses_cpu(tiny_model):
 
 
 def test_fp8_on_cpu_is_one_line_through_the_cli(tmp_path, tiny_model_dir, mmlu_dir, capsys):
-    from mmlubench.cli import main
+    from mmlubench.cli.main import main
 
     rc = main(
         [
@@ -239,7 +239,7 @@ def test_fp8_on_cpu_is_one_line_through_the_cli(tmp_path, tiny_model_dir, mmlu_d
     ],
 )
 def test_fp8_config_errors_name_the_key(overrides, key):
-    from mmlubench.config import load_config
+    from mmlubench.config.config import load_config
     from mmlubench.errors import ConfigError
 
     with pytest.raises(ConfigError, match=rf"key '{key}'"):
@@ -247,7 +247,7 @@ def test_fp8_config_errors_name_the_key(overrides, key):
 
 
 def test_fp8_config_turns_the_engine_option_on():
-    from mmlubench.config import load_config
+    from mmlubench.config.config import load_config
 
     cfg = load_config(overrides={"precision": "fp8", "device": "cuda"})
     assert cfg.engine == "shared-prefix" and cfg.engines["shared-prefix"]["fp8"] is True
@@ -266,9 +266,9 @@ def test_fp8_peaks_are_dense_fp8_rates():
 def test_fp8_results_show_the_label_the_recipe_and_both_rules(demo_run_dirs):
     import json
 
-    from mmlubench import document
-    from mmlubench.report import agreement_line, table_row
-    from mmlubench.results import fp8_recipe
+    from mmlubench.report.table import agreement_line, table_row
+    from mmlubench.results import document
+    from mmlubench.results.assemble import fp8_recipe
 
     data = json.loads((demo_run_dirs["inductor"] / "result.json").read_text(encoding="utf-8"))
     assert "precision_recipe" not in data["metrics"]  # an fp16 run has none
@@ -285,7 +285,7 @@ def test_fp8_results_show_the_label_the_recipe_and_both_rules(demo_run_dirs):
 def test_agreement_reports_the_answer_letter_logits_distance():
     from types import SimpleNamespace
 
-    from mmlubench.pass_sections import agreement
+    from mmlubench.results.pass_sections import agreement
 
     val = SimpleNamespace(
         top_ids=np.array([5, 6, 7]),
@@ -309,8 +309,8 @@ def test_fp8_layer_compiles_to_one_graph(monkeypatch, tiny_model, tokenizer, mml
     layers and packs, and computes what the uncompiled one does."""
     from torch._dynamo.utils import counters
 
-    from mmlubench.data import load_mmlu
-    from mmlubench.prompts import build_prompts
+    from mmlubench.data.mmlu import load_mmlu
+    from mmlubench.data.prompts import build_prompts
 
     prompts = build_prompts(load_mmlu(mmlu_dir, "test", ["global_facts"], limit=12), tokenizer)
     requests = [Request(p.ids, p.prefix_len) for p in prompts]

@@ -23,11 +23,11 @@ import yaml
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from mmlubench.config import Config, dotted_to_nested, load_config, parse_set
-from mmlubench.data import load_mmlu, read_questions
+from mmlubench.config.config import Config, dotted_to_nested, load_config, parse_set
+from mmlubench.data.mmlu import load_mmlu, read_questions
+from mmlubench.data.prompts import load_tokenizer
 from mmlubench.errors import ConfigError, DataError, ModelError
-from mmlubench.model import check_model_dir
-from mmlubench.prompts import load_tokenizer
+from mmlubench.model.load import check_model_dir
 
 FUZZ = settings(
     max_examples=400,
@@ -233,7 +233,7 @@ CONFIG = st.dictionaries(
 
 def check_accepted(cfg: Config) -> None:
     """What an accepted config promises the run: usable numbers and folder names."""
-    from mmlubench.config import parse_flops_per_token
+    from mmlubench.config.config import parse_flops_per_token
 
     assert isinstance(cfg, Config)
     for key in ("peak_flops", "mem_sample_interval_s"):

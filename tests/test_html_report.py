@@ -21,12 +21,12 @@ from report_helpers import (
     render,
 )
 
-from mmlubench import html_report
-from mmlubench.cli import main
+from mmlubench.cli.main import main
 from mmlubench.display import GIB
-from mmlubench.document import Result
-from mmlubench.document import load as load_result
-from mmlubench.report import COLUMNS, LEGEND, table_row
+from mmlubench.report import html as html_report
+from mmlubench.report.table import COLUMNS, LEGEND, table_row
+from mmlubench.results.document import Result
+from mmlubench.results.document import load as load_result
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_cli_writes_report(
 
 def test_run_does_not_import_matplotlib() -> None:
     code = (
-        "import sys, mmlubench.cli, mmlubench.runner, mmlubench.report; "
+        "import sys, mmlubench.cli.main, mmlubench.run.runner, mmlubench.report.table; "
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported eagerly'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -167,7 +167,7 @@ def test_report_renders_in_chromium(runs: dict[str, Path], tmp_path: Path) -> No
 
 def test_long_timeline_is_smoothed(runs: dict[str, Path]) -> None:
     """A real run has thousands of batches: the chart smooths them over a sliding window."""
-    from mmlubench import charts
+    from mmlubench.report import charts
 
     result = copy.deepcopy(load_result(runs["inductor"]))
     n = 5000

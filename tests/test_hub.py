@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench.cli import main
+from mmlubench.cli.main import main
 
 REPO = "tiny-org/tiny-llama"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -180,7 +180,7 @@ def test_uncached_model_is_one_error_line(offline, tmp_path, mmlu_dir, name, rev
 
 def test_a_family_model_runs_its_case(tmp_path, tokenizer_dir):
     """A folder whose config.json is deepseek-llm-7b-base's picks deepseek_7b_mmlu."""
-    from mmlubench.hub import model_layer
+    from mmlubench.config.hub import model_layer
 
     model = tmp_path / "deepseek"
     model.mkdir()

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench import lmeval
-from mmlubench.categories import CATEGORIES, CATEGORY, LMEVAL_GROUPS
+from mmlubench.data.categories import CATEGORIES, CATEGORY, LMEVAL_GROUPS
+from mmlubench.results import lmeval
 
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "lmeval"
 THEIRS = GOLDEN / "smollm2-135m_4subjects.json"

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from bench.logits import KeepLogits
-from mmlubench import logit_sample
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, choice_token_ids
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request
-from mmlubench.passes import run_pass
-from mmlubench.prompts import build_prompts, choice_token_ids
+from mmlubench.results import logit_sample
+from mmlubench.run.passes import run_pass
 
 
 def test_sample_is_evenly_spread_and_bounded():

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from mmlubench.config import parse_flops_per_token
-from mmlubench.metrics import ModelShape, mfu, peak_flops, throughput, work_flops
+from mmlubench.config.config import parse_flops_per_token
+from mmlubench.results.metrics import ModelShape, mfu, peak_flops, throughput, work_flops
 
 
 def test_reference_mfu():

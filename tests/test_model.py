@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import TINY_PARAMS
 
+from mmlubench.data.prompts import load_tokenizer
 from mmlubench.errors import ModelError
-from mmlubench.model import load_model
-from mmlubench.prompts import load_tokenizer
+from mmlubench.model.load import load_model
 
 
 def assert_download_hint(message: str) -> None:
@@ -126,7 +126,7 @@ def test_auto_map_of_a_native_model_runs_no_code(tmp_path, tiny_model_dir):
 
 
 def test_loading_info_names_every_kind_of_mismatch(tmp_path):
-    from mmlubench.model import check_loading_info
+    from mmlubench.model.load import check_loading_info
 
     check_loading_info(
         tmp_path,

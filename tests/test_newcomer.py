@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench import document
-from mmlubench.report import COLUMNS, aligned_table, markdown_table
+from mmlubench.report.table import COLUMNS, aligned_table, markdown_table
+from mmlubench.results import document
 
 H200 = Path(__file__).resolve().parent / "fixtures" / "h200_result.json"
 
@@ -43,7 +43,7 @@ def test_aligned_table_on_a_terminal():
 
 
 def test_compare_warns_when_only_one_run_has_a_val_pass():
-    from mmlubench.compare import setting_warnings
+    from mmlubench.report.compare import setting_warnings
 
     with_val = h200()
     without = copy.deepcopy(with_val)
@@ -59,9 +59,9 @@ def test_compare_warns_when_only_one_run_has_a_val_pass():
 
 
 def test_accuracy_notes_and_categories():
-    from mmlubench.accuracy_notes import categories, stderr
-    from mmlubench.document import Accuracy
-    from mmlubench.lmeval import mean_stderr, pooled_sample_stderr
+    from mmlubench.report.accuracy_notes import categories, stderr
+    from mmlubench.results.document import Accuracy
+    from mmlubench.results.lmeval import mean_stderr, pooled_sample_stderr
 
     a = Accuracy(
         micro=0.5,
@@ -81,7 +81,7 @@ def test_accuracy_notes_and_categories():
 
 
 def test_demo_accuracy_is_not_meaningful_and_the_page_says_demo(demo_run_dirs):
-    from mmlubench import html_report
+    from mmlubench.report import html as html_report
 
     run = demo_run_dirs["inductor"]  # real (tiny, random) weights: only the demo says so
     result = document.load(run)
@@ -92,7 +92,8 @@ def test_demo_accuracy_is_not_meaningful_and_the_page_says_demo(demo_run_dirs):
 
 
 def test_demo_says_generated_only_when_it_generates(tmp_path, monkeypatch):
-    from mmlubench import cli, commands
+    from mmlubench.cli import commands
+    from mmlubench.cli import main as cli
 
     monkeypatch.setattr(commands, "run", lambda args: 0)  # the files, not the run
     lines = []
@@ -106,7 +107,7 @@ def test_demo_says_generated_only_when_it_generates(tmp_path, monkeypatch):
 
 
 def test_hints_name_the_hf_cli():
-    from mmlubench.model import download_hint
+    from mmlubench.model.load import download_hint
 
     hint = download_hint(Path("/data/deepseek_7b_hf"))
     assert "hf download deepseek-ai/deepseek-llm-7b-base --local-dir /data/deepseek_7b_hf" in hint

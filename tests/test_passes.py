@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmlubench import faults
 from mmlubench.engines.base import Work
-from mmlubench.pass_result import PassResult, merge, require_complete
+from mmlubench.run import faults
+from mmlubench.run.pass_result import PassResult, merge, require_complete
 
 
 def part(rows: list[int], whole: float, core: float, compile_: float, n: int = 4) -> PassResult:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 
-from mmlubench.progress import Progress
+from mmlubench.run.progress import Progress
 
 
 def test_plain_lines_when_not_a_terminal():
@@ -46,7 +46,7 @@ def test_disabled_prints_nothing():
 
 def test_no_warm_up_line_for_an_engine_that_compiles_nothing(capsys, tiny_model):
     from mmlubench.engines import engine_class, engine_options
-    from mmlubench.passes import warm_up
+    from mmlubench.run.passes import warm_up
 
     engine = engine_class("eager")(tiny_model, engine_options("eager", {}, "test"), "cpu")
     assert warm_up("val", engine, [], say=True) == 0.0
@@ -60,8 +60,8 @@ def test_ctrl_c_names_the_folder_and_the_resume_command(
     run folder and the exact command to go on, on a line of its own; the command works."""
     import contextlib
 
-    from mmlubench import runner
-    from mmlubench.cli import main
+    from mmlubench.cli.main import main
+    from mmlubench.run import runner
 
     def interrupt(cfg):
         raise KeyboardInterrupt

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from conftest import BOS, MAX_SEQ_LEN, read_rows
 
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, choice_token_ids
 from mmlubench.errors import RunError
-from mmlubench.prompts import build_prompts, choice_token_ids
 
 # Output of tests/tools/make_prompt_goldens.py (ids include the BOS for the reference style).
 GOLDEN = {
@@ -377,7 +377,7 @@ class WordTokenizer:
 
 
 def _dataset(questions):
-    from mmlubench.data import Dataset, Question
+    from mmlubench.data.mmlu import Dataset, Question
 
     dev = [
         Question("toy", i, f"Dev question {i}?", ("a", "b", "c", "d"), "A", "dev.csv", i + 1)
@@ -429,7 +429,7 @@ def test_prompts_cli_full_test_split(
     tmp_path, full_mmlu_dir, tokenizer_dir, raw_tokenizer, reference_prompt
 ):
     """`mmlubench prompts` over all 14042 test questions, with the real tokenizer and data."""
-    from mmlubench.cli import main
+    from mmlubench.cli.main import main
 
     out = tmp_path / "prompts.jsonl"
     t0 = time.perf_counter()
@@ -486,7 +486,7 @@ def test_prompts_cli_full_test_split(
 def test_reference_style_without_a_bos_token(mmlu_dir, tokenizer_dir, raw_tokenizer):
     """A tokenizer that defines no BOS (Qwen's) gets reference prompts without one: the ids are
     the text's own, nothing is refused, and truncation counts what the model sees."""
-    from mmlubench.prompts import load_tokenizer
+    from mmlubench.data.prompts import load_tokenizer
 
     tok = load_tokenizer(tokenizer_dir)
     tok.bos_token = None

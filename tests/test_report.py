@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench import document
-from mmlubench.cli import main
+from mmlubench.cli.main import main
+from mmlubench.results import document
 
 REPO = Path(__file__).resolve().parents[1]
 # FlagPerf's keys, copied by hand from FlagOpen/FlagPerf (commit 1b5a0303):
@@ -229,7 +229,7 @@ def test_flagperf_format(runs: dict[str, Path], capsys: pytest.CaptureFixture[st
 
 def test_flagperf_mfu_and_memory_from_the_result(runs: dict[str, Path]) -> None:
     from mmlubench.display import GIB
-    from mmlubench.flagperf import host_info
+    from mmlubench.report.flagperf import host_info
 
     result = document.load(runs["inductor"])
     result.metrics.mfu = 0.4644

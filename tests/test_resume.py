@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench.cli import main
-from mmlubench.progress_check import Limits
-from mmlubench.resume import read_records
+from mmlubench.cli.main import main
+from mmlubench.run.progress_check import Limits
+from mmlubench.run.resume import read_records
 
 SUBJECTS = "abstract_algebra,anatomy,global_facts"
 QUESTIONS = 9  # 3 subjects x --limit 3; eager padded batches of 2: 5 batches a pass
@@ -214,7 +214,7 @@ def test_progress_log_reader(tmp_path):
     """A torn last line is cut off the file; a corrupt line elsewhere is an error naming it;
     a batch whose answers do not match its rows is refused."""
     from mmlubench.errors import RunError
-    from mmlubench.resume import RunLog
+    from mmlubench.run.resume import RunLog
 
     batch = {
         "kind": "batch",
@@ -255,8 +255,8 @@ def test_progress_log_reader(tmp_path):
 
 
 def test_fingerprint_counts_only_the_engines_the_run_uses(tmp_path):
-    from mmlubench.config import load_config
-    from mmlubench.fingerprint import differences, fingerprint
+    from mmlubench.config.config import load_config
+    from mmlubench.run.fingerprint import differences, fingerprint
 
     base = {"device": "cpu", "engine": "eager", "weight_dir": str(tmp_path)}
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import BOS, TINY_PARAMS, read_rows
 
-from mmlubench.cli import main
+from mmlubench.cli.main import main
 
 SUBJECTS = ["abstract_algebra", "college_computer_science", "global_facts"]
 LIMIT = 2
@@ -364,10 +364,10 @@ def test_batched_left_padded_eager_matches_batch_one(mmlu_dir, tokenizer, tiny_m
 
     Sensitive enough: without the attention mask and the position ids, the same batches are
     off by ~0.2 (with either one alone, transformers still finds where each row starts)."""
-    from mmlubench.data import load_mmlu
+    from mmlubench.data.mmlu import load_mmlu
+    from mmlubench.data.prompts import build_prompts
     from mmlubench.engines import engine_class, engine_options
     from mmlubench.engines.base import Request
-    from mmlubench.prompts import build_prompts
 
     ds = load_mmlu(mmlu_dir, "test", ["global_facts", "high_school_us_history"], limit=6)
     prompts = build_prompts(ds, tokenizer)

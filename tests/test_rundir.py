@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench.cli import main
-from mmlubench.rundir import LOCK, RunLock
+from mmlubench.cli.main import main
+from mmlubench.run.rundir import LOCK, RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def resumable(tmp_path: Path) -> Path:
 def hold_lock(run_dir: Path) -> subprocess.Popen:
     """Another process that takes the folder's lock and keeps it until killed."""
     code = (
-        "import sys, time; from mmlubench.rundir import RunLock; "
+        "import sys, time; from mmlubench.run.rundir import RunLock; "
         "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)"
     )
     p = subprocess.Popen(
@@ -129,12 +129,12 @@ def test_output_dir_that_cannot_be_written(
     if kind == "unwritable" and os.geteuid() == 0:
         pytest.skip("root writes into a read-only folder")
     out = bad_output(tmp_path, kind)
-    import mmlubench.runner
+    import mmlubench.run.runner
 
     def no_work(*args):
         raise AssertionError("work started before the output folder was checked")
 
-    monkeypatch.setattr(mmlubench.runner, "load_questions", no_work)
+    monkeypatch.setattr(mmlubench.run.runner, "load_questions", no_work)
     assert main(run_args(tiny_model_dir, mmlu_dir, out)) == 2
     err = capfd.readouterr().err
     assert err.startswith(f"mmlubench: error: {out if kind != 'under a file' else out.parent}")
@@ -150,12 +150,12 @@ def test_resume_into_a_folder_that_cannot_be_written(tmp_path, capfd, how, monke
         run_dir.chmod(0o555)
     else:
         (run_dir / "progress.jsonl").mkdir()
-    import mmlubench.runner
+    import mmlubench.run.runner
 
     def no_work(*args):
         raise AssertionError("work started before the run folder was checked")
 
-    monkeypatch.setattr(mmlubench.runner, "load_questions", no_work)
+    monkeypatch.setattr(mmlubench.run.runner, "load_questions", no_work)
     assert main(["run", "--resume", str(run_dir), "--device", "cpu", "--no-progress"]) == 2
     err = capfd.readouterr().err
     assert err.startswith(f"mmlubench: error: {run_dir}") and "cannot write" in err

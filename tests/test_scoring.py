@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mmlubench.scoring import (
+from mmlubench.data.scoring import (
     Decoder,
     accuracy,
     choices_letter,

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from conftest import FIXTURES
 
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, few_shot_prefix, load_tokenizer
 from mmlubench.engines.base import Request
 from mmlubench.engines.packing import plan_packs
-from mmlubench.prompts import build_prompts, few_shot_prefix, load_tokenizer
 
 # name -> BOS id (from each tokenizer.json's added tokens, written out by hand)
 TOKENIZERS = {

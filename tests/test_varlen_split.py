@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from bench.varlen_split import layout, split_attention
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts
 from mmlubench.engines.base import Request
 from mmlubench.engines.packing import plan_packs
-from mmlubench.prompts import build_prompts
 
 C, T = 1024, 2048
 

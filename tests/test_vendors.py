@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmlubench import accel, vendors
-from mmlubench.cli import main
-from mmlubench.config import CONFIG_DIR, load_config
-from mmlubench.energy import EnergyReading, pass_energy
+from mmlubench.cli.main import main
+from mmlubench.config.config import CONFIG_DIR, load_config
+from mmlubench.config.vendor_layer import vendor_layer
+from mmlubench.device import accel, vendors
+from mmlubench.device.energy import EnergyReading, pass_energy
 from mmlubench.errors import ConfigError
-from mmlubench.vendors.layer import vendor_layer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -31,7 +31,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 COUNTER = [1000.0, 1250.0, 1300.0, 1420.0]
 FAKE_PLUGIN = f'''
 """A fake accelerator plug-in: a CPU that reports device memory, power and an energy counter."""
-from mmlubench.vendors.cpu import CpuVendor
+from mmlubench.device.vendors.cpu import CpuVendor
 
 COUNTER = {COUNTER!r}
 GIB = 1024 ** 3
@@ -262,7 +262,9 @@ def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_di
     assert m["energy_j"] == COUNTER[3] - COUNTER[2]  # the table's figures: the infer pass
     assert "infer energy: 120 J, " in stdout
     # The HTML report charts power over time; compare lists each run's energy.
-    from mmlubench import compare, document, html_report
+    from mmlubench.report import compare
+    from mmlubench.report import html as html_report
+    from mmlubench.results import document
 
     doc = document.load(run_dir)
     page = html_report.render(doc)
@@ -285,7 +287,7 @@ def test_vendor_names_resolve(fake_plugin):
     assert source == str(fake_plugin / "fake_accel" / "yaml_vendor.yaml")
     assert data == {"device": "cpu", "precision": "bf16", "vendor": "fake-yaml"}
     assert vendor_layer("generic", folder) == (
-        "vendor plug-in 'generic' (mmlubench.vendors.base:Vendor)",
+        "vendor plug-in 'generic' (mmlubench.device.vendors.base:Vendor)",
         {"vendor": "generic"},
     )
     cfg = load_config(None, "fake-yaml", {"limit": 3})
@@ -450,7 +452,7 @@ def test_nvidia_plugin_reads_nvml(monkeypatch):
         torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid="0000-1111")
     )
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: "NVIDIA H100 80GB HBM3")
-    from mmlubench.vendors.nvidia import NvidiaVendor
+    from mmlubench.device.vendors.nvidia import NvidiaVendor
 
     vendor = NvidiaVendor("cuda:0")
     assert vendor.memory_source == "nvml" and vendor.energy_source is not None

@@ -35,7 +35,7 @@ class PrefixStore:
 
     def compute(self, key: bytes, prefix: torch.Tensor) -> None:
         """Run the prefix once through the HF model with use_cache=True; keep its cache."""
-        from mmlubench import accel
+        from mmlubench.device import accel
 
         self.key, self.kv = None, []  # free the previous prefix first
         # Each prefix's batches allocate KV caches of other shapes; without handing the

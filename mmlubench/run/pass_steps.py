@@ -1,0 +1,116 @@
+"""The passes of a run: which ones, each one's engine, and each pass whole: what earlier
+sessions answered, this session's share of the rest on every rank, merged, with its energy.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import torch
+
+from mmlubench.config.config import Config
+from mmlubench.device.energy import EnergyWindow, pass_energy
+from mmlubench.device.memory import MemorySampler
+from mmlubench.device.vendors.base import Vendor
+from mmlubench.engines import engine_class, engine_options
+from mmlubench.engines.base import Engine
+from mmlubench.results import logit_sample
+from mmlubench.results.metrics import ModelShape, work_flops
+from mmlubench.run import faults
+from mmlubench.run.distributed import Dist, all_gather, sharer, step
+from mmlubench.run.inputs import Questions
+from mmlubench.run.pass_result import PassResult, merge, require_complete
+from mmlubench.run.passes import run_pass
+from mmlubench.run.resume import NoLog
+
+
+def run_passes(
+    cfg: Config,
+    d: Dist,
+    model: torch.nn.Module,
+    q: Questions,
+    log: NoLog,
+    vendor: Vendor,
+    sampler: MemorySampler,
+    resumed: bool,
+) -> tuple[dict[str, PassResult], dict[str, dict]]:
+    """Every planned pass, each inside an energy window: the passes and their energy."""
+    passes: dict[str, PassResult] = {}
+    energy: dict[str, dict] = {}
+    for name, engine_name in planned_passes(cfg):
+        window = EnergyWindow(vendor, sampler)
+        passes[name] = one_pass(cfg, d, name, engine_name, model, q, log)
+        # Earlier sessions of a resumed run were not metered: its energy stays null.
+        reading = None if resumed else window.stop()
+        energy[name] = pass_energy(
+            all_gather(d, reading), passes[name].prompt_tokens, len(q.prompts)
+        )
+        gc.collect()
+        sampler.sample()
+    return passes, energy
+
+
+def planned_passes(cfg: Config) -> list[tuple[str, str]]:
+    """(pass name, engine name) of each pass, in order."""
+    return ([("val", cfg.val_engine)] if cfg.validation else []) + [("infer", cfg.engine)]
+
+
+def make_engine(cfg: Config, name: str, model: torch.nn.Module) -> Engine:
+    cls = engine_class(name)
+    return cls(model, engine_options(name, cfg.engines.get(name) or {}, "config"), cfg.device)
+
+
+def one_pass(
+    cfg: Config,
+    d: Dist,
+    name: str,
+    engine_name: str,
+    model: torch.nn.Module,
+    q: Questions,
+    log: NoLog,
+) -> PassResult:
+    """The whole pass: what earlier sessions answered, plus this session's share of the rest
+    (every rank's, merged), checked complete."""
+    earlier = log.earlier(name)
+    done = np.zeros(len(q.prompts), dtype=bool)
+    for _, p in earlier:
+        done |= p.answered
+    if done.all():  # answered in earlier sessions
+        return log.combine(earlier, None)
+    part = step(d, f"{name} pass", compute_pass, cfg, d, name, engine_name, model, q, done, log)
+    ranks = merge(all_gather(d, part), range(d.world), parallel=True, tag="rank")
+    return require_complete(log.combine(earlier, ranks), engine_name)
+
+
+def compute_pass(
+    cfg: Config,
+    d: Dist,
+    name: str,
+    engine_name: str,
+    model: torch.nn.Module,
+    q: Questions,
+    done: np.ndarray,
+    log: NoLog,
+) -> PassResult:
+    """This rank's part of a pass: its share of the questions not yet `done`."""
+    engine = faults.wrap(make_engine(cfg, engine_name, model), name)
+    shape = ModelShape.from_config(model.config)
+    share = sharer(
+        d,
+        lambda b: work_flops(
+            shape, b.work.padded_tokens, b.work.attention_pairs, b.work.logit_rows
+        ),
+    )
+    return run_pass(
+        name,
+        engine,
+        q.requests,
+        q.choice_ids,
+        q.labels,
+        done=done,
+        progress=cfg.progress,
+        share=share,
+        record=log.recorder(name),
+        sample=logit_sample.members(len(q.prompts)) if cfg.validation else None,
+    )
