@@ -1,4 +1,5 @@
-"""accel.py: the device calls of the runner and the memory code, generic over accelerators."""
+"""device/accel.py: what the runner and the memory code ask of the device, generic over
+accelerators."""
 
 from __future__ import annotations
 

@@ -725,11 +725,11 @@ def test_2_06_peak_below_any_device(world, tmp_path, capfd):
 def test_2_06_mfu_above_100_percent(world, tmp_path, capfd, monkeypatch):
     """mfu_computed counts the FLOPs that ran: above 100% the peak is wrong, an error, and the
     answers are kept for a resume (here the count is made impossible on purpose)."""
-    from mmlubench.results import assemble as results
+    from mmlubench.results import pass_sections
 
     model, mmlu = copy_world(world, tmp_path)
     out = tmp_path / "out"
-    monkeypatch.setattr(results, "work_flops", lambda *a, **k: 1e30)
+    monkeypatch.setattr(pass_sections, "work_flops", lambda *a, **k: 1e30)
     attack(
         capfd,
         run_args(model, mmlu, out, "--peak-flops", "1e11"),

@@ -1,4 +1,4 @@
-"""The whole-vocabulary val/infer logit distance on a sample (mmlubench/logit_sample.py):
+"""The whole-vocabulary val/infer logit distance on a sample (mmlubench/results/logit_sample.py):
 which questions, what is kept, and the figure result.json reports, against values computed
 here from logits kept independently (bench/logits.py's KeepLogits)."""
 

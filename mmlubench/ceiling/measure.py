@@ -3,14 +3,14 @@
 For each precision: the dense GEMM rate at the model's own shapes (the decoder's projections
 at the pack length, the LM head on a pack's question rows), at a large square product, and
 FlexAttention's rate on one real pack; and the device's copy bandwidth. Each kernel is timed
-apart (ceiling_kernels: warm-up reps excluded, median of reps, device events where the device
+apart (kernels.py: warm-up reps excluded, median of reps, device events where the device
 has them) with the vendor plug-in's compute clock and power read while it ran.
 
 `run` measures it after its passes (outside e2e_time) for the run's precision, on
 accelerators unless `ceiling: false` (`--no-ceiling`); on the CPU only with `ceiling: true`,
-and then with small shapes (ceiling_kernels.CPU). `attach` puts it in the result document with
+and then with small shapes (kernels.CPU). `attach` puts it in the result document with
 each pass's `ceiling_fraction`. `mmlubench ceiling` alone prints the device's table
-(ceiling_report).
+(report/ceiling.py).
 """
 
 from __future__ import annotations

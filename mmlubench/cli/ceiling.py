@@ -1,6 +1,6 @@
 """`mmlubench ceiling`: the device's measured table without a run: GEMM TFLOP/s per precision
 at a model's shapes and at a large square product, attention TFLOP/s on one pack, copy
-bandwidth, clock and power. cli.py declares the subcommand with the config and folder flags;
+bandwidth, clock and power. main.py declares the subcommand with the config and folder flags;
 `add_arguments` adds its own."""
 
 from __future__ import annotations

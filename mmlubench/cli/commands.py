@@ -1,4 +1,4 @@
-"""What each subcommand does (cli.py declares them and their flags).
+"""What each subcommand does (main.py and flags.py declare them and their flags).
 
 Every function takes the parsed arguments and returns the exit status; bad input raises an
 MmlubenchError, which the command line prints as one `mmlubench: error:` line.

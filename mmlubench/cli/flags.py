@@ -1,5 +1,5 @@
 """The flags of the commands that read a case: configuration layers, folders, questions and
-prompts, model, engines and metrics (cli.py declares the commands that take them). Each flag's
+prompts, model, engines and metrics (main.py declares the commands that take them). Each flag's
 help shows the default the case file gives it.
 """
 

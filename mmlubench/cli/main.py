@@ -4,7 +4,8 @@
 Bad input ends with one line naming the file, line or key at fault (exit status 2), never a
 traceback; a bug still shows its traceback. argparse's own usage errors (an unknown flag, a bad
 choice) print the usage and `mmlubench CMD: error: ...`, also with exit status 2.
-The commands themselves are in commands.py; this module only declares them.
+The commands themselves are in commands.py, the flags in flags.py; this module declares the
+commands.
 """
 
 from __future__ import annotations

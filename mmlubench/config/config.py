@@ -85,7 +85,7 @@ class Config:
     # Per question, the four letters' log-likelihoods, as lm-eval's samples file.
     log_samples: bool = False
     # Dense peak FLOP/s of one device in `precision`, or one per precision ({fp16: 312e12, ...},
-    # as vendor YAMLs give it); None = look the device up in the table (metrics.py).
+    # as vendor YAMLs give it); None = look the device up in the table (results/metrics.py).
     peak_flops: float | dict[str, float] | None = None
     # Vendor plug-in (mmlubench/vendors): synchronize, device-wide memory, name, energy.
     # None = the plug-in of the device type (cpu, nvidia for cuda, generic otherwise).
@@ -98,7 +98,7 @@ class Config:
     output_dir: str = "runs"
     run_name: str | None = None
     progress: bool = True
-    ceiling: bool | None = None  # measure the device's ceiling (ceiling.py): null = not on CPU
+    ceiling: bool | None = None  # measure the device's ceiling (ceiling/): null = not on CPU
 
     @property
     def weight_path(self) -> Path:

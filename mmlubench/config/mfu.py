@@ -87,7 +87,7 @@ def resolve_flops_per_token(
 def checked_mfu(name: str, peak: float | None, section: Pass) -> Pass:
     """An mfu_computed above 100% is a wrong peak_flops, never a figure: it counts the FLOPs
     the engine ran. (The headline MFU counts flops_per_token per token, a nominal figure that
-    may exceed what ran, e.g. a small model's embeddings: results.py warns about that.)"""
+    may exceed what ran, e.g. a small model's embeddings: results/assemble.py warns about that.)"""
     for key in ("mfu_computed",):
         value = getattr(section, key)
         if value is not None and value > 1:

@@ -4,7 +4,7 @@ measured.
 `assemble` is the seam: the runner hands over each pass's PassResult, the memory reports, the
 timings and the environment; every key of result.json is made here (pass sections:
 pass_sections.py) and declared in `document`. Keys carry their units (`_s`, `_bytes`,
-`_tok_per_s`). result_files.py writes the document and predictions.jsonl.
+`_tok_per_s`). files.py writes the document and predictions.jsonl.
 """
 
 from __future__ import annotations

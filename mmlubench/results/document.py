@@ -1,7 +1,7 @@
 """The result document (result.json) as typed sections: the one module that knows its keys.
 
-`results.assemble` fills these sections from a run; `report`, `html_report`, `compare`,
-`charts` and the bench scripts read a finished run through `load` and the attributes here,
+`results.assemble` fills these sections from a run; `report/` (table, html, compare, charts)
+and the bench scripts read a finished run through `load` and the attributes here,
 never through string keys. Keys carry units: `_s` seconds, `_bytes`, `_tok_per_s` prompt
 tokens per second, `_flops`/`_flops_per_s`; `mfu*`, `acc_*` and accuracies are fractions (0..1).
 
@@ -204,7 +204,7 @@ class Result(Section):
     config: RunConfig
     # The sessions of a resumed run and how their timings were combined; null for one session.
     resume: dict[str, Any] | None = None
-    # The device's own measured rates (mmlubench/ceiling.py); absent when not measured.
+    # The device's own measured rates (mmlubench/ceiling/); absent when not measured.
     ceiling: Ceiling | None = field(default=None, metadata=OMIT_IF_NONE)
 
     @property

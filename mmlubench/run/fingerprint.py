@@ -5,7 +5,7 @@ run is not the same one.
   memory sampling, and the metric-only keys flops_per_token, peak_flops, scoring: a bad metric
   value never makes recorded work unrecoverable);
 - every prompt's token ids and the answer-letter ids;
-- the model: config.json's bytes and the weights' identity (weights_id.py), or the seed of
+- the model: config.json's bytes and the weights' identity (model/weights_id.py), or the seed of
   random weights.
 """
 

@@ -42,7 +42,8 @@ class PassResult:
     torch_peak_allocated_bytes: int | None = None
     oom_backoffs: list[dict] = field(default_factory=list)
     per_rank: list[dict] = field(default_factory=list)
-    sample_logits: dict[int, np.ndarray] = field(default_factory=dict)  # see logit_sample.py
+    # The sample questions' whole logits (results/logit_sample.py).
+    sample_logits: dict[int, np.ndarray] = field(default_factory=dict)
     # log of the softmax denominator of each question's last-position logits (scoring.Reduced)
     logsumexp: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 

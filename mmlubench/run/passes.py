@@ -1,7 +1,7 @@
 """One pass over the questions by one engine: plan, warm up, the hot loop (its result and the
 merge of its parts: pass_result.py).
 
-Timing follows the reference (see metrics.py): a pass's whole time runs from planning to the
+Timing follows the reference (see results/metrics.py): a pass's whole time runs from planning to the
 last scored batch; its core time sums the engine calls, each between two device
 synchronizations, with the host-to-device copy before the first one; planning and
 warm-up/compile are timed apart (and stay inside the whole time).
@@ -133,7 +133,7 @@ def run_pass(
     load, sync, forward, sync, reduce, record. `share` picks this rank's batches (data
     parallel); `record` gets each event for the resume log. The result answers the questions
     this call computed (top id -1 elsewhere). `labels` name the questions in errors; the
-    `sample` questions' whole logits are kept in `sample_logits` (logit_sample.py)."""
+    `sample` questions' whole logits are kept in `sample_logits` (results/logit_sample.py)."""
     from mmlubench.run.progress import Progress
 
     labels = labels or [str(i) for i in range(len(requests))]

@@ -5,10 +5,10 @@ module API: XPU, NPU, MLU, MUSA, HPU, ROCm). A vendor adds its own plug-in witho
 mmlubench: a package that declares, in its pyproject.toml,
 
     [project.entry-points."mmlubench.vendors"]
-    acme = "acme_mmlubench:AcmeVendor"      # a mmlubench.vendors.base.Vendor subclass
+    acme = "acme_mmlubench:AcmeVendor"      # a mmlubench.device.vendors.base.Vendor subclass
 
 and, in the class's `config` attribute, its vendor config (device, engines and their options,
-precision, peak FLOP/s per precision), which `--vendor acme` then applies (vendors/layer.py;
+precision, peak FLOP/s per precision), which `--vendor acme` then applies (config/vendor_layer.py;
 docs/VENDORS.md has the whole contract). The plug-in is chosen by the config key `vendor` (a
 vendor YAML sets it), else by device type: the first plug-in that lists the type in
 `device_types`, else `generic`.

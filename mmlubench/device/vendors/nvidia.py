@@ -1,8 +1,8 @@
 """The NVIDIA plug-in: CUDA through torch.cuda, memory, power and energy through NVML.
 
-The only module of the package that calls torch.cuda (tests/test_structure.py checks it). The
-runner's device calls go through torch.accelerator (accel.py); `device_ops` gives torch.cuda's
-for any of them the installed torch's accelerator API lacks.
+The only module of the package that calls torch.cuda (tests/test_structure.py checks it). What
+the runner asks of the device goes through torch.accelerator (device/accel.py); `device_ops`
+gives torch.cuda's functions for any of them the installed torch's accelerator API lacks.
 
 NVML (nvidia-ml-py) reports what nvidia-smi shows, which is the reference's `mem`: memory used
 on the whole device, CUDA context and caching allocator included. Energy is NVML's total-energy
