@@ -141,6 +141,8 @@ def load_mmlu(
         raise DataError(f"unknown split {split!r} (known: {', '.join(SPLITS)})")
     mmlu_dir = Path(mmlu_dir)
     available = find_subjects(mmlu_dir, split)
+    if subjects is not None and not subjects:
+        raise DataError(f"{mmlu_dir / split}: an empty subject list chooses no question")
     if subjects is None:
         chosen = available
     else:
