@@ -168,6 +168,15 @@ def test_subpackages_import_one_way() -> None:
     assert upward_imports(graph) == [], "imports against the order of LAYERS"
 
 
+def test_the_run_reaches_the_device_through_its_device_object() -> None:
+    """run/ holds one `Device` (device/device.py); besides it only energy.pass_energy, the
+    arithmetic over every rank's readings."""
+    graph = {name: imports_of(name) for name in MODULES if name.startswith("mmlubench.run.")}
+    reached = {b for bs in graph.values() for b in bs if b.startswith("mmlubench.device")}
+    assert "mmlubench.device.device" in reached
+    assert reached <= {"mmlubench.device", "mmlubench.device.device", "mmlubench.device.energy"}
+
+
 def test_top_level_holds_the_base_only() -> None:
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(top) <= MAX_TOP_LEVEL_MODULES, top

@@ -1,2 +1,2 @@
-"""The device layer: vendor plug-ins (vendors/), what a run asks of the device outside the engines
-(accel.py), memory, power and energy over a run, and which machine and software made a result."""
+"""The device layer: one `Device` per run (device.py) over the vendor plug-ins (vendors/), accel.py,
+memory, power and clock samples, energy per pass, and the environment of a result."""

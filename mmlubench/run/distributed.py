@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 
 import torch
 
-from mmlubench.device import accel
+from mmlubench.device.device import Device
 from mmlubench.engines.base import Batch
 from mmlubench.errors import RunError, short
 
@@ -89,13 +89,13 @@ def init_from_env(device: str, timeout_min: float = 60.0) -> Dist:
 
     kind = torch.device(device).type
     if kind != "cpu":
-        count = accel.device_count(kind)
+        count = Device.count(kind)
         if count <= local:
             raise RunError(
                 f"rank {rank}: LOCAL_RANK {local} but only {count} {kind} device(s) visible"
             )
         device = f"{kind}:{local}"
-        accel.set_device(device)
+        Device.of(device).make_current()
     if not dist.is_initialized():
         # Only host-side control messages cross ranks: gloo is enough and never hangs a GPU.
         dist.init_process_group("gloo", timeout=dt.timedelta(minutes=timeout_min))

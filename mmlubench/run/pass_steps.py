@@ -10,9 +10,8 @@ import numpy as np
 import torch
 
 from mmlubench.config.config import Config
-from mmlubench.device.energy import EnergyWindow, pass_energy
-from mmlubench.device.memory import MemorySampler
-from mmlubench.device.vendors.base import Vendor
+from mmlubench.device.device import Device
+from mmlubench.device.energy import pass_energy
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Engine
 from mmlubench.results import logit_sample
@@ -31,23 +30,22 @@ def run_passes(
     model: torch.nn.Module,
     q: Questions,
     log: NoLog,
-    vendor: Vendor,
-    sampler: MemorySampler,
+    dev: Device,
     resumed: bool,
 ) -> tuple[dict[str, PassResult], dict[str, dict]]:
     """Every planned pass, each inside an energy window: the passes and their energy."""
     passes: dict[str, PassResult] = {}
     energy: dict[str, dict] = {}
     for name, engine_name in planned_passes(cfg):
-        window = EnergyWindow(vendor, sampler)
-        passes[name] = one_pass(cfg, d, name, engine_name, model, q, log)
+        window = dev.energy_window()
+        passes[name] = one_pass(cfg, d, dev, name, engine_name, model, q, log)
         # Earlier sessions of a resumed run were not metered: its energy stays null.
         reading = None if resumed else window.stop()
         energy[name] = pass_energy(
             all_gather(d, reading), passes[name].prompt_tokens, len(q.prompts)
         )
         gc.collect()
-        sampler.sample()
+        dev.sample()
     return passes, energy
 
 
@@ -57,6 +55,7 @@ def planned_passes(cfg: Config) -> list[tuple[str, str]]:
 
 
 def make_engine(cfg: Config, name: str, model: torch.nn.Module) -> Engine:
+    """Engine `name` on the run's device, with its options from the config."""
     cls = engine_class(name)
     return cls(model, engine_options(name, cfg.engines.get(name) or {}, "config"), cfg.device)
 
@@ -64,6 +63,7 @@ def make_engine(cfg: Config, name: str, model: torch.nn.Module) -> Engine:
 def one_pass(
     cfg: Config,
     d: Dist,
+    dev: Device,
     name: str,
     engine_name: str,
     model: torch.nn.Module,
@@ -78,7 +78,8 @@ def one_pass(
         done |= p.answered
     if done.all():  # answered in earlier sessions
         return log.combine(earlier, None)
-    part = step(d, f"{name} pass", compute_pass, cfg, d, name, engine_name, model, q, done, log)
+    args = (cfg, d, dev, name, engine_name, model, q, done, log)
+    part = step(d, f"{name} pass", compute_pass, *args)
     ranks = merge(all_gather(d, part), range(d.world), parallel=True, tag="rank")
     return require_complete(log.combine(earlier, ranks), engine_name)
 
@@ -86,6 +87,7 @@ def one_pass(
 def compute_pass(
     cfg: Config,
     d: Dist,
+    dev: Device,
     name: str,
     engine_name: str,
     model: torch.nn.Module,
@@ -113,4 +115,5 @@ def compute_pass(
         share=share,
         record=log.recorder(name),
         sample=logit_sample.members(len(q.prompts)) if cfg.validation else None,
+        device=dev,
     )

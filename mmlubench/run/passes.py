@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from mmlubench.data.scoring import reduce_logits
-from mmlubench.device import accel
+from mmlubench.device.device import Device
 from mmlubench.engines.base import Batch, Engine, Request
 from mmlubench.errors import RunError
 from mmlubench.results import logit_sample
@@ -39,6 +39,7 @@ log = logging.getLogger("mmlubench")
 def run_batch(
     name: str,
     engine: Engine,
+    device: Device,
     batch: Batch,
     done: np.ndarray,
     labels: Sequence[str],
@@ -56,10 +57,10 @@ def run_batch(
         attempt = next(attempts)
         try:
             inputs = engine.load(b)
-            accel.synchronize(engine.device)
+            device.synchronize()
             t = time.perf_counter()
             logits = engine.forward(inputs)
-            accel.synchronize(engine.device)
+            device.synchronize()
             core_s = time.perf_counter() - t
         except torch.OutOfMemoryError:
             failed = True
@@ -71,7 +72,7 @@ def run_batch(
             continue
         # Out of the except block: its traceback no longer holds the batch's activations.
         gc.collect()
-        accel.empty_cache(engine.device)
+        device.empty_cache()
         parts = back_off(name, engine, b, labels)
         on_backoff(
             {
@@ -85,9 +86,12 @@ def run_batch(
         queue.extend(parts[::-1])
 
 
-def warm_up(name: str, engine: Engine, batches: Sequence[Batch], say: bool) -> float:
+def warm_up(
+    name: str, engine: Engine, batches: Sequence[Batch], say: bool, device: Device | None = None
+) -> float:
     """Compile and warm the engine up on `batches`; seconds taken (a line before and after on
-    stderr when `say`: on a GPU the reference method compiles for minutes)."""
+    stderr when `say`: on a GPU the reference method compiles for minutes). `device`: the
+    engine's (None: `Device.of(engine.device)`)."""
     if getattr(type(getattr(engine, "inner", engine)), "warmup", None) is Engine.warmup:
         return 0.0  # eager, null: nothing to compile or warm up (no "compiled in 0.0 s")
     if say:
@@ -100,7 +104,7 @@ def warm_up(name: str, engine: Engine, batches: Sequence[Batch], say: bool) -> f
             f"{name} pass: out of device memory during the warm-up/compile of "
             f"engine {engine.name}: lower its batch or pack size"
         ) from None
-    accel.synchronize(engine.device)
+    (device or Device.of(engine.device)).synchronize()
     seconds = time.perf_counter() - t
     if say:
         print(
@@ -128,20 +132,23 @@ def run_pass(
     share: Callable[[list[Batch]], list[Batch]] | None = None,
     record: Record = no_record,
     sample: np.ndarray | None = None,
+    device: Device | None = None,
 ) -> PassResult:
     """Run the `requests` not yet `done` through `engine`: plan, warm up, then per batch
     load, sync, forward, sync, reduce, record. `share` picks this rank's batches (data
     parallel); `record` gets each event for the resume log. The result answers the questions
     this call computed (top id -1 elsewhere). `labels` name the questions in errors; the
-    `sample` questions' whole logits are kept in `sample_logits` (results/logit_sample.py)."""
+    `sample` questions' whole logits are kept in `sample_logits` (results/logit_sample.py);
+    `device`: the run's (None: `Device.of(engine.device)`, without a vendor plug-in)."""
     from mmlubench.run.progress import Progress
 
     labels = labels or [str(i) for i in range(len(requests))]
-    accel.reset_peak_memory(engine.device)
+    device = Device.of(engine.device) if device is None else device
+    device.reset_peak_memory()
     done = np.zeros(len(requests), dtype=bool) if done is None else done.copy()
     t_start = time.perf_counter()
     with torch.inference_mode():
-        out, todo = _start(name, engine, requests, done, share, record, progress, t_start)
+        out, todo = _start(name, engine, device, requests, done, share, record, progress, t_start)
         todo_tokens = sum(_new_tokens(b, done, requests) for b in todo)
         bar = Progress(name, engine.name, todo_tokens, progress)
 
@@ -152,7 +159,7 @@ def run_pass(
         attempts = itertools.count()
         for batch in todo:
             for part, logits, core_s in run_batch(
-                name, engine, batch, done, labels, attempts, backoff
+                name, engine, device, batch, done, labels, attempts, backoff
             ):
                 rows, top, choice, lse = _reduce(
                     name, engine, part, logits, choice_ids, labels, done
@@ -162,25 +169,16 @@ def run_pass(
                 done[rows] = True
                 t_s = time.perf_counter() - t_start
                 out.add(rows, top, choice, tokens, part.work, core_s, t_s, lse)
-                record(
-                    "batch",
-                    rows=rows.tolist(),
-                    top_ids=top.tolist(),
-                    choice_logits=choice.tolist(),
-                    logsumexp=lse.tolist(),
-                    prompt_tokens=tokens,
-                    work=asdict(part.work),
-                    core_time_s=core_s,
-                    t_s=t_s,
-                )
+                _record_batch(record, rows, top, choice, lse, tokens, part, core_s, t_s)
                 bar.update(tokens, out.prompt_tokens, out.core_time_s)
         bar.close()
-    return _end(out, engine, record, t_start)
+    return _end(out, device, record, t_start)
 
 
 def _start(
     name: str,
     engine: Engine,
+    device: Device,
     requests: Sequence[Request],
     done: np.ndarray,
     share: Callable[[list[Batch]], list[Batch]] | None,
@@ -193,7 +191,7 @@ def _start(
     planned = engine.plan(requests)
     plan_s = time.perf_counter() - t_start
     todo = pending(share(planned) if share else planned, done)
-    compile_s = warm_up(name, engine, todo, progress)
+    compile_s = warm_up(name, engine, todo, progress, device)
     out = PassResult.empty(name, engine.describe(), len(requests))
     out.plan_time_s, out.compile_time_s = plan_s, compile_s
     record(
@@ -208,10 +206,35 @@ def _start(
     return out, todo
 
 
-def _end(out: PassResult, engine: Engine, record: Record, t_start: float) -> PassResult:
+def _record_batch(
+    record: Record,
+    rows: np.ndarray,
+    top: np.ndarray,
+    choice: np.ndarray,
+    lse: np.ndarray,
+    tokens: int,
+    part: Batch,
+    core_s: float,
+    t_s: float,
+) -> None:
+    """The resume log's record of one scored batch (resume.py reads it back)."""
+    record(
+        "batch",
+        rows=rows.tolist(),
+        top_ids=top.tolist(),
+        choice_logits=choice.tolist(),
+        logsumexp=lse.tolist(),
+        prompt_tokens=tokens,
+        work=asdict(part.work),
+        core_time_s=core_s,
+        t_s=t_s,
+    )
+
+
+def _end(out: PassResult, device: Device, record: Record, t_start: float) -> PassResult:
     """The pass's whole time and torch's peak memory, recorded."""
     out.whole_time_s = time.perf_counter() - t_start
-    out.torch_peak_allocated_bytes = accel.peak_allocated_bytes(engine.device)
+    out.torch_peak_allocated_bytes = device.peak_allocated_bytes()
     record(
         "pass_end",
         whole_time_s=out.whole_time_s,

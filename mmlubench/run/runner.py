@@ -13,8 +13,7 @@ from pathlib import Path
 
 from mmlubench.ceiling import measure as ceiling
 from mmlubench.config.config import Config
-from mmlubench.device import environment, vendors
-from mmlubench.device.memory import MemorySampler
+from mmlubench.device.device import Device
 from mmlubench.errors import Interrupted, MmlubenchError, RunError, one_line
 from mmlubench.model.check import check_model
 from mmlubench.model.load import ModelInfo
@@ -92,7 +91,7 @@ def check_start(cfg: Config, resume: str | Path | None) -> None:
             )
         rundir.resume_config_path(resume)  # the folder exists, is a run's, and is unfinished
     torchrun_env()  # bad torchrun variables: one line, before the run folder is made
-    vendors.check_device(cfg.device, cfg.vendor)
+    Device.check(cfg.device, cfg.vendor)
 
 
 def claim_folder(cfg: Config, resume: str | Path | None, main: bool) -> rundir.RunLock | None:
@@ -116,9 +115,7 @@ def _run_case(
     cfg: Config, d: Dist, run_dir: Path | None, resumed: bool, e2e_start: float
 ) -> tuple[Path | None, Result | None]:
     """Questions, run log, model, passes, then (rank 0) the result document and its files."""
-    vendor = vendors.open_vendor(cfg.device, cfg.vendor)
-    env = environment.collect(cfg.device, vendor)
-    sampler = MemorySampler(vendor, cfg.mem_sample_interval_s).start()
+    dev = Device.open(cfg.device, cfg.vendor, cfg.mem_sample_interval_s)
     log: NoLog = NoLog()
     try:
         q = step(d, "loading data", load_questions, cfg)
@@ -135,11 +132,10 @@ def _run_case(
         )
         log = step(d, "opening the run log", open_log, cfg, d, run_dir, resumed, q, e2e_start)
         model, info, model_load_s = step(d, "loading the model", load_weights, cfg)
-        sampler.sample()
-        passes, energy = run_passes(cfg, d, model, q, log, vendor, sampler, resumed)
+        dev.sample()
+        passes, energy = run_passes(cfg, d, model, q, log, dev, resumed)
     finally:
-        memory = sampler.stop()
-        vendor.close()
+        memory = dev.close()
         log.close()
     memories = all_gather(d, memory)
     if not d.is_main:
@@ -153,7 +149,7 @@ def _run_case(
     }
     result = results.assemble(
         cfg=cfg,
-        env=env,
+        env=dev.environment,
         model_info=info,
         prompts=q.prompts,
         passes=passes,
@@ -162,7 +158,7 @@ def _run_case(
         e2e_s=e2e_s,
         timings=timings,
         flops_per_token=fpt,
-        warnings=[w for w in [sampler.warning] if w] + fpt_warnings,
+        warnings=dev.warnings + fpt_warnings,
         devices=d.world,
         resume=resume_doc,
         energy=energy,
