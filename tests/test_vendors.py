@@ -184,7 +184,7 @@ def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_di
         plain
     )
     assert {".passes.infer.energy_j", ".memory.source", ".metrics.mfu"} <= key_shape(plain)
-    # A GPU run through the NVIDIA plug-in (H200, bench/results/2026-11-28_h200_final, lists
+    # A GPU run through the NVIDIA plug-in (H200, bench/results/2026-11-28_h200x2_fp8, lists
     # cut to one item) has the same shape too, up to keys that are data: subject names, the
     # case's engines/reference/peaks in the config echo, the vendor's version entries.
     gpu = json.loads((FIXTURES / "h200_result.json").read_text(encoding="utf-8"))
