@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# One exploratory device call (2-GPU machine), as run on 2026-11-28 (session 3):
+# One exploratory GPU run (2-GPU machine), as run on 2026-11-28:
 #   GPU1: the reference method (inductor, infer only) over all 14042 questions, from the frozen
 #         tree .devdata/refcode (git archive of the commit named in .devdata/refcode/COMMIT),
 #         interrupted with SIGINT at REF_STOP_S; its run folder comes back under $OUT/runs and
 #         is resumed by the next call (bench/device_final.sh) from the same frozen tree.
 #         REF=0 leaves it out (a one-GPU machine: as run on 2026-11-28, when no 2-GPU machine
-#         was lent).
+#         was at hand).
 #   GPU0: bench/kernel_profile.py on the infer engine and the val method, then bench/valspeed.py
 #         settings for val memory/speed and infer tuning.
 set -uo pipefail

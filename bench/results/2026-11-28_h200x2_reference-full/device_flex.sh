@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The second exploring call of 2026-11-28 (session 4), 2 GPUs, ending inside BUDGET_S:
+# The second exploring run of 2026-11-28 (this folder), 2 GPUs, ending inside BUDGET_S:
 #   GPU 0: bench/valspeed.py with Inductor's prologue fusion on and off (the profile's attention
 #          kernel is a FlexAttention template with the q/k RoPE and the carry's cat fused into
 #          its loads), then bench/kernel_profile.py of the best setting

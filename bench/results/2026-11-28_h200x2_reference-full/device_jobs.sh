@@ -1,4 +1,4 @@
-# Sourced by the session-4 device scripts (device_tune.sh, device_flex.sh, device_measure.sh)
+# Sourced by the scripts of this folder (device_tune.sh, device_flex.sh, device_measure.sh)
 # after they set T0 and END (the deadline, epoch seconds), W (scratch folder) and L (its logs).
 # Puts the model config/tokenizer and MMLU (dev/ + test/) at the fixed paths /tmp/ds and
 # /tmp/mmlu, which a resumable run's config names on every machine; records the machine and

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Ran at 3f56ae4; the attention_inputs option it sweeps was removed after this measurement
 # (8a9f267), so it does not run on later commits.
-# Session 5, call 2 (one GPU, ending inside BUDGET_S): how q/k/v reach FlexAttention.
+# Run 2 of this folder (one GPU, ending inside BUDGET_S): how q/k/v reach FlexAttention.
 # bench/attn_split.py timed FlexAttention alone on real packs at 1.4-1.6 ms per layer for packs
 # whose engine profile shows 3.46 ms; this compares the engine's attention_inputs settings on
 # the same sample in one process (valspeed) and profiles the kernels of two of them.

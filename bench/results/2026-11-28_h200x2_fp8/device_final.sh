@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The session's measuring call (random weights of the real configs, full test split), as run on
-# 2026-11-28 (session 3). One GPU runs, in order of importance, each step capped so that the
+# 2026-11-28 (bench/results/2026-11-28_h200x2_fp8). One GPU runs, in order of importance, each step capped so that the
 # call ends inside BUDGET_S seconds:
 #   1. the deepseek case, defaults, fp16 (`mmlubench run --random-weights`)
 #   2. the infer pass in fp8 (`--precision fp8 --no-validation`; its agreement with the fp16

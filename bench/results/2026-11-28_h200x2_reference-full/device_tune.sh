@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The exploring call of 2026-11-28 (session 4), on a 2-GPU machine, ending inside BUDGET_S:
+# The exploring run of 2026-11-28 (this folder), on a 2-GPU machine, ending inside BUDGET_S:
 #   GPU 0: 1. bench/smol_fp8.sh: the real SmolLM2-135M in fp16 and fp8 over the full test split
 #             (its GGUF came in three parts over the calls before: .devdata/xfer)
 #          2. bench/valspeed.py: FlexAttention kernel options of the infer engine on a sample

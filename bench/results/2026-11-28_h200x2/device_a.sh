@@ -2,7 +2,7 @@
 # As run on 2026-11-28 (call A; see bench/results/2026-11-28_h200x2/README.md). Caveat found
 # then: with CODE set to another tree, `python3 -m mmlubench` still imports the checkout's own
 # package (the working directory comes first on sys.path): run it from the tree under test.
-# Two device calls on one 2-GPU machine (random weights of the real configs, fp16, full test set).
+# Two GPU runs on one 2-GPU machine (random weights of the real configs, fp16, full test set).
 #   CALL=A  GPU0: deepseek full case (cold compile), infer again (warm compile cache),
 #                 the reference method on the fixed 342-question sample (--limit 6);
 #           GPU1: the reference method (inductor, infer only) over all 14042 questions,

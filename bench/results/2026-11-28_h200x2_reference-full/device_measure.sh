@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The measuring call of 2026-11-28 (session 4), on a 2-GPU machine, ending inside BUDGET_S:
+# The measuring run of 2026-11-28 (this folder), on a 2-GPU machine, ending inside BUDGET_S:
 #   GPU 0: 1. the deepseek case, defaults, fp16 (cold Inductor cache)
 #          2. its infer pass again on the same machine (`--no-validation`): the warm compile
 #          3. the case in fp8 WITH its fp16 val pass: in-run agreement and letter-logit L2

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The measuring call of 2026-11-28 (session 5), one GPU, ending inside BUDGET_S: the deepseek
+# The measuring run of 2026-11-28 (bench/results/2026-11-28_h200_power), one GPU, ending inside BUDGET_S: the deepseek
 # case with defaults (cold Inductor cache), then its infer pass again (warm compile), with the
 # memory/power/clock sampler every second so each pass's median compute clock has ~40 samples.
 set -uo pipefail
