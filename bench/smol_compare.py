@@ -1,4 +1,5 @@
-"""The real-model comparison of issue 12: SmolLM2-135M runs side by side (bench/smol_fp8.sh).
+"""The real-model comparison of fp8 and fp16: SmolLM2-135M runs side by side (smol_fp8.sh, kept
+in bench/results/2026-11-28_h200x2_reference-full/).
 
 For each run's result.json: val and infer accuracy under the reference and choices rules, the
 in-run val/infer agreement (same letter under both rules, same top token) and the relative L2

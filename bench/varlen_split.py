@@ -1,5 +1,5 @@
 """Packed attention as two variable-length attention calls merged by log-sum-exp: an experiment
-of 2026-11-28 (session 5), timed against FlexAttention by bench/attn_split.py. The engine does
+of 2026-11-28, timed against FlexAttention by bench/attn_split.py. The engine does
 not use it: on an H200 with torch 2.11 it did not beat FlexAttention (docs/DESIGN.md).
 
 The shared-prefix engine's mask lets a suffix token see its prefix and its own segment. This

@@ -1,10 +1,11 @@
-"""The 13 attacks of issue 11 that once ended badly, end to end through the command line.
+"""The 13 attacks of the README's table that once ended badly, end to end through the command
+line.
 
 Each must end with exit status 2, exactly one `mmlubench: error:` line on stderr (nothing else
 there: no traceback, no LOAD REPORT table, no warning), and no result.json. A good run over the
 same inputs is checked first, so every attack fails for the reason it claims and not for another.
-Items 7, 8, 12 (R1) and 9 (R2) were fixed by other helpers; their own tests go further (the
-20-run abort loop, stale locks); here each is checked once with the same contract.
+Items 7, 8, 9 and 12 have tests of their own that go further (the 20-run abort loop, stale
+locks); here each is checked once with the same contract.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A newcomer's first commands (issue 11): --version, help that shows the defaults, a download
+"""A newcomer's first commands: --version, help that shows the defaults, a download
 help without run flags, the engines listing, and a demo that stays out of the clone."""
 
 from __future__ import annotations

@@ -288,7 +288,7 @@ def test_unquoted_null_engine_section(tmp_path):
     assert cfg.engines["null"] == {"batch_size": 2}
 
 
-# ---- issue 11: duplicate keys, one-line YAML errors, seed and flops checked up front --------
+# ---- duplicate keys, one-line YAML errors, seed and flops checked up front --------
 
 
 @pytest.mark.parametrize(

@@ -269,7 +269,7 @@ def test_real_crlf_file_matches_the_csv_module(mmlu_dir):
     assert not any("\r" in c for row in expected for c in row)
 
 
-# ---- issue 11: files that exist but cannot be read as a CSV --------------------------------
+# ---- files that exist but cannot be read as a CSV --------------------------------
 
 
 def test_unreadable_csv_is_one_error(tmp_path, monkeypatch):

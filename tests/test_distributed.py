@@ -137,7 +137,7 @@ def test_a_failing_rank_fails_every_rank(tmp_path, tiny_model_dir, mmlu_dir):
 
 
 def test_a_failing_rank_always_exits_2(tmp_path, tiny_model_dir, mmlu_dir):
-    """Issue 11 item 12: gloo's teardown once aborted a failing rank now and then ("terminate
+    """gloo's teardown once aborted a failing rank now and then ("terminate
     called without an active exception", status -6) after the right message. 20 launches, two
     at a time, of two ranks where rank 1 lacks the data: every rank exits 2 with one line."""
     import concurrent.futures

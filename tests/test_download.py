@@ -87,7 +87,7 @@ def test_path_escaping_the_folder_is_refused(tmp_path):
     assert not list(tmp_path.rglob("escaped.txt"))
 
 
-# ---- issue 11: no network, a refusing Hub, a local data.tar --------------------------------
+# ---- no network, a refusing Hub, a local data.tar --------------------------------
 
 
 class Unreachable(OSError):

@@ -102,7 +102,7 @@ def test_tokenizer_folder_errors(tmp_path):
         load_tokenizer(tmp_path)
 
 
-# ---- issue 11: no code from the folder, no silent random layers, no bars when asked --------
+# ---- no code from the folder, no silent random layers, no bars when asked --------
 
 
 def test_remote_code_refused_even_for_random_weights(tmp_path, tiny_model_dir):

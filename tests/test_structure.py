@@ -252,7 +252,7 @@ def test_module_at_most_300_lines(name: str) -> None:
     assert lines <= MAX_MODULE_LINES, f"{MODULES[name]}: {lines} lines"
 
 
-# Issue 13: the NVIDIA plug-in is the one module that may call torch.cuda; everything else
+# The NVIDIA plug-in is the one module that may call torch.cuda; everything else
 # goes through device/accel.py (torch.accelerator) or the vendor plug-in.
 CUDA_ALLOWED = {"mmlubench.device.vendors.nvidia"}
 

@@ -165,7 +165,8 @@ def load_tokenizer(path: str | Path):
         if where == tok_json:
             check_bos_known(tok_json, special)
             return PreTrainedTokenizerFast(tokenizer_file=str(tok_json), **special)
-        # trust_remote_code=False: never code from the folder, never a prompt (issue 11)
+        # trust_remote_code=False: never code from the folder, never a prompt (README, "When
+        # things go wrong")
         return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     except ModelError:
         raise

@@ -1,4 +1,4 @@
-"""The few device calls a run makes outside the engines, in one place, for any accelerator.
+"""What a run asks of the device outside the engines, in one place, for any accelerator.
 
 The runner and the memory code never call a backend module (`torch.cuda`, `torch.xpu`, ...)
 directly: they call these functions with the run's device. Each goes through `torch.accelerator`

@@ -1,7 +1,7 @@
 """The whole last-position logits of a fixed sample of questions, kept in every pass, so that a
 run can say how far its infer engine's logits are from the plain model's (val) over the whole
 vocabulary, not only over the four answer letters (result.json's
-`accuracy.agreement_val_infer.logits_rel_l2_*`; fp8's accuracy cost, issue 12). Both distances,
+`accuracy.agreement_val_infer.logits_rel_l2_*`: what fp8 costs shows there). Both distances,
 the sample's and the answer letters' of every question, are `row_ratios` summarized by
 `mean_max`.
 

@@ -90,9 +90,10 @@ def plugin_for(device_type: str) -> str:
 def open_vendor(device: str | torch.device, name: str | None = None) -> Vendor:
     """The plug-in object for one device: `name`'s plug-in, or the device type's.
 
-    The device calls the plug-in does its own way (`Vendor.device_ops`: its synchronize, or
-    torch.cuda's calls where torch.accelerator lacks one) are registered with `accel`, so the
-    runner's device calls (accel.synchronize around every timed call) go through them."""
+    The operations the plug-in does its own way (`Vendor.device_ops`: its synchronize, or
+    torch.cuda's functions where torch.accelerator lacks one) are registered with `accel`, so
+    what the runner asks of the device (accel.synchronize around every timed call) goes through
+    them."""
     device = torch.device(device)
     name = name or plugin_for(device.type)
     vendor = load_plugin(name)(device)

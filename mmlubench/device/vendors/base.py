@@ -79,9 +79,10 @@ class Vendor:
             sync(self.device)
 
     def device_ops(self) -> accel.DeviceOps | None:
-        """The device calls (accel.DeviceOps) this plug-in does its own way, registered with
-        `accel` for the run so the runner's device calls go through them; None: all generic
-        (torch.accelerator). By default: its `synchronize`, where a subclass overrides it."""
+        """The operations (accel.DeviceOps) this plug-in does its own way, registered with
+        `accel` for the run so that what the runner asks of the device goes through them; None:
+        all generic (torch.accelerator). By default: its `synchronize`, where a subclass
+        overrides it."""
         if type(self).synchronize is Vendor.synchronize:
             return None
         return accel.DeviceOps(synchronize=lambda _: self.synchronize())
