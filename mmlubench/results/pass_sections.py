@@ -76,7 +76,7 @@ def pass_section(
             },
             timeline=p.timeline,
             per_rank=p.per_rank,
-            # Batches that ran out of device memory and were retried split (see passes.back_off).
+            # Batches that ran out of device memory and were retried split (see run/backoff.py).
             oom_backoff_count=len(p.oom_backoffs),
             oom_backoffs=p.oom_backoffs,
             **(energy or {}),
