@@ -43,30 +43,41 @@ def partial(run: str) -> dict:
     start = next((r for r in records if r.get("kind") == "pass_start"), {})
     tokens = sum(r["prompt_tokens"] for r in batches)
     core = sum(r["core_time_s"] for r in batches)
-    return {"run": run, "questions": sum(len(r["rows"]) for r in batches),
-            "prompt_tokens": tokens, "core_time_s": core,
-            "core_tok_per_s": tokens / core if core else None,
-            "compile_time_s": start.get("compile_time_s"),
-            "last_batch_t_s": batches[-1]["t_s"] if batches else None}
+    return {
+        "run": run,
+        "questions": sum(len(r["rows"]) for r in batches),
+        "prompt_tokens": tokens,
+        "core_time_s": core,
+        "core_tok_per_s": tokens / core if core else None,
+        "compile_time_s": start.get("compile_time_s"),
+        "last_batch_t_s": batches[-1]["t_s"] if batches else None,
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--pair", nargs=2, action="append", default=[], metavar="RUN:PASS")
     ap.add_argument("--partial", action="append", default=[], metavar="RUN")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    doc = {"pairs": [agreement(a, b) for a, b in args.pair],
-           "partial": [partial(r) for r in args.partial]}
+    doc = {
+        "pairs": [agreement(a, b) for a, b in args.pair],
+        "partial": [partial(r) for r in args.partial],
+    }
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
     for p in doc["pairs"]:
-        print(f"{p['a']} vs {p['b']}: {p['questions']} questions, top id "
-              f"{p['same_top_id']:.2%}, reference {p['same_reference']:.2%}, choices "
-              f"{p['same_choices']:.2%}")
+        print(
+            f"{p['a']} vs {p['b']}: {p['questions']} questions, top id "
+            f"{p['same_top_id']:.2%}, reference {p['same_reference']:.2%}, choices "
+            f"{p['same_choices']:.2%}"
+        )
     for p in doc["partial"]:
-        print(f"{p['run']}: {p['questions']} questions, {p['prompt_tokens']} tokens, core "
-              f"{p['core_time_s']:.1f} s, {p['core_tok_per_s']:,.0f} tok/s core")
+        print(
+            f"{p['run']}: {p['questions']} questions, {p['prompt_tokens']} tokens, core "
+            f"{p['core_time_s']:.1f} s, {p['core_tok_per_s']:,.0f} tok/s core"
+        )
 
 
 if __name__ == "__main__":

@@ -30,16 +30,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.logits import KeepLogits
-from mmlubench import accel
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, choice_token_ids, load_tokenizer
+from mmlubench.device import accel
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request
 from mmlubench.engines.packed_attention import decoder_layers, layer_windows
-from mmlubench.logit_sample import mean_max, row_ratios
-from mmlubench.metrics import peak_flops
-from mmlubench.model import load_model
-from mmlubench.passes import run_pass
-from mmlubench.prompts import build_prompts, choice_token_ids, load_tokenizer
+from mmlubench.model.load import load_model
+from mmlubench.results.logit_sample import mean_max, row_ratios
+from mmlubench.results.metrics import peak_flops
+from mmlubench.run.passes import run_pass
 
 DEVICE = "cuda"  # --device
 
@@ -112,8 +112,9 @@ def device_name() -> str:
 
 
 def pass_logits(model, name: str, options: dict, requests, tokenizer) -> tuple:
-    engine = KeepLogits(engine_class(name)(model, engine_options(name, options), DEVICE),
-                        len(requests))
+    engine = KeepLogits(
+        engine_class(name)(model, engine_options(name, options), DEVICE), len(requests)
+    )
     result = run_pass(name, engine, requests, choice_token_ids(tokenizer), progress=False)
     return result, engine.logits
 
@@ -135,33 +136,47 @@ def speed(model, requests, tokenizer, packs: int) -> dict:
     with Sampler() as s:  # the same engine: built (and its projections fused) once
         result = run_pass("infer", engine, subset, choice_token_ids(tokenizer), progress=False)
     w = result.work
-    flops = (w.tokens * linear_flops_per_token(model) + attention_flops(model, w)
-             + w.logit_rows * 2 * model.config.hidden_size * model.config.vocab_size)
+    flops = (
+        w.tokens * linear_flops_per_token(model)
+        + attention_flops(model, w)
+        + w.logit_rows * 2 * model.config.hidden_size * model.config.vocab_size
+    )
     peak = peak_flops(device_name(), "fp16")
-    return {"packs_timed": result.batches, "questions": len(subset),
-            "prompt_tokens": result.prompt_tokens, "computed_tokens": w.tokens,
-            "compile_s": result.compile_time_s, "core_s": result.core_time_s,
-            "p_infer_core_tok_s": result.prompt_tokens / result.core_time_s,
-            "computed_tok_s": w.tokens / result.core_time_s,
-            "executed_tflop": flops / 1e12,
-            "mfu_computed": flops / result.core_time_s / peak if peak else None,
-            "torch_peak_allocated_gib": (accel.peak_allocated_bytes(DEVICE) or 0) / 2**30,
-            **s.medians(), "compile_phases": compile_phases()}
+    return {
+        "packs_timed": result.batches,
+        "questions": len(subset),
+        "prompt_tokens": result.prompt_tokens,
+        "computed_tokens": w.tokens,
+        "compile_s": result.compile_time_s,
+        "core_s": result.core_time_s,
+        "p_infer_core_tok_s": result.prompt_tokens / result.core_time_s,
+        "computed_tok_s": w.tokens / result.core_time_s,
+        "executed_tflop": flops / 1e12,
+        "mfu_computed": flops / result.core_time_s / peak if peak else None,
+        "torch_peak_allocated_gib": (accel.peak_allocated_bytes(DEVICE) or 0) / 2**30,
+        **s.medians(),
+        "compile_phases": compile_phases(),
+    }
 
 
 def parity(model, requests, tokenizer, n: int) -> dict:
     pick = np.linspace(0, len(requests) - 1, n).round().astype(int)
     sample = [requests[i] for i in pick]
-    ref, want = pass_logits(model, "eager", {"method": "padded", "batch_size": 1}, sample,
-                            tokenizer)
+    ref, want = pass_logits(
+        model, "eager", {"method": "padded", "batch_size": 1}, sample, tokenizer
+    )
     got_r, got = pass_logits(model, "shared-prefix", {}, sample, tokenizer)
     ratios = row_ratios(want.numpy(), got.numpy())
     letters = choice_token_ids(tokenizer)
     same_letter = (want[:, letters].argmax(1) == got[:, letters].argmax(1)).float().mean()
     mean, worst = mean_max(ratios)
-    return {"questions": n, "same_top_token": int((ref.top_ids == got_r.top_ids).sum()),
-            "same_choice_letter": float(same_letter), "rel_l2_mean": mean,
-            "rel_l2_max": worst}
+    return {
+        "questions": n,
+        "same_top_token": int((ref.top_ids == got_r.top_ids).sum()),
+        "same_choice_letter": float(same_letter),
+        "rel_l2_mean": mean,
+        "rel_l2_max": worst,
+    }
 
 
 def one(model_dir: Path, mmlu_dir: Path, packs: int, n_parity: int) -> dict:
@@ -171,8 +186,12 @@ def one(model_dir: Path, mmlu_dir: Path, packs: int, n_parity: int) -> dict:
     requests = [Request(p.ids, p.prefix_len) for p in prompts]
     precision = "fp16" if DEVICE.startswith("cuda") else "fp32"
     model, info = load_model(model_dir, precision, DEVICE, random_weights=True, progress=False)
-    out = {"model": model_dir.name, "architecture": info.architecture,
-           "params": info.n_params, "setup_s": time.perf_counter() - t0}
+    out = {
+        "model": model_dir.name,
+        "architecture": info.architecture,
+        "params": info.n_params,
+        "setup_s": time.perf_counter() - t0,
+    }
     try:
         out["speed"] = speed(model, requests, tokenizer, packs)
         out["parity"] = parity(model, requests, tokenizer, n_parity)
@@ -186,8 +205,11 @@ def one(model_dir: Path, mmlu_dir: Path, packs: int, n_parity: int) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | p_infer_core | mfu_computed | compile s | peak GiB | clock MHz | "
-             "same top | rel L2 mean/max |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | p_infer_core | mfu_computed | compile s | peak GiB | clock MHz | "
+        "same top | rel L2 mean/max |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         s, p = r.get("speed", {}), r.get("parity", {})
         if "error" in r:
@@ -197,21 +219,24 @@ def table(rows: list[dict]) -> str:
             f"| {r['model']} | {s['p_infer_core_tok_s']:,.0f} | {s['mfu_computed'] or 0:.1%} | "
             f"{s['compile_s']:.1f} | {s['torch_peak_allocated_gib']:.1f} | "
             f"{s['sm_clock_mhz_median']} | {p['same_top_token']}/{p['questions']} | "
-            f"{p['rel_l2_mean']:.1e}/{p['rel_l2_max']:.1e} |")
+            f"{p['rel_l2_mean']:.1e}/{p['rel_l2_max']:.1e} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("model_dirs", nargs="+", type=Path, help="folders with config.json and "
-                    "a tokenizer")
+    ap.add_argument(
+        "model_dirs", nargs="+", type=Path, help="folders with config.json and a tokenizer"
+    )
     ap.add_argument("--mmlu-dir", type=Path, required=True)
     ap.add_argument("--packs", type=int, default=8, help="packs timed per model")
     ap.add_argument("--parity", type=int, default=200, help="questions compared per model")
     ap.add_argument("--out", type=Path, required=True, help="JSON written after each model")
     ap.add_argument("--device", default="cuda", help="cuda (fp16) or cpu (fp32, a smoke run)")
-    ap.add_argument("--deadline", type=float, default=1e9,
-                    help="seconds: no new model is started after this")
+    ap.add_argument(
+        "--deadline", type=float, default=1e9, help="seconds: no new model is started after this"
+    )
     args = ap.parse_args()
     global DEVICE
     DEVICE = args.device
@@ -221,8 +246,11 @@ def main() -> None:
             rows.append({"model": d.name, "error": "not run: deadline"})
             continue
         rows.append(one(d, args.mmlu_dir, args.packs, args.parity))
-        args.out.write_text(json.dumps({"device": device_name(),
-                                        "torch": torch.__version__, "rows": rows}, indent=1))
+        args.out.write_text(
+            json.dumps(
+                {"device": device_name(), "torch": torch.__version__, "rows": rows}, indent=1
+            )
+        )
         print(json.dumps(rows[-1]), flush=True)
     print(table(rows))
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, load_tokenizer
 from mmlubench.engines.base import Request
 from mmlubench.engines.packing import plan_packs
-from mmlubench.prompts import build_prompts, load_tokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))
 import varlen_split as varlen
@@ -58,11 +58,16 @@ def measure(p, bm, flex, split, shape: tuple[int, int, int], args, errors: dict)
     t0 = time.perf_counter()
     L = varlen.layout(p.seg_start, p.pre_start, p.pre_end, fill, args.prefix_keys)
     layout_s = time.perf_counter() - t0
-    lt = [torch.from_numpy(a).to(dev) for a in (L.cu_own, L.cu_q, L.cu_k, L.prefix_idx,
-                                                 L.has_prefix)]
+    lt = [
+        torch.from_numpy(a).to(dev) for a in (L.cu_own, L.cu_q, L.cu_k, L.prefix_idx, L.has_prefix)
+    ]
     lens = torch.from_numpy(L.lens)
-    pairs = int(((np.arange(T)[:fill] + C + 1 - p.seg_start[:fill])
-                 + (p.pre_end[:fill] - p.pre_start[:fill])).sum())
+    pairs = int(
+        (
+            (np.arange(T)[:fill] + C + 1 - p.seg_start[:fill])
+            + (p.pre_end[:fill] - p.pre_start[:fill])
+        ).sum()
+    )
     ref = run_flex()
     # FlexAttention right after a large GEMM, as in the engine (a clock that drops under load
     # would show here): the pair's time less the GEMM's alone
@@ -70,15 +75,22 @@ def measure(p, bm, flex, split, shape: tuple[int, int, int], args, errors: dict)
     wg = torch.randn(22016, 4096, device=dev, dtype=torch.float16) * 0.02
     gemm_ms = timed(lambda: xg @ wg.t(), args.reps) * 1e3
     pair_ms = timed(lambda: (xg @ wg.t(), run_flex()), args.reps) * 1e3
-    row = {"fill": fill, "lens": L.lens.tolist(), "layout_ms": layout_s * 1e3,
-           "useful_gflop": 4 * pairs * H * D / 1e9, "flex_ms": timed(run_flex, args.reps) * 1e3,
-           "flex_after_gemm_ms": pair_ms - gemm_ms}
+    row = {
+        "fill": fill,
+        "lens": L.lens.tolist(),
+        "layout_ms": layout_s * 1e3,
+        "useful_gflop": 4 * pairs * H * D / 1e9,
+        "flex_ms": timed(run_flex, args.reps) * 1e3,
+        "flex_after_gemm_ms": pair_ms - gemm_ms,
+    }
     for backend in varlen.BACKENDS:
         for mode, fn in (("eager", varlen.split_attention), ("compiled", split)):
             key = f"{backend}_{mode}"
             try:
+
                 def go(fn=fn, backend=backend):
                     return fn(q, ka, va, C, *lt, lens, backend)
+
                 d = go()[:fill].float() - ref[:fill].float()
                 row[key + "_maxabs"] = d.abs().max().item()
                 row[key + "_rel_l2"] = (d.norm() / ref[:fill].float().norm()).item()
@@ -87,24 +99,42 @@ def measure(p, bm, flex, split, shape: tuple[int, int, int], args, errors: dict)
                 errors[key] = f"{type(e).__name__}: {e}"[:400]
         try:  # the two calls alone (no gather, no merge)
             kp, vp = ka.index_select(0, lt[3]), va.index_select(0, lt[3])
-            row[f"{backend}_own_ms"] = timed(lambda b=backend: varlen.varlen_attention(
-                q, ka[C:], va[C:], lt[0], lt[0], lens[:3], True, b), args.reps) * 1e3
-            row[f"{backend}_prefix_ms"] = timed(lambda b=backend, k=kp, v=vp: (
-                varlen.varlen_attention(q, k, v, lt[1], lt[2], lens[3:], False, b)), args.reps
-            ) * 1e3
+            row[f"{backend}_own_ms"] = (
+                timed(
+                    lambda b=backend: varlen.varlen_attention(
+                        q, ka[C:], va[C:], lt[0], lt[0], lens[:3], True, b
+                    ),
+                    args.reps,
+                )
+                * 1e3
+            )
+            row[f"{backend}_prefix_ms"] = (
+                timed(
+                    lambda b=backend, k=kp, v=vp: varlen.varlen_attention(
+                        q, k, v, lt[1], lt[2], lens[3:], False, b
+                    ),
+                    args.reps,
+                )
+                * 1e3
+            )
         except Exception as e:
             errors[backend + "_calls"] = f"{type(e).__name__}: {e}"[:400]
     return row
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--mmlu-dir", required=True)
     ap.add_argument("--every", type=int, default=8)
-    ap.add_argument("--every-subject", type=int, default=1,
-                    help="plan only every Nth subject (bench/kernel_profile.py's sample: 8)")
+    ap.add_argument(
+        "--every-subject",
+        type=int,
+        default=1,
+        help="plan only every Nth subject (bench/kernel_profile.py's sample: 8)",
+    )
     ap.add_argument("--first", type=int, default=0, help="first pack taken")
     ap.add_argument("--count", type=int, default=1000, help="most packs taken")
     ap.add_argument("--reps", type=int, default=20)
@@ -122,8 +152,11 @@ def main() -> None:
     D = cfg["hidden_size"] // H
     data = load_mmlu(args.mmlu_dir, "test")
     keep = set(data.subjects[:: args.every_subject])
-    prompts = [p for p in build_prompts(data, load_tokenizer(args.model_dir), "reference", 5, 2048)
-               if p.subject in keep]
+    prompts = [
+        p
+        for p in build_prompts(data, load_tokenizer(args.model_dir), "reference", 5, 2048)
+        if p.subject in keep
+    ]
     reqs = [Request(p.ids, p.prefix_len) for p in prompts]
     T, C = args.pack_tokens, args.carry_tokens
     packs = [b.payload for b in plan_packs(reqs, T, 1024, True, carry_tokens=C)]
@@ -145,8 +178,11 @@ def main() -> None:
         seg.copy_(torch.from_numpy(p.seg_start))
         ps.copy_(torch.from_numpy(p.pre_start))
         pe.copy_(torch.from_numpy(p.pre_end))
-        bm = BlockMask.from_kv_blocks(*[torch.from_numpy(a).to(dev)[None, None]
-                                        for a in p.blocks], BLOCK_SIZE=128, mask_mod=mask_mod)
+        bm = BlockMask.from_kv_blocks(
+            *[torch.from_numpy(a).to(dev)[None, None] for a in p.blocks],
+            BLOCK_SIZE=128,
+            mask_mod=mask_mod,
+        )
         row = {"pack": args.first + n * args.every}
         row.update(measure(p, bm, flex, split, (H, Hk, D), args, errors))
         rows.append(row)
@@ -154,19 +190,28 @@ def main() -> None:
     keys = [k for k in rows[0] if k.endswith("_ms") and k != "layout_ms"]
     total = {k: sum(r.get(k, float("nan")) for r in rows) for k in keys}
     gflop = sum(r["useful_gflop"] for r in rows)
-    print(f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}, {len(rows)} packs, "
-          f"H={H} Hkv={Hk} D={D}; one layer's attention per pack")
+    print(
+        f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}, {len(rows)} packs, "
+        f"H={H} Hkv={Hk} D={D}; one layer's attention per pack"
+    )
     print(f"{'method':24} {'ms/pack':>9} {'vs flex':>8} {'useful TFLOP/s':>15}")
     for k in keys:
         ms = total[k] / len(rows)
-        print(f"{k:24} {ms:9.3f} {total['flex_ms'] / total[k]:8.2f}x "
-              f"{gflop / total[k]:15.1f}")
+        print(f"{k:24} {ms:9.3f} {total['flex_ms'] / total[k]:8.2f}x {gflop / total[k]:15.1f}")
     for k, e in errors.items():
         print("error", k, e)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                       "rows": rows, "errors": errors}, f, indent=1)
+            json.dump(
+                {
+                    "device": torch.cuda.get_device_name(),
+                    "torch": torch.__version__,
+                    "rows": rows,
+                    "errors": errors,
+                },
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

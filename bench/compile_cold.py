@@ -26,8 +26,12 @@ def main() -> None:
     ap = model_args(__doc__)
     ap.add_argument("--cache-dir", required=True, help="Inductor and Triton caches (new: cold)")
     ap.add_argument("--pool", choices=("ready", "late"), default="late")
-    ap.add_argument("--try", dest="setting", default="shared-prefix",
-                    help="engine:opt=v,... as bench/valspeed.py --try")
+    ap.add_argument(
+        "--try",
+        dest="setting",
+        default="shared-prefix",
+        help="engine:opt=v,... as bench/valspeed.py --try",
+    )
     ap.add_argument("--subjects", type=int, default=3, help="first N subjects' questions")
     args = ap.parse_args()
     cache = Path(args.cache_dir)
@@ -37,11 +41,11 @@ def main() -> None:
     t0 = time.perf_counter()
     import torch
 
-    from mmlubench.data import load_mmlu
+    from mmlubench.data.mmlu import load_mmlu
+    from mmlubench.data.prompts import build_prompts, load_tokenizer
     from mmlubench.engines import compile_pool, engine_class, engine_options
     from mmlubench.engines.base import Request
-    from mmlubench.model import load_model
-    from mmlubench.prompts import build_prompts, load_tokenizer
+    from mmlubench.model.load import load_model
 
     pool_s = None
     if args.pool == "ready":
@@ -52,10 +56,13 @@ def main() -> None:
     data = load_mmlu(args.mmlu_dir, "test")
     keep = set(data.subjects[: args.subjects])
     tok = load_tokenizer(args.model_dir)
-    reqs = [Request(p.ids, p.prefix_len) for p in build_prompts(data, tok, progress=False)
-            if p.subject in keep]
+    reqs = [
+        Request(p.ids, p.prefix_len)
+        for p in build_prompts(data, tok, progress=False)
+        if p.subject in keep
+    ]
     model, _ = load_model(args.model_dir, args.precision, args.device, random_weights=True)
-    from mmlubench import accel
+    from mmlubench.device import accel
 
     def sync() -> None:
         accel.synchronize(args.device)
@@ -79,10 +86,20 @@ def main() -> None:
             first.append(time.perf_counter() - t)
     from torch._dynamo.utils import compile_times
 
-    print(json.dumps({"setting": args.setting, "pool": args.pool, "cache": "cold" if cold
-                      else "warm", "pool_ready_s": pool_s, "compile_s": compile_s,
-                      "first_packs_s": first, "process_s": time.perf_counter() - t0,
-                      "phases": compile_times(repr="str", aggregate=True)}))
+    print(
+        json.dumps(
+            {
+                "setting": args.setting,
+                "pool": args.pool,
+                "cache": "cold" if cold else "warm",
+                "pool_ready_s": pool_s,
+                "compile_s": compile_s,
+                "first_packs_s": first,
+                "process_s": time.perf_counter() - t0,
+                "phases": compile_times(repr="str", aggregate=True),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

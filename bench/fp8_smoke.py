@@ -29,8 +29,8 @@ import torch
 
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request
-from mmlubench.metrics import ModelShape, peak_flops, work_flops
-from mmlubench.model import load_model
+from mmlubench.model.load import load_model
+from mmlubench.results.metrics import ModelShape, peak_flops, work_flops
 
 # fp8's logits against fp16's: two unrelated vectors of equal norm are ~1.41 apart; random
 # weights of the 7B config give 0.64 mean, 0.73 max at 30 layers (quantization error compounds
@@ -80,8 +80,9 @@ def run(name: str, model, batch, options: dict, iters: int, device: str) -> dict
     profiled forward ({name: (launches, ms)})."""
     step = f"{name}: engine set-up"
     try:
-        engine = engine_class("shared-prefix")(model, engine_options("shared-prefix", options),
-                                               device)
+        engine = engine_class("shared-prefix")(
+            model, engine_options("shared-prefix", options), device
+        )
         with torch.inference_mode():
             step = f"{name}: compile and warm-up (engine.warmup)"
             t = time.perf_counter()
@@ -99,8 +100,9 @@ def run(name: str, model, batch, options: dict, iters: int, device: str) -> dict
                 times.append(time.perf_counter() - t)
             step = f"{name}: profiled forward"
             kind = "CUDA" if device.startswith("cuda") else "CPU"
-            with torch.profiler.profile(activities=[getattr(torch.profiler.ProfilerActivity,
-                                                            kind)]) as p:
+            with torch.profiler.profile(
+                activities=[getattr(torch.profiler.ProfilerActivity, kind)]
+            ) as p:
                 engine.forward(inputs)
                 sync(device)
     except Exception as e:  # the lead sends this output back: say where and what
@@ -112,28 +114,37 @@ def run(name: str, model, batch, options: dict, iters: int, device: str) -> dict
             launches[e.name] += 1
             ms[e.name] += e.device_time / 1e3
     out_dtype = getattr(engine.layer_fn.keywords.get("linear"), "keywords", {}).get("out_dtype")
-    return {"compile_s": compile_s, "pack_s": statistics.median(times), "times_s": times,
-            "logits": logits.float().cpu(), "kernels": sum(launches.values()),
-            "by_kernel": {k: (launches[k], ms[k]) for k in launches},
-            "scaled_mm_out": str(out_dtype) if out_dtype else None}
+    return {
+        "compile_s": compile_s,
+        "pack_s": statistics.median(times),
+        "times_s": times,
+        "logits": logits.float().cpu(),
+        "kernels": sum(launches.values()),
+        "by_kernel": {k: (launches[k], ms[k]) for k in launches},
+        "scaled_mm_out": str(out_dtype) if out_dtype else None,
+    }
 
 
 def kernel_lines(r: dict, other: dict, top: int = 8) -> list[str]:
     """The kernels of `r` by time, marking those `other` (the fp16 run) does not launch."""
     rows = sorted(r["by_kernel"].items(), key=lambda kv: -kv[1][1])[:top]
-    return [f"    {ms:8.2f} ms {n:4d}x {'NEW ' if k not in other['by_kernel'] else ''}{k[:110]}"
-            for k, (n, ms) in rows]
+    return [
+        f"    {ms:8.2f} ms {n:4d}x {'NEW ' if k not in other['by_kernel'] else ''}{k[:110]}"
+        for k, (n, ms) in rows
+    ]
 
 
 def report(name: str, r: dict, flops: float, device: str, precision: str, layers: int) -> None:
     tflops = flops / r["pack_s"] / 1e12
     peak = peak_flops(device, precision)
     mfu = f"{100 * tflops * 1e12 / peak:.1f}% of {peak / 1e12:.0f}" if peak else "peak unknown"
-    print(f"{name}: compile+warm-up {r['compile_s']:.1f} s, {r['pack_s'] * 1e3:.1f} ms per pack "
-          f"(runs {', '.join(f'{t * 1e3:.1f}' for t in r['times_s'])}), {tflops:.0f} TFLOP/s "
-          f"({mfu}), {r['kernels']} CUDA kernels per pack ({r['kernels'] / layers:.1f} per "
-          f"layer)" + (f", _scaled_mm writes {r['scaled_mm_out']}" if r["scaled_mm_out"] else ""),
-          flush=True)
+    print(
+        f"{name}: compile+warm-up {r['compile_s']:.1f} s, {r['pack_s'] * 1e3:.1f} ms per pack "
+        f"(runs {', '.join(f'{t * 1e3:.1f}' for t in r['times_s'])}), {tflops:.0f} TFLOP/s "
+        f"({mfu}), {r['kernels']} CUDA kernels per pack ({r['kernels'] / layers:.1f} per "
+        f"layer)" + (f", _scaled_mm writes {r['scaled_mm_out']}" if r["scaled_mm_out"] else ""),
+        flush=True,
+    )
 
 
 def check_kernel(dev: str, k: int, n: int) -> None:
@@ -155,17 +166,24 @@ def check_kernel(dev: str, k: int, n: int) -> None:
     exact = x.float() @ w.float().t()
     kernel = ((got - ref).norm() / ref.norm()).item()
     quant = ((ref - exact).norm() / exact.norm()).item()
-    print(f"kernel check, x [4096, {k}] N(0,1), w [{n}, {k}] N(0,0.02): FP8 kernel vs fp32 "
-          f"matmul of the same quantized operands rel L2 {kernel:.2e}; the quantized product "
-          f"vs the exact one {quant:.2e} (e4m3's rounding); writes {out}", flush=True)
+    print(
+        f"kernel check, x [4096, {k}] N(0,1), w [{n}, {k}] N(0,0.02): FP8 kernel vs fp32 "
+        f"matmul of the same quantized operands rel L2 {kernel:.2e}; the quantized product "
+        f"vs the exact one {quant:.2e} (e4m3's rounding); writes {out}",
+        flush=True,
+    )
     if not kernel < KERNEL_LIMIT:
-        fail("kernel check", f"rel L2 {kernel:.3e} >= {KERNEL_LIMIT}: the FP8 kernel does not "
-             "compute the recipe (operand layout or scales)")
+        fail(
+            "kernel check",
+            f"rel L2 {kernel:.3e} >= {KERNEL_LIMIT}: the FP8 kernel does not "
+            "compute the recipe (operand layout or scales)",
+        )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model-dir", default=".devdata/deepseek-llm-7b-base")
     ap.add_argument("--layers", type=int, help="decoder layers (default: the config's)")
     ap.add_argument("--pack-tokens", type=int, default=32768)
@@ -178,25 +196,36 @@ def main() -> None:
         sys.exit(2)
     device = torch.cuda.get_device_name() if dev.startswith("cuda") else "cpu"
     if dev.startswith("cuda"):
-        print(f"{device}, compute capability {torch.cuda.get_device_capability()}, torch "
-              f"{torch.__version__}, CUDA {torch.version.cuda}", flush=True)
+        print(
+            f"{device}, compute capability {torch.cuda.get_device_capability()}, torch "
+            f"{torch.__version__}, CUDA {torch.version.cuda}",
+            flush=True,
+        )
     try:
-        model, info = load_model(model_dir(args.model_dir, args.layers),
-                                 "fp16" if dev.startswith("cuda") else "fp32", dev,
-                                 random_weights=True, progress=False)
+        model, info = load_model(
+            model_dir(args.model_dir, args.layers),
+            "fp16" if dev.startswith("cuda") else "fp32",
+            dev,
+            random_weights=True,
+            progress=False,
+        )
     except Exception as e:
         traceback.print_exc()
         fail("model build", f"{type(e).__name__}: {e}")
     shape = ModelShape.from_config(model.config)
     engine = engine_class("shared-prefix")(
-        model, engine_options("shared-prefix", {"pack_tokens": args.pack_tokens}), dev)
+        model, engine_options("shared-prefix", {"pack_tokens": args.pack_tokens}), dev
+    )
     batch = engine.plan(requests(shape.vocab, args.pack_tokens))[0]
     del engine
     w = batch.work
     flops = work_flops(shape, w.tokens, w.attention_pairs, w.logit_rows)
-    print(f"model: {shape.layers} layers, hidden {shape.hidden}, {info.n_params / 1e9:.2f} B "
-          f"params; pack: {args.pack_tokens} positions, {w.tokens} computed tokens, "
-          f"{len(batch.rows)} questions, {flops / 1e12:.1f} TFLOP", flush=True)
+    print(
+        f"model: {shape.layers} layers, hidden {shape.hidden}, {info.n_params / 1e9:.2f} B "
+        f"params; pack: {args.pack_tokens} positions, {w.tokens} computed tokens, "
+        f"{len(batch.rows)} questions, {flops / 1e12:.1f} TFLOP",
+        flush=True,
+    )
     base = {"pack_tokens": args.pack_tokens}
     if dev.startswith("cuda"):
         check_kernel(dev, shape.hidden, model.model.layers[0].mlp.gate_proj.weight.shape[0])
@@ -211,14 +240,20 @@ def main() -> None:
         fail("fp8 logits", f"{int((~torch.isfinite(b)).sum())} non-finite values")
     rel = (b - a).norm(dim=-1) / a.norm(dim=-1)
     same = (a.argmax(-1) == b.argmax(-1)).float().mean().item()
-    print(f"fp8 vs fp16: {fp16['pack_s'] / fp8['pack_s']:.2f}x faster per pack; last-position "
-          f"logits rel L2 mean {rel.mean():.3e} max {rel.max():.3e}, same argmax "
-          f"{100 * same:.1f}% ({len(rel)} questions); {fp8['kernels'] - fp16['kernels']} more "
-          "kernel launches per pack in fp8 (0: the activation quantization is fused into the "
-          "kernels fp16 runs anyway)", flush=True)
+    print(
+        f"fp8 vs fp16: {fp16['pack_s'] / fp8['pack_s']:.2f}x faster per pack; last-position "
+        f"logits rel L2 mean {rel.mean():.3e} max {rel.max():.3e}, same argmax "
+        f"{100 * same:.1f}% ({len(rel)} questions); {fp8['kernels'] - fp16['kernels']} more "
+        "kernel launches per pack in fp8 (0: the activation quantization is fused into the "
+        "kernels fp16 runs anyway)",
+        flush=True,
+    )
     if rel.max() > REL_L2_LIMIT:
-        fail("fp8 vs fp16", f"rel L2 {rel.max():.3f} > {REL_L2_LIMIT}: fp8 does not compute "
-             "what fp16 does (scale or layout error?)")
+        fail(
+            "fp8 vs fp16",
+            f"rel L2 {rel.max():.3f} > {REL_L2_LIMIT}: fp8 does not compute "
+            "what fp16 does (scale or layout error?)",
+        )
     print("fp8 smoke: OK")
 
 

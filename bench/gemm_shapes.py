@@ -42,13 +42,17 @@ def sustained(gemms: list, layers: int) -> dict:
         time.sleep(0.05)
     torch.cuda.synchronize()
     flops = layers * sum(f for f, _ in gemms)
-    return {"tflop_per_s": flops / (start.elapsed_time(end) / 1e3) / 1e12,
-            "sm_clock_mhz": clocks, "power_w": power}
+    return {
+        "tflop_per_s": flops / (start.elapsed_time(end) / 1e3) / 1e12,
+        "sm_clock_mhz": clocks,
+        "power_w": power,
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--tokens", type=int, default=32768)
     ap.add_argument("--layers", type=int, default=60)
@@ -84,10 +88,13 @@ def main() -> None:
         row["power_w"] = s["power_w"]
         doc["rows"].append(row)
         clk = row["sm_clock_mhz"]
-        print(f"{lib:9} " + " ".join(f"{n} {row[n]:6.1f}" for n, _, _ in gemms)
-              + f"  sequence {row['sequence']:6.1f} TFLOP/s  clock {min(clk, default=0)}-"
-              f"{max(clk, default=0)} MHz  power max {max(row['power_w'], default=0):.0f} W",
-              flush=True)
+        print(
+            f"{lib:9} "
+            + " ".join(f"{n} {row[n]:6.1f}" for n, _, _ in gemms)
+            + f"  sequence {row['sequence']:6.1f} TFLOP/s  clock {min(clk, default=0)}-"
+            f"{max(clk, default=0)} MHz  power max {max(row['power_w'], default=0):.0f} W",
+            flush=True,
+        )
     if args.out:
         with open(args.out, "w") as f:
             json.dump(doc, f, indent=1)

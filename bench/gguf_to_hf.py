@@ -36,8 +36,12 @@ FIXTURE = Path(__file__).resolve().parents[1] / "tests/fixtures/tokenizers/smoll
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
 # Texts checked besides real prompts: newlines, digits, non-ASCII, the answer letters.
-PROBES = ("Answer: A\n\nAnswer: B", "The capital of France is", "x² + 3x − 4 = 0, 1234567",
-          "naïve café 東京 \u2028 tab\tend")
+PROBES = (
+    "Answer: A\n\nAnswer: B",
+    "The capital of France is",
+    "x² + 3x − 4 = 0, 1234567",
+    "naïve café 東京 \u2028 tab\tend",
+)
 
 
 def load_gguf(gguf: Path):
@@ -45,8 +49,9 @@ def load_gguf(gguf: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                 dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
     return model.eval(), tok
 
 
@@ -58,8 +63,10 @@ def state_dict_to_save(model, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     head, emb = sd.get("lm_head.weight"), sd.get("model.embed_tokens.weight")
     if tied and head is not None and emb is not None:
         if not torch.equal(head, emb):
-            raise SystemExit("gguf_to_hf: config says tie_word_embeddings but lm_head.weight "
-                             "differs from model.embed_tokens.weight")
+            raise SystemExit(
+                "gguf_to_hf: config says tie_word_embeddings but lm_head.weight "
+                "differs from model.embed_tokens.weight"
+            )
         del sd["lm_head.weight"]
     # A copy only where a tensor is not already stored alone in `dtype` (safetensors refuses
     # shared storage): a 1.5B model in fp32 is 6 GB, and a copy of every tensor doubles it.
@@ -91,8 +98,9 @@ def write_model(model, out: Path, dtype: torch.dtype) -> int:
     from safetensors.torch import save_file
 
     tensors = state_dict_to_save(model, dtype)
-    (out / "config.json").write_text(json.dumps(config_dict(model, dtype), indent=2) + "\n",
-                                     encoding="utf-8")
+    (out / "config.json").write_text(
+        json.dumps(config_dict(model, dtype), indent=2) + "\n", encoding="utf-8"
+    )
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     return len(tensors)
 
@@ -101,20 +109,23 @@ def sample_prompts(mmlu_dir: Path | None, n: int) -> list[str]:
     """Up to `n` real 5-shot MMLU test prompts (first question of evenly spaced subjects)."""
     if mmlu_dir is None or n <= 0:
         return []
-    from mmlubench.data import find_subjects, load_mmlu
-    from mmlubench.prompts import few_shot_prefix, format_example
+    from mmlubench.data.mmlu import find_subjects, load_mmlu
+    from mmlubench.data.prompts import few_shot_prefix, format_example
 
     subjects = find_subjects(mmlu_dir, "test")
     step = max(1, len(subjects) // n)
     data = load_mmlu(mmlu_dir, "test", subjects[::step][:n], limit=1)
-    return [few_shot_prefix(q.subject, data.dev[q.subject], 5, "reference")
-            + format_example(q, "reference", with_answer=False) for q in data.questions]
+    return [
+        few_shot_prefix(q.subject, data.dev[q.subject], 5, "reference")
+        + format_example(q, "reference", with_answer=False)
+        for q in data.questions
+    ]
 
 
 def same_tokenizer(fixture_dir: Path, gguf_tok, texts: list[str]) -> str | None:
     """None if the fixture's tokenizer (loaded as mmlubench loads it) encodes every text to the
     GGUF tokenizer's ids and has its BOS; else what differs."""
-    from mmlubench.tokenization import load_tokenizer
+    from mmlubench.data.tokenization import load_tokenizer
 
     fix = load_tokenizer(fixture_dir)
     if fix.bos_token_id != gguf_tok.bos_token_id:
@@ -127,8 +138,7 @@ def same_tokenizer(fixture_dir: Path, gguf_tok, texts: list[str]) -> str | None:
     return None
 
 
-def write_tokenizer(gguf_tok, out: Path, texts: list[str], fixture: Path | None = FIXTURE
-                    ) -> str:
+def write_tokenizer(gguf_tok, out: Path, texts: list[str], fixture: Path | None = FIXTURE) -> str:
     """The fixture's files if they are the GGUF's tokenizer, else the GGUF's own; says which."""
     if fixture is None:
         gguf_tok.save_pretrained(str(out))
@@ -144,8 +154,8 @@ def write_tokenizer(gguf_tok, out: Path, texts: list[str], fixture: Path | None 
 
 def verify(out: Path, gguf_model, texts: list[str]) -> float:
     """Max abs difference of last-position fp32 logits: folder via mmlubench vs GGUF model."""
-    from mmlubench.model import load_model
-    from mmlubench.tokenization import PromptTokenizer, load_tokenizer
+    from mmlubench.data.tokenization import PromptTokenizer, load_tokenizer
+    from mmlubench.model.load import load_model
 
     mine, _ = load_model(out, "fp32", "cpu", progress=False)
     pt = PromptTokenizer(load_tokenizer(out), "reference")
@@ -156,28 +166,52 @@ def verify(out: Path, gguf_model, texts: list[str]) -> float:
             a = mine(ids).logits[0, -1]
             b = gguf_model(ids).logits[0, -1]
             worst = max(worst, float((a - b).abs().max()))
-            print(f"  {ids.shape[1]} tokens: max |diff| {float((a - b).abs().max()):.2e}, "
-                  f"argmax {int(a.argmax())} vs {int(b.argmax())}", flush=True)
+            print(
+                f"  {ids.shape[1]} tokens: max |diff| {float((a - b).abs().max()):.2e}, "
+                f"argmax {int(a.argmax())} vs {int(b.argmax())}",
+                flush=True,
+            )
     return worst
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--gguf", type=Path, required=True, help="the .gguf file")
     ap.add_argument("--out", type=Path, required=True, help="HF model folder to write")
-    ap.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
-                    help="dtype of model.safetensors (default float32: exactly what "
-                    "transformers dequantized; mmlubench casts to the run's precision)")
-    ap.add_argument("--mmlu-dir", type=Path,
-                    help="MMLU data folder: real prompts for the tokenizer check and --verify")
-    ap.add_argument("--check-prompts", type=int, default=20,
-                    help="real MMLU prompts for the tokenizer check (default 20)")
-    ap.add_argument("--fixture", default=str(FIXTURE), metavar="DIR|none",
-                    help="tokenizer folder to copy when it encodes like the GGUF's (default: the "
-                    "SmolLM2-135M fixture); none: always save the GGUF's own tokenizer")
-    ap.add_argument("--verify", type=int, default=0, metavar="N",
-                    help="compare logits on N real prompts after writing (needs --mmlu-dir)")
+    ap.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        default="float32",
+        help="dtype of model.safetensors (default float32: exactly what "
+        "transformers dequantized; mmlubench casts to the run's precision)",
+    )
+    ap.add_argument(
+        "--mmlu-dir",
+        type=Path,
+        help="MMLU data folder: real prompts for the tokenizer check and --verify",
+    )
+    ap.add_argument(
+        "--check-prompts",
+        type=int,
+        default=20,
+        help="real MMLU prompts for the tokenizer check (default 20)",
+    )
+    ap.add_argument(
+        "--fixture",
+        default=str(FIXTURE),
+        metavar="DIR|none",
+        help="tokenizer folder to copy when it encodes like the GGUF's (default: the "
+        "SmolLM2-135M fixture); none: always save the GGUF's own tokenizer",
+    )
+    ap.add_argument(
+        "--verify",
+        type=int,
+        default=0,
+        metavar="N",
+        help="compare logits on N real prompts after writing (needs --mmlu-dir)",
+    )
     args = ap.parse_args(argv)
     if not args.gguf.is_file():
         print(f"gguf_to_hf: error: {args.gguf}: file not found", file=sys.stderr)
@@ -187,8 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t = time.perf_counter()
     model, tok = load_gguf(args.gguf)
-    print(f"loaded {args.gguf.name}: {sum(p.numel() for p in model.parameters()):,} parameters "
-          f"in {time.perf_counter() - t:.1f} s", flush=True)
+    print(
+        f"loaded {args.gguf.name}: {sum(p.numel() for p in model.parameters()):,} parameters "
+        f"in {time.perf_counter() - t:.1f} s",
+        flush=True,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     n = write_model(model, args.out, DTYPES[args.dtype])
     print(f"wrote {n} tensors ({args.dtype}) and config.json to {args.out}")
@@ -197,8 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     print("tokenizer:", write_tokenizer(tok, args.out, texts[: args.check_prompts], fixture))
     if args.verify:
         worst = verify(args.out, model, texts[: args.verify])
-        print(json.dumps({"verify_prompts": min(args.verify, len(texts)),
-                          "max_abs_logit_diff": worst}))
+        print(
+            json.dumps(
+                {"verify_prompts": min(args.verify, len(texts)), "max_abs_logit_diff": worst}
+            )
+        )
     return 0
 
 

@@ -29,11 +29,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from valspeed import parse_try
 
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, load_tokenizer
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request
-from mmlubench.model import load_model
-from mmlubench.prompts import build_prompts, load_tokenizer
+from mmlubench.model.load import load_model
 
 # First match wins; names as CUDA kernels show them on NVIDIA (cuBLAS: gemm/nvjet/cutlass/
 # xmma; FlexAttention: Inductor templates named after flex_attention; SDPA: fmha/flash/sdpa,
@@ -43,8 +43,14 @@ CATEGORIES = [
     ("attention", re.compile(r"flex_attention|flash|fmha|sdpa|attention|attn", re.I)),
     ("matmul", re.compile(r"gemm|nvjet|cutlass|xmma|wgmma|splitk", re.I)),
     ("copy", re.compile(r"^Memcpy|^Memset|CatArray|direct_copy|copy_kernel", re.I)),
-    ("elementwise/norm/reduce", re.compile(r"triton_|elementwise|vectorized|reduce|norm|"
-                                           r"softmax|index|fill|gather", re.I)),
+    (
+        "elementwise/norm/reduce",
+        re.compile(
+            r"triton_|elementwise|vectorized|reduce|norm|"
+            r"softmax|index|fill|gather",
+            re.I,
+        ),
+    ),
 ]
 
 
@@ -70,18 +76,25 @@ def breakdown(prof: torch.profiler.profile) -> dict:
     top = sorted(kernels.items(), key=lambda kv: -kv[1])[:15]
     # Host side: where the CPU spends its time (an idle device waits on it).
     host = sorted(prof.key_averages(), key=lambda a: -a.self_cpu_time_total)[:12]
-    return {"kernel_ms": total, "matmul_flops": flops,
-            "host_ops": [{"name": a.key[:110], "self_cpu_ms": a.self_cpu_time_total / 1e3,
-                          "calls": a.count} for a in host],
-            "categories": {c: {"ms": ms, "share": ms / total} for c, ms in
-                           sorted(cats.items(), key=lambda kv: -kv[1])},
-            "top_kernels": [{"name": n[:110], "ms": ms, "category": category(n)} for n, ms in top]}
+    return {
+        "kernel_ms": total,
+        "matmul_flops": flops,
+        "host_ops": [
+            {"name": a.key[:110], "self_cpu_ms": a.self_cpu_time_total / 1e3, "calls": a.count}
+            for a in host
+        ],
+        "categories": {
+            c: {"ms": ms, "share": ms / total}
+            for c, ms in sorted(cats.items(), key=lambda kv: -kv[1])
+        },
+        "top_kernels": [{"name": n[:110], "ms": ms, "category": category(n)} for n, ms in top],
+    }
 
 
 def run(engine, batches, skip: int, count: int) -> tuple[dict, float, int]:
     for b in batches[:skip]:
         engine.forward(engine.load(b))
-    chosen = batches[skip: skip + count]
+    chosen = batches[skip : skip + count]
     inputs = [engine.load(b) for b in chosen]
     torch.cuda.synchronize()
     acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
@@ -96,9 +109,11 @@ def run(engine, batches, skip: int, count: int) -> tuple[dict, float, int]:
 
 def print_table(doc: dict) -> None:
     b = doc["breakdown"]
-    print(f"\n{doc['engine']} on {doc['device']}: {doc['batches']} batches, "
-          f"{doc['computed_tokens']:,} computed tokens, wall {doc['wall_s'] * 1e3:.1f} ms, "
-          f"kernels {b['kernel_ms']:.1f} ms")
+    print(
+        f"\n{doc['engine']} on {doc['device']}: {doc['batches']} batches, "
+        f"{doc['computed_tokens']:,} computed tokens, wall {doc['wall_s'] * 1e3:.1f} ms, "
+        f"kernels {b['kernel_ms']:.1f} ms"
+    )
     print("| category | ms | share of kernel time |\n|---|---|---|")
     for c, v in b["categories"].items():
         print(f"| {c} | {v['ms']:.1f} | {v['share']:.1%} |")
@@ -114,12 +129,14 @@ def print_table(doc: dict) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--mmlu-dir", required=True)
-    ap.add_argument("--engine", default="shared-prefix",
-                    help="engine:opt=v,opt=v (as bench/valspeed.py --try)")
+    ap.add_argument(
+        "--engine", default="shared-prefix", help="engine:opt=v,opt=v (as bench/valspeed.py --try)"
+    )
     ap.add_argument("--precision", default="fp16")
     ap.add_argument("--every-subject", type=int, default=8)
     ap.add_argument("--skip", type=int, default=2, help="batches run before profiling")
@@ -138,14 +155,22 @@ def main() -> None:
     with torch.inference_mode():
         batches = engine.plan(reqs)
         if len(batches) < args.skip + args.batches:
-            sys.exit(f"bench/kernel_profile.py: only {len(batches)} batches planned; lower --skip/"
-                     "--batches or --every-subject")
+            sys.exit(
+                f"bench/kernel_profile.py: only {len(batches)} batches planned; lower --skip/"
+                "--batches or --every-subject"
+            )
         engine.warmup(batches)
         b, wall, tokens = run(engine, batches, args.skip, args.batches)
-    doc = {"engine": args.engine, "device": torch.cuda.get_device_name(),
-           "torch": torch.__version__,
-           "batches": args.batches, "computed_tokens": tokens, "wall_s": wall,
-           "computed_tok_per_s": tokens / wall, "breakdown": b}
+    doc = {
+        "engine": args.engine,
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "batches": args.batches,
+        "computed_tokens": tokens,
+        "wall_s": wall,
+        "computed_tok_per_s": tokens / wall,
+        "breakdown": b,
+    }
     print_table(doc)
     if args.out:
         Path(args.out).write_text(json.dumps(doc, indent=2))

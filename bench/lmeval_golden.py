@@ -27,16 +27,28 @@ from pathlib import Path
 
 import yaml
 
-GROUP_OF_TAG = {"mmlu_stem_tasks": "mmlu_stem", "mmlu_humanities_tasks": "mmlu_humanities",
-                "mmlu_social_sciences_tasks": "mmlu_social_sciences",
-                "mmlu_other_tasks": "mmlu_other"}
+GROUP_OF_TAG = {
+    "mmlu_stem_tasks": "mmlu_stem",
+    "mmlu_humanities_tasks": "mmlu_humanities",
+    "mmlu_social_sciences_tasks": "mmlu_social_sciences",
+    "mmlu_other_tasks": "mmlu_other",
+}
 
 
 def write_jsonl(csv_path: Path, subject: str, out: Path) -> None:
     with open(csv_path, newline="", encoding="utf-8") as f, open(out, "w") as g:
         for row in csv.reader(f):
-            g.write(json.dumps({"question": row[0], "subject": subject, "choices": row[1:5],
-                                "answer": "ABCD".index(row[5].strip())}) + "\n")
+            g.write(
+                json.dumps(
+                    {
+                        "question": row[0],
+                        "subject": subject,
+                        "choices": row[1:5],
+                        "answer": "ABCD".index(row[5].strip()),
+                    }
+                )
+                + "\n"
+            )
 
 
 def make_tasks(mmlu_dir: Path, subjects: list[str], root: Path) -> None:
@@ -48,15 +60,19 @@ def make_tasks(mmlu_dir: Path, subjects: list[str], root: Path) -> None:
     template.pop("dataset_kwargs", None)
     for subject in subjects:
         for split in ("dev", "test"):
-            write_jsonl(mmlu_dir / split / f"{subject}_{split}.csv", subject,
-                        root / f"{subject}_{split}.jsonl")
+            write_jsonl(
+                mmlu_dir / split / f"{subject}_{split}.csv",
+                subject,
+                root / f"{subject}_{split}.jsonl",
+            )
         task = yaml.safe_load((default / f"mmlu_{subject}.yaml").read_text())
         task.pop("include")
         task.pop("dataset_name")
         task.update({k: v for k, v in template.items() if k not in task})
         task["dataset_path"] = "json"
-        task["dataset_kwargs"] = {"data_files": {
-            s: str(root / f"{subject}_{s}.jsonl") for s in ("dev", "test")}}
+        task["dataset_kwargs"] = {
+            "data_files": {s: str(root / f"{subject}_{s}.jsonl") for s in ("dev", "test")}
+        }
         (root / f"mmlu_{subject}.yaml").write_text(yaml.safe_dump(task))
     for name in ["_mmlu.yaml", *(f"_{g}.yaml" for g in GROUP_OF_TAG.values())]:
         (root / name).write_text((default / name).read_text())
@@ -66,9 +82,15 @@ def digest(samples: dict) -> dict:
     """Per subject, per question: doc_id, target, the four log-likelihoods, acc."""
     out = {}
     for task, rows in samples.items():
-        out[task] = [{"doc_id": r["doc_id"], "target": r["target"],
-                      "loglikelihoods": [float(x[0]) for x in r["filtered_resps"]],
-                      "acc": r["acc"]} for r in sorted(rows, key=lambda r: r["doc_id"])]
+        out[task] = [
+            {
+                "doc_id": r["doc_id"],
+                "target": r["target"],
+                "loglikelihoods": [float(x[0]) for x in r["filtered_resps"]],
+                "acc": r["acc"],
+            }
+            for r in sorted(rows, key=lambda r: r["doc_id"])
+        ]
     return out
 
 
@@ -90,13 +112,31 @@ def main() -> None:
         make_tasks(args.mmlu_dir, subjects, Path(tmp))
         t = time.perf_counter()
         out = lm_eval.simple_evaluate(
-            model="hf", model_args=f"pretrained={args.model},dtype=float32", tasks=["mmlu"],
-            num_fewshot=5, batch_size=args.batch_size, device="cpu", log_samples=True,
+            model="hf",
+            model_args=f"pretrained={args.model},dtype=float32",
+            tasks=["mmlu"],
+            num_fewshot=5,
+            batch_size=args.batch_size,
+            device="cpu",
+            log_samples=True,
             limit=args.limit,
-            task_manager=TaskManager(include_path=tmp, include_defaults=False))
+            task_manager=TaskManager(include_path=tmp, include_defaults=False),
+        )
         seconds = time.perf_counter() - t
-    keep = {k: out[k] for k in ("results", "groups", "group_subtasks", "configs", "versions",
-                                "n-shot", "higher_is_better", "n-samples") if k in out}
+    keep = {
+        k: out[k]
+        for k in (
+            "results",
+            "groups",
+            "group_subtasks",
+            "configs",
+            "versions",
+            "n-shot",
+            "higher_is_better",
+            "n-samples",
+        )
+        if k in out
+    }
     keep["lm_eval_version"] = lm_eval.__version__ if hasattr(lm_eval, "__version__") else None
     keep["model_args"] = out["config"]["model_args"]
     keep["seconds"] = seconds

@@ -29,11 +29,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 from valspeed import model_args  # a bench script beside this one
 
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, choice_token_ids, load_tokenizer
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request
-from mmlubench.model import load_model
-from mmlubench.prompts import build_prompts, choice_token_ids, load_tokenizer
+from mmlubench.model.load import load_model
 
 CHECKED = {  # name -> (engine, options)
     "eager_prefix_cache": ("eager", {"method": "prefix-cache"}),
@@ -71,8 +71,9 @@ def compare(ref: torch.Tensor, other: torch.Tensor, choice_ids: Sequence[int]) -
         "rel_l2_mean": float(rel.mean()),
         "rel_l2_median": float(rel.median()),
         "same_argmax": float((other.argmax(-1) == ref.argmax(-1)).float().mean()),
-        "same_choice": float((other[:, letters].argmax(-1) == ref[:, letters].argmax(-1))
-                             .float().mean()),
+        "same_choice": float(
+            (other[:, letters].argmax(-1) == ref[:, letters].argmax(-1)).float().mean()
+        ),
         "max_abs": float((other - ref).abs().max()),
     }
 
@@ -81,16 +82,28 @@ def main() -> None:
     ap = model_args(__doc__)
     ap.add_argument("--every", type=int, default=28)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--only", default=",".join(DEFAULT),
-                    help=f"comma-separated subset of {', '.join(CHECKED)}, run in that order "
-                    f"(default: {','.join(DEFAULT)})")
-    ap.add_argument("--set", action="append", default=[],
-                    help="shared-prefix option=value (for shared_prefix and fp8)")
-    ap.add_argument("--real-weights", action="store_true",
-                    help="load the checkpoint in --model-dir (default: random weights of its "
-                    "config)")
-    ap.add_argument("--speed-first", action="store_true",
-                    help="first time the default eager val over the whole split (valspeed.py)")
+    ap.add_argument(
+        "--only",
+        default=",".join(DEFAULT),
+        help=f"comma-separated subset of {', '.join(CHECKED)}, run in that order "
+        f"(default: {','.join(DEFAULT)})",
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        help="shared-prefix option=value (for shared_prefix and fp8)",
+    )
+    ap.add_argument(
+        "--real-weights",
+        action="store_true",
+        help="load the checkpoint in --model-dir (default: random weights of its config)",
+    )
+    ap.add_argument(
+        "--speed-first",
+        action="store_true",
+        help="first time the default eager val over the whole split (valspeed.py)",
+    )
     args = ap.parse_args()
 
     tok = load_tokenizer(args.model_dir)
@@ -100,8 +113,9 @@ def main() -> None:
     truncated = [i for i, p in enumerate(prompts) if p.dropped]
     sample = sorted(set(range(0, len(prompts), args.every)) | set(truncated[::3]))
     reqs = [Request(prompts[i].ids, prompts[i].prefix_len) for i in sample]
-    model, info = load_model(args.model_dir, args.precision, args.device,
-                             random_weights=not args.real_weights)
+    model, info = load_model(
+        args.model_dir, args.precision, args.device, random_weights=not args.real_weights
+    )
 
     def run(name: str, options: dict) -> tuple[torch.Tensor, float]:
         engine = engine_class(name)(model, engine_options(name, options), args.device)
@@ -145,13 +159,19 @@ def main() -> None:
         logits, core_s = run(name, options)
         doc["core_s"][key] = core_s
         doc[f"{key}_vs_eager"] = c = compare(ref, logits, choice_token_ids(tok))
-        print(f"  {key} vs eager b1: rel L2 max {c['rel_l2_max']:.2e} mean "
-              f"{c['rel_l2_mean']:.2e}, same argmax {100 * c['same_argmax']:.2f}%, same "
-              f"letter {100 * c['same_choice']:.2f}%, core {core_s:.2f} s", flush=True)
+        print(
+            f"  {key} vs eager b1: rel L2 max {c['rel_l2_max']:.2e} mean "
+            f"{c['rel_l2_mean']:.2e}, same argmax {100 * c['same_argmax']:.2f}%, same "
+            f"letter {100 * c['same_choice']:.2f}%, core {core_s:.2f} s",
+            flush=True,
+        )
         with open(args.out, "w") as f:  # after every engine: a time-out keeps what was done
             json.dump(doc, f, indent=2)
-    print(f"parity on {doc['device_name']}, {len(sample)} questions "
-          f"({doc['truncated_in_sample']} truncated), {args.precision}")
+    print(
+        f"parity on {doc['device_name']}, {len(sample)} questions "
+        f"({doc['truncated_in_sample']} truncated), {args.precision}"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -18,11 +18,11 @@ import time
 import torch
 import yaml
 
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, load_tokenizer
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request, Work
-from mmlubench.model import load_model
-from mmlubench.prompts import build_prompts, load_tokenizer
+from mmlubench.model.load import load_model
 
 
 def parse_try(text: str) -> tuple[str, dict]:
@@ -65,18 +65,28 @@ def measure(engine, requests, device: str) -> dict:
     cuda = device.startswith("cuda")
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
     reserved = torch.cuda.max_memory_reserved() / 2**30 if cuda else None
-    return {"batches": len(batches), "prompt_tokens": prompt, "computed_tokens": work.tokens,
-            "padded_tokens": work.padded_tokens, "core_s": core, "plan_s": plan_s,
-            "compile_s": compile_s, "whole_s": time.perf_counter() - t0,
-            "prompt_tok_per_s": prompt / core, "computed_tok_per_s": work.tokens / core,
-            "torch_peak_gib": peak, "torch_peak_reserved_gib": reserved}
+    return {
+        "batches": len(batches),
+        "prompt_tokens": prompt,
+        "computed_tokens": work.tokens,
+        "padded_tokens": work.padded_tokens,
+        "core_s": core,
+        "plan_s": plan_s,
+        "compile_s": compile_s,
+        "whole_s": time.perf_counter() - t0,
+        "prompt_tok_per_s": prompt / core,
+        "computed_tok_per_s": work.tokens / core,
+        "torch_peak_gib": peak,
+        "torch_peak_reserved_gib": reserved,
+    }
 
 
 def model_args(doc: str | None) -> argparse.ArgumentParser:
     """The bench scripts' parser with what they all take: the model config and tokenizer
     folder, the MMLU folder, precision and device."""
-    ap = argparse.ArgumentParser(description=doc,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--mmlu-dir", required=True)
     ap.add_argument("--precision", default="fp16")
@@ -116,8 +126,12 @@ def main() -> None:
         torch.cuda.empty_cache() if args.device.startswith("cuda") else None
         rows.append({"try": text, **r})
         print(json.dumps(rows[-1]), flush=True)
-    doc = {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-           "questions": len(reqs), "subjects": len(keep), "rows": rows}
+    doc = {
+        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+        "questions": len(reqs),
+        "subjects": len(keep),
+        "rows": rows,
+    }
     if args.out:
         with open(args.out, "w") as f:
             json.dump(doc, f, indent=2)

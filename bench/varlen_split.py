@@ -1,5 +1,5 @@
 """Packed attention as two variable-length attention calls merged by log-sum-exp: an experiment
-of 2026-11-28 (session 5), timed against FlexAttention by bench/attn_split.py. The engine does
+of 2026-11-28, timed against FlexAttention by bench/attn_split.py. The engine does
 not use it: on an H200 with torch 2.11 it did not beat FlexAttention (docs/DESIGN.md).
 
 The shared-prefix engine's mask lets a suffix token see its prefix and its own segment. This
@@ -50,8 +50,9 @@ def _runs(*columns: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.flatnonzero(change) + 1, [len(columns[0])]])
 
 
-def layout(seg_start: np.ndarray, pre_start: np.ndarray, pre_end: np.ndarray, fill: int,
-           prefix_keys: int) -> VarlenLayout:
+def layout(
+    seg_start: np.ndarray, pre_start: np.ndarray, pre_end: np.ndarray, fill: int, prefix_keys: int
+) -> VarlenLayout:
     """The varlen calls of a pack whose tokens [fill, T) are padding (see packing.Pack: the
     arrays are key indices, pack token t is key carry + t). Raises ValueError when the pack's
     prefixes need more than `prefix_keys` gathered keys: the engine's planner does not bound
@@ -74,20 +75,40 @@ def layout(seg_start: np.ndarray, pre_start: np.ndarray, pre_end: np.ndarray, fi
         cu_k.append(cu_k[-1] + (pe[a] - ps[a] if has[a] else 0))
     keys = np.concatenate(idx) if idx else np.zeros(0, np.int64)
     if len(keys) > prefix_keys:
-        raise ValueError(f"a pack's prefixes need {len(keys)} keys; prefix_keys is "
-                         f"{prefix_keys}")
+        raise ValueError(f"a pack's prefixes need {len(keys)} keys; prefix_keys is {prefix_keys}")
     prefix_idx = np.zeros(prefix_keys, np.int64)
     prefix_idx[: len(keys)] = keys
     cu_q_a, cu_k_a = np.asarray(cu_q, np.int64), np.asarray(cu_k, np.int64)
     longest = np.diff(cu_own).max()
-    lens = np.array([len(cu_own) - 1, longest, longest, len(cu_q) - 1,
-                     np.diff(cu_q_a).max(), max(np.diff(cu_k_a).max(), 1)], np.int64)
-    return VarlenLayout(cu_own.astype(np.int32), cu_q_a.astype(np.int32),
-                        cu_k_a.astype(np.int32), prefix_idx, has, lens)
+    lens = np.array(
+        [
+            len(cu_own) - 1,
+            longest,
+            longest,
+            len(cu_q) - 1,
+            np.diff(cu_q_a).max(),
+            max(np.diff(cu_k_a).max(), 1),
+        ],
+        np.int64,
+    )
+    return VarlenLayout(
+        cu_own.astype(np.int32),
+        cu_q_a.astype(np.int32),
+        cu_k_a.astype(np.int32),
+        prefix_idx,
+        has,
+        lens,
+    )
 
 
-def _reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: list[int],
-               cu_k: list[int], causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_q: list[int],
+    cu_k: list[int],
+    causal: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sequence attention in fp32 (CPU and tests): the kernels' semantics, causal aligned
     to the bottom right; a row with no keys gives 0 and log-sum-exp -inf."""
     T, H, D = q.shape
@@ -120,14 +141,23 @@ def _to_rows(lse: torch.Tensor, T: int, H: int) -> torch.Tensor:
         lse = lse[..., 0]
     if lse.shape == (T, H):
         return lse
-    raise RuntimeError(f"varlen attention: unknown log-sum-exp layout {tuple(lse.shape)} "
-                       f"for {T} queries and {H} heads")
+    raise RuntimeError(
+        f"varlen attention: unknown log-sum-exp layout {tuple(lse.shape)} "
+        f"for {T} queries and {H} heads"
+    )
 
 
 @torch.library.custom_op("mmlubench::varlen_attention", mutates_args=())
-def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: torch.Tensor,
-                     cu_k: torch.Tensor, lens: torch.Tensor, causal: bool, backend: str
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def varlen_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_q: torch.Tensor,
+    cu_k: torch.Tensor,
+    lens: torch.Tensor,
+    causal: bool,
+    backend: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention of q [Tq, H, D] over k, v [Tk, Hkv, D] in sequences cu_q/cu_k; lens (CPU)
     = [sequences, longest query run, longest key run]. Returns out [Tq, H, D] and the
     log-sum-exp [Tq, H] (fp32)."""
@@ -138,10 +168,12 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: to
         return _reference(q, k, v, cu_q.tolist(), cu_k.tolist(), causal)
     if backend == "flash":
         out, lse, *_ = torch.ops.aten._flash_attention_forward(
-            q, k, v, cu_q, cu_k, max_q, max_k, 0.0, causal, False)
+            q, k, v, cu_q, cu_k, max_q, max_k, 0.0, causal, False
+        )
     elif backend == "cudnn":
         res = torch.ops.aten._cudnn_attention_forward(
-            q, k, v, None, cu_q, cu_k, max_q, max_k, True, 0.0, causal, False)
+            q, k, v, None, cu_q, cu_k, max_q, max_k, True, 0.0, causal, False
+        )
         out, lse = res[0], res[1]
     else:
         raise ValueError(f"varlen attention backend {backend!r}: one of {', '.join(BACKENDS)}")
@@ -154,10 +186,19 @@ def _(q, k, v, cu_q, cu_k, lens, causal, backend):
     return torch.empty_like(q), q.new_empty((T, H), dtype=torch.float32)
 
 
-def split_attention(q: torch.Tensor, k_all: torch.Tensor, v_all: torch.Tensor, carry: int,
-                    cu_own: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor,
-                    prefix_idx: torch.Tensor, has_prefix: torch.Tensor, lens: torch.Tensor,
-                    backend: str) -> torch.Tensor:
+def split_attention(
+    q: torch.Tensor,
+    k_all: torch.Tensor,
+    v_all: torch.Tensor,
+    carry: int,
+    cu_own: torch.Tensor,
+    cu_q: torch.Tensor,
+    cu_k: torch.Tensor,
+    prefix_idx: torch.Tensor,
+    has_prefix: torch.Tensor,
+    lens: torch.Tensor,
+    backend: str,
+) -> torch.Tensor:
     """The pack's attention: q [T, H, D]; k_all, v_all [carry + T, Hkv, D] (the carried keys,
     then the pack's). Returns [T, H, D]."""
     k, v = k_all[carry:], v_all[carry:]
@@ -169,4 +210,3 @@ def split_attention(q: torch.Tensor, k_all: torch.Tensor, v_all: torch.Tensor, c
     w = torch.sigmoid(l2 - l1)[..., None]
     mixed = o1.float() + (o2.float() - o1.float()) * w
     return torch.where(has_prefix[:, None, None], mixed, o1.float()).to(q.dtype)
-

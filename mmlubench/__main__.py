@@ -1,5 +1,5 @@
 """`python -m mmlubench` is the same as the `mmlubench` command (torchrun needs the module form)."""
 
-from mmlubench.cli import main
+from mmlubench.cli.main import main
 
 raise SystemExit(main())

@@ -38,10 +38,14 @@ class Interrupted(KeyboardInterrupt):
 
     def message(self) -> str:
         if not self.resumable:  # data parallel (no progress log), or nothing recorded yet
-            return (f"mmlubench: interrupted; run folder {self.run_dir} holds nothing to go on "
-                    "with (no progress log): start the run again")
-        return (f"mmlubench: interrupted; the answers so far are kept in {self.run_dir}; go "
-                f"on with: mmlubench run --resume {self.run_dir}")
+            return (
+                f"mmlubench: interrupted; run folder {self.run_dir} holds nothing to go on "
+                "with (no progress log): start the run again"
+            )
+        return (
+            f"mmlubench: interrupted; the answers so far are kept in {self.run_dir}; go "
+            f"on with: mmlubench run --resume {self.run_dir}"
+        )
 
 
 class OutputError(MmlubenchError):

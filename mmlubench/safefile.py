@@ -20,9 +20,13 @@ from typing import IO
 from mmlubench.errors import OutputError
 
 FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a FIFO never hangs the open
-MODES = {"w": os.O_WRONLY | os.O_CREAT, "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-         "r+": os.O_RDWR, "x": os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-         "lock": os.O_RDWR | os.O_CREAT}
+MODES = {
+    "w": os.O_WRONLY | os.O_CREAT,
+    "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+    "r+": os.O_RDWR,
+    "x": os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+    "lock": os.O_RDWR | os.O_CREAT,
+}
 
 
 def output_error(path: str | Path, e: OSError, what: str = "write") -> OutputError:
@@ -33,15 +37,21 @@ def output_error(path: str | Path, e: OSError, what: str = "write") -> OutputErr
         return err
     if e.errno == errno.ELOOP:
         return link_error(path)
-    reason = {errno.EISDIR: "it is a folder", errno.ENOENT: "its folder does not exist",
-              errno.ENOTDIR: "a file is in the way", errno.ENXIO: "not a regular file",
-              errno.EEXIST: "a file is in the way"}.get(e.errno or 0)
+    reason = {
+        errno.EISDIR: "it is a folder",
+        errno.ENOENT: "its folder does not exist",
+        errno.ENOTDIR: "a file is in the way",
+        errno.ENXIO: "not a regular file",
+        errno.EEXIST: "a file is in the way",
+    }.get(e.errno or 0)
     return OutputError(f"{path}: cannot {what} ({reason or (e.strerror or str(e)).lower()})")
 
 
 def link_error(path: str | Path) -> OutputError:
-    return OutputError(f"{path}: refused: a link where mmlubench writes a file of its own "
-                       "(it never writes through links); remove it")
+    return OutputError(
+        f"{path}: refused: a link where mmlubench writes a file of its own "
+        "(it never writes through links); remove it"
+    )
 
 
 def refuse_link(path: str | Path) -> None:
@@ -61,8 +71,11 @@ def open_fd(path: str | Path, mode: str = "w") -> int:
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
         os.close(fd)
-        kind = "it has another name (a hard link)" if stat.S_ISREG(st.st_mode) else \
-            "not a regular file"
+        kind = (
+            "it has another name (a hard link)"
+            if stat.S_ISREG(st.st_mode)
+            else "not a regular file"
+        )
         raise OutputError(f"{path}: refused: {kind}; mmlubench writes only its own files")
     os.set_blocking(fd, True)
     if mode == "w":

@@ -97,8 +97,9 @@ def build_dataclass(cls: type, merged: Mapping[str, tuple[Any, str]], what: str 
             raise ConfigError(f"{source}: unknown {what} {key!r} (known: {known})")
         if top == "engines" and "engines" in names:
             if not rest:
-                raise ConfigError(f"{source}: key 'engines': expected a mapping, "
-                                  f"got {short(value)}")
+                raise ConfigError(
+                    f"{source}: key 'engines': expected a mapping, got {short(value)}"
+                )
             name, _, opt = rest.partition(".")
             if not opt:
                 if value is not None and not isinstance(value, Mapping):

@@ -49,8 +49,13 @@ class _StrictLoader(yaml.SafeLoader):
 
         def size(n: yaml.Node) -> int:  # aliases share nodes: each node counted once per use
             if id(n) not in sizes:
-                kids = n.value if isinstance(n, yaml.SequenceNode) else [
-                    c for pair in n.value for c in pair] if isinstance(n, yaml.MappingNode) else []
+                kids = (
+                    n.value
+                    if isinstance(n, yaml.SequenceNode)
+                    else [c for pair in n.value for c in pair]
+                    if isinstance(n, yaml.MappingNode)
+                    else []
+                )
                 sizes[id(n)] = min(1 + sum(size(k) for k in kids), MAX_NODES + 1)
             return sizes[id(n)]
 
@@ -83,16 +88,19 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = _load(p.read_text(encoding="utf-8"))
     except _DuplicateKey as e:
-        raise ConfigError(f"{p}:{e.line}: key {e.key!r} given twice (first on line {e.first}); "
-                          "remove one") from None
+        raise ConfigError(
+            f"{p}:{e.line}: key {e.key!r} given twice (first on line {e.first}); remove one"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
         problem = getattr(e, "problem", None) or str(e).replace("\n", " ")
         raise ConfigError(f"{where}: not valid YAML: {problem}") from None
     except _TooLarge as e:
-        raise ConfigError(f"{p}:{e.line}: refused: its aliases expand to more than {MAX_NODES} "
-                          "values (a config needs a few hundred)") from None
+        raise ConfigError(
+            f"{p}:{e.line}: refused: its aliases expand to more than {MAX_NODES} "
+            "values (a config needs a few hundred)"
+        ) from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{p}: not UTF-8 text: {e}") from None
     except OSError as e:
@@ -113,11 +121,15 @@ def parse_set(item: str) -> tuple[str, Any]:
     try:
         value = _load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{COMMAND_LINE}: --set {key}: value is not valid YAML: "
-                          f"{getattr(e, 'problem', None) or e}") from None
+        raise ConfigError(
+            f"{COMMAND_LINE}: --set {key}: value is not valid YAML: "
+            f"{getattr(e, 'problem', None) or e}"
+        ) from None
     except (_DuplicateKey, _TooLarge):
-        raise ConfigError(f"{COMMAND_LINE}: --set {key}: refused: a key given twice, or "
-                          f"aliases expanding to more than {MAX_NODES} values") from None
+        raise ConfigError(
+            f"{COMMAND_LINE}: --set {key}: refused: a key given twice, or "
+            f"aliases expanding to more than {MAX_NODES} values"
+        ) from None
     return key, value
 
 

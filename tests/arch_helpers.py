@@ -11,33 +11,73 @@ from __future__ import annotations
 import torch
 
 VOCAB = 102400  # the deepseek tokenizer of the test fixtures
-COMMON = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-              bos_token_id=100000, eos_token_id=100001, pad_token_id=100001,
-              tie_word_embeddings=False)
+COMMON = dict(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=4096,
+    bos_token_id=100000,
+    eos_token_id=100001,
+    pad_token_id=100001,
+    tie_word_embeddings=False,
+)
 WINDOW = 160
 
 # name -> (config class, model class, config overrides)
 ARCHS: dict[str, tuple[str, str, dict]] = {
     "llama": ("LlamaConfig", "LlamaForCausalLM", dict(attention_bias=True, mlp_bias=True)),
-    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", dict(
-        use_sliding_window=True, sliding_window=WINDOW, max_window_layers=1)),
+    "qwen2": (
+        "Qwen2Config",
+        "Qwen2ForCausalLM",
+        dict(use_sliding_window=True, sliding_window=WINDOW, max_window_layers=1),
+    ),
     "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", dict(head_dim=16, attention_bias=True)),
-    "mistral": ("MistralConfig", "MistralForCausalLM", dict(sliding_window=WINDOW,
-                                                             head_dim=16)),
-    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", dict(
-        sliding_window=WINDOW, head_dim=16, query_pre_attn_scalar=24,
-        attn_logit_softcapping=5.0, final_logit_softcapping=3.0, tie_word_embeddings=True)),
-    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", dict(
-        sliding_window=WINDOW, head_dim=16, query_pre_attn_scalar=16,
-        layer_types=["sliding_attention", "full_attention"], rope_local_base_freq=10000.0)),
+    "mistral": ("MistralConfig", "MistralForCausalLM", dict(sliding_window=WINDOW, head_dim=16)),
+    "gemma2": (
+        "Gemma2Config",
+        "Gemma2ForCausalLM",
+        dict(
+            sliding_window=WINDOW,
+            head_dim=16,
+            query_pre_attn_scalar=24,
+            attn_logit_softcapping=5.0,
+            final_logit_softcapping=3.0,
+            tie_word_embeddings=True,
+        ),
+    ),
+    "gemma3": (
+        "Gemma3TextConfig",
+        "Gemma3ForCausalLM",
+        dict(
+            sliding_window=WINDOW,
+            head_dim=16,
+            query_pre_attn_scalar=16,
+            layer_types=["sliding_attention", "full_attention"],
+            rope_local_base_freq=10000.0,
+        ),
+    ),
     "phi3": ("Phi3Config", "Phi3ForCausalLM", dict(sliding_window=WINDOW - 1)),
     "olmo2": ("Olmo2Config", "Olmo2ForCausalLM", dict()),
-    "mixtral": ("MixtralConfig", "MixtralForCausalLM", dict(num_local_experts=4,
-                                                             num_experts_per_tok=2)),
-    "qwen3_moe": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM", dict(
-        num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, head_dim=16,
-        decoder_sparse_step=1, norm_topk_prob=True)),
+    "mixtral": (
+        "MixtralConfig",
+        "MixtralForCausalLM",
+        dict(num_local_experts=4, num_experts_per_tok=2),
+    ),
+    "qwen3_moe": (
+        "Qwen3MoeConfig",
+        "Qwen3MoeForCausalLM",
+        dict(
+            num_experts=4,
+            num_experts_per_tok=2,
+            moe_intermediate_size=32,
+            head_dim=16,
+            decoder_sparse_step=1,
+            norm_topk_prob=True,
+        ),
+    ),
 }
 
 

@@ -33,18 +33,26 @@ def model_files(case: str) -> Path:
     for root in (TESTS / "fixtures" / "tokenizers", SHARED):
         if (root / name / "tokenizer.json").is_file() and (root / name / "config.json").is_file():
             return root / name
-    pytest.skip(f"tokenizer and config of {name} not found under tests/fixtures/tokenizers "
-                f"or {SHARED}")
+    pytest.skip(
+        f"tokenizer and config of {name} not found under tests/fixtures/tokenizers or {SHARED}"
+    )
 
 
 def tiny_config(real: dict) -> dict:
     """The real config with tiny sizes: 2 layers, hidden 64, and the real GQA ratio (query
     heads per KV head), vocabulary, RoPE base and norm epsilon."""
-    ratio = real["num_attention_heads"] // real.get("num_key_value_heads",
-                                                    real["num_attention_heads"])
+    ratio = real["num_attention_heads"] // real.get(
+        "num_key_value_heads", real["num_attention_heads"]
+    )
     kv_heads = 2 if ratio > 1 else 4
-    return {**real, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-            "num_attention_heads": kv_heads * ratio, "num_key_value_heads": kv_heads}
+    return {
+        **real,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": kv_heads * ratio,
+        "num_key_value_heads": kv_heads,
+    }
 
 
 def make_model_dir(case: str, dest: Path) -> Path:

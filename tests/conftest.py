@@ -24,8 +24,11 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # A few real subjects (tests/fixtures/README.md lists them and which files keep only first rows).
 MMLU_DIR = FIXTURES / "mmlu"
 TOKENIZER_DIR = FIXTURES / "tokenizers" / "deepseek-llm-7b-base"
-FULL_MMLU_DIR = Path(os.environ.get(
-    "MMLUBENCH_FULL_MMLU", Path(__file__).resolve().parents[2] / "shared" / "mmlu" / "data"))
+FULL_MMLU_DIR = Path(
+    os.environ.get(
+        "MMLUBENCH_FULL_MMLU", Path(__file__).resolve().parents[2] / "shared" / "mmlu" / "data"
+    )
+)
 BOS = 100000
 MAX_SEQ_LEN = 2048
 
@@ -57,8 +60,10 @@ def mmlu_dir() -> Path:
 def full_mmlu_dir() -> Path:
     """The whole MMLU data folder (57 subjects); skips the test when it is not there."""
     if not (FULL_MMLU_DIR / "test" / "virology_test.csv").is_file():
-        pytest.skip(f"the full MMLU split is not at {FULL_MMLU_DIR} (set MMLUBENCH_FULL_MMLU "
-                    "to a folder holding dev/ val/ test/, or keep ../shared beside the clone)")
+        pytest.skip(
+            f"the full MMLU split is not at {FULL_MMLU_DIR} (set MMLUBENCH_FULL_MMLU "
+            "to a folder holding dev/ val/ test/, or keep ../shared beside the clone)"
+        )
     return FULL_MMLU_DIR
 
 
@@ -79,7 +84,7 @@ def raw_tokenizer(tokenizer_dir):
 @pytest.fixture(scope="session")
 def tokenizer(tokenizer_dir):
     """The tokenizer as mmlubench loads it (the code under test)."""
-    from mmlubench.prompts import load_tokenizer
+    from mmlubench.data.prompts import load_tokenizer
 
     return load_tokenizer(tokenizer_dir)
 

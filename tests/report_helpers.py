@@ -20,9 +20,16 @@ needs_chromium = pytest.mark.skipif(
     reason="chromium is not on PATH (Debian: apt-get install chromium); "
     "the rendering of the HTML reports in a browser is not checked",
 )
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 _RUNS: dict[str, Path] = {}
 
@@ -32,20 +39,24 @@ def demo_runs(factory: pytest.TempPathFactory) -> dict[str, Path]:
     "inductor" (the demo with the reference method) and "eager_random" (eager engine, random
     weights)."""
     if not _RUNS:
-        from mmlubench.config import CONFIG_DIR, load_config
-        from mmlubench.demo import make_demo
-        from mmlubench.runner import run_case
+        from mmlubench.cli.demo import make_demo
+        from mmlubench.config.config import CONFIG_DIR, load_config
+        from mmlubench.run.runner import run_case
 
         root = factory.mktemp("demo_runs")
         make_demo(root)
         base = {"data_dir": str(root), "output_dir": str(root / "runs"), "progress": False}
         # eager_random's infer is the padded eager method: every prompt token computed.
-        runs = {"inductor": {"engine": "inductor"},  # the demo itself runs shared-prefix
-                "eager_random": {"engine": "eager", "random_weights": True,
-                                 "engines": {"eager": {"method": "padded"}}}}
+        runs = {
+            "inductor": {"engine": "inductor"},  # the demo itself runs shared-prefix
+            "eager_random": {
+                "engine": "eager",
+                "random_weights": True,
+                "engines": {"eager": {"method": "padded"}},
+            },
+        }
         for name, extra in runs.items():
-            cfg = load_config(CONFIG_DIR / "demo.yaml", None,
-                              {**base, **extra, "run_name": name})
+            cfg = load_config(CONFIG_DIR / "demo.yaml", None, {**base, **extra, "run_name": name})
             _RUNS[name], _ = run_case(cfg)
     return dict(_RUNS)
 
@@ -68,16 +79,19 @@ def page_text(markup: str) -> str:
 
 def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
     assert CHROMIUM is not None
-    return subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def render(page: Path, tmp: Path) -> tuple[Path, str]:
     """Screenshot (1200x2000) and DOM text of `page` as headless Chromium renders it."""
     url = page.resolve().as_uri()
     png = tmp / (page.stem + ".screenshot.png")
-    shot = _chromium([f"--screenshot={png}", "--window-size=1200,2000", url],
-                     tmp / "profile-shot")
+    shot = _chromium([f"--screenshot={png}", "--window-size=1200,2000", url], tmp / "profile-shot")
     assert png.is_file(), f"chromium wrote no screenshot: {shot.stderr[-2000:]}"
     dom = _chromium(["--dump-dom", url], tmp / "profile-dom")
     assert dom.returncode == 0 and "<html" in dom.stdout, dom.stderr[-2000:]

@@ -1,4 +1,5 @@
-"""accel.py: the device calls of the runner and the memory code, generic over accelerators."""
+"""device/accel.py: what the runner and the memory code ask of the device, generic over
+accelerators."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import types
 import pytest
 import torch
 
-from mmlubench import accel
+from mmlubench.device import accel
 
 
 def test_cpu_calls_do_nothing_and_report_no_statistics():
@@ -58,8 +59,12 @@ def test_registered_ops_win_and_missing_ones_fall_back(monkeypatch):
     calls: list = []
     monkeypatch.setattr(torch, "accelerator", fake_accelerator(calls))
     monkeypatch.setattr(accel, "_REGISTERED", {})
-    accel.register("cuda", accel.DeviceOps(synchronize=lambda d: calls.append(("vendor", d)),
-                                           peak_allocated_bytes=lambda d: 7))
+    accel.register(
+        "cuda",
+        accel.DeviceOps(
+            synchronize=lambda d: calls.append(("vendor", d)), peak_allocated_bytes=lambda d: 7
+        ),
+    )
     accel.synchronize("cuda")
     assert calls == [("vendor", torch.device("cuda"))]
     assert accel.peak_allocated_bytes("cuda") == 7
@@ -81,8 +86,11 @@ def test_no_torch_cuda_fallback(monkeypatch):
     """Where torch.accelerator does not drive the device, accel calls nothing, torch.cuda
     included: what is missing comes from the vendor plug-in's device_ops, or stays null."""
     calls: list = []
-    monkeypatch.setattr(torch, "accelerator", types.SimpleNamespace(
-        is_available=lambda: False, current_accelerator=lambda: None))
+    monkeypatch.setattr(
+        torch,
+        "accelerator",
+        types.SimpleNamespace(is_available=lambda: False, current_accelerator=lambda: None),
+    )
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: calls.append("cuda sync"))
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 99)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)

@@ -17,12 +17,12 @@ import torch
 from arch_helpers import ARCHS, WINDOW, tiny_model
 
 from bench.logits import KeepLogits
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, choice_token_ids
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request
 from mmlubench.errors import RunError
-from mmlubench.passes import run_pass
-from mmlubench.prompts import build_prompts, choice_token_ids
+from mmlubench.run.passes import run_pass
 
 SUBJECTS = {"abstract_algebra": 4, "high_school_european_history": 2, "global_facts": 4}
 INFER = {"pack_tokens": 2560, "max_questions": 3, "compile": False, "block_size": 128}
@@ -39,8 +39,9 @@ def requests_(mmlu_dir, tokenizer):
 
 
 def logits_of(model, name, requests, tokenizer, **options):
-    engine = KeepLogits(engine_class(name)(model, engine_options(name, options), "cpu"),
-                        len(requests))
+    engine = KeepLogits(
+        engine_class(name)(model, engine_options(name, options), "cpu"), len(requests)
+    )
     result = run_pass(name, engine, requests, choice_token_ids(tokenizer), progress=False)
     return result, engine.logits
 
@@ -48,12 +49,12 @@ def logits_of(model, name, requests, tokenizer, **options):
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_val_and_infer_match_the_whole_prompt(arch, requests_, tokenizer):
     model = tiny_model(arch, seed=len(arch))
-    golden, want = logits_of(model, "eager", requests_, tokenizer, method="padded",
-                             batch_size=1)
+    golden, want = logits_of(model, "eager", requests_, tokenizer, method="padded", batch_size=1)
     runs = {"val": logits_of(model, "eager", requests_, tokenizer)}
     for carry in (2048, 0):
-        runs[f"infer carry {carry}"] = logits_of(model, "shared-prefix", requests_, tokenizer,
-                                                 carry_tokens=carry, **INFER)
+        runs[f"infer carry {carry}"] = logits_of(
+            model, "shared-prefix", requests_, tokenizer, carry_tokens=carry, **INFER
+        )
     for what, (result, got) in runs.items():
         assert np.array_equal(result.top_ids, golden.top_ids), (arch, what)
         assert (got - want).abs().max().item() <= 1e-4, (arch, what)
@@ -70,8 +71,9 @@ def test_compiled_layers_of_two_kinds_are_two_graphs(requests_, tokenizer):
     _, want = logits_of(model, "eager", requests_, tokenizer, method="padded", batch_size=1)
     torch._dynamo.reset()
     counters.clear()
-    result, got = logits_of(model, "shared-prefix", requests_, tokenizer,
-                            **{**INFER, "compile": True})
+    result, got = logits_of(
+        model, "shared-prefix", requests_, tokenizer, **{**INFER, "compile": True}
+    )
     assert counters["stats"]["unique_graphs"] == 2
     assert result.batches > 2
     assert (got - want).abs().max().item() <= 1e-4
@@ -101,7 +103,7 @@ def test_window_pairs_are_counted(requests_):
 
 def test_sliding_layers_count_their_window_pairs():
     """mfu_computed counts, in each sliding-window layer, the pairs inside the window."""
-    from mmlubench.metrics import ModelShape, work_flops
+    from mmlubench.results.metrics import ModelShape, work_flops
 
     shape = ModelShape.from_config(tiny_model("gemma2").config)  # layers: sliding, full
     assert (shape.layers, shape.sliding_layers) == (2, 1)
@@ -138,8 +140,9 @@ def test_fused_projections_are_one_gemm_and_exact(requests_, tokenizer, monkeypa
     monkeypatch.setattr(nn.Linear, "forward", spy)
     _, fused = logits_of(model, "shared-prefix", requests_[:4], tokenizer, **INFER)
     assert not own
-    _, plain = logits_of(model, "shared-prefix", requests_[:4], tokenizer,
-                         fuse_projections=False, **INFER)
+    _, plain = logits_of(
+        model, "shared-prefix", requests_[:4], tokenizer, fuse_projections=False, **INFER
+    )
     assert own
     assert (fused - plain).abs().max().item() <= 1e-5
 
@@ -152,5 +155,8 @@ def test_fp8_refuses_stacked_moe_experts(monkeypatch):
     monkeypatch.setattr(fp8, "check_device", lambda device: None)
     monkeypatch.setattr(fp8, "scaled_mm_out_dtype", lambda device: torch.float32)
     with pytest.raises(RunError, match=r"precision fp8: layer 0's .*experts.* stacked weight"):
-        engine_class("shared-prefix")(tiny_model("mixtral"), engine_options(
-            "shared-prefix", {"fp8": True, "compile": False}), "cpu")
+        engine_class("shared-prefix")(
+            tiny_model("mixtral"),
+            engine_options("shared-prefix", {"fp8": True, "compile": False}),
+            "cpu",
+        )

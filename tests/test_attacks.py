@@ -1,10 +1,11 @@
-"""The 13 attacks of issue 11 that once ended badly, end to end through the command line.
+"""The 13 attacks of the README's table that once ended badly, end to end through the command
+line.
 
 Each must end with exit status 2, exactly one `mmlubench: error:` line on stderr (nothing else
 there: no traceback, no LOAD REPORT table, no warning), and no result.json. A good run over the
 same inputs is checked first, so every attack fails for the reason it claims and not for another.
-Items 7, 8, 12 (R1) and 9 (R2) were fixed by other helpers; their own tests go further (the
-20-run abort loop, stale locks); here each is checked once with the same contract.
+Items 7, 8, 9 and 12 have tests of their own that go further (the 20-run abort loop, stale
+locks); here each is checked once with the same contract.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench.cli import main
+from mmlubench.cli.main import main
 
 SUBJECT = "abstract_algebra"
 REPO = "deepseek-ai/deepseek-llm-7b-base"
@@ -50,9 +51,28 @@ def copy_world(world: dict[str, Path], tmp_path: Path) -> tuple[Path, Path]:
 
 
 def run_args(model: Path, mmlu: Path, out: Path, *extra: str) -> list[str]:
-    return ["run", "--weight-dir", str(model), "--mmlu-dir", str(mmlu), "--subjects", SUBJECT,
-            "--limit", "2", "--device", "cpu", "--precision", "fp32", "--engine", "eager",
-            "--no-validation", "--output-dir", str(out), "--no-progress", *extra]
+    return [
+        "run",
+        "--weight-dir",
+        str(model),
+        "--mmlu-dir",
+        str(mmlu),
+        "--subjects",
+        SUBJECT,
+        "--limit",
+        "2",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--engine",
+        "eager",
+        "--no-validation",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def assert_one_error(rc: int, err: str, out: Path | None, *words: str) -> str:
@@ -84,21 +104,31 @@ def test_the_inputs_are_good(world, tmp_path, capfd):
 
 # 1 ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("what", ["--data", "--weights"])
 def test_01_download_without_network(tmp_path, what):
-    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0",
-           "HF_HOME": str(tmp_path / "hf")}
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "HF_HUB_OFFLINE": "0",
+        "HF_HOME": str(tmp_path / "hf"),
+    }
     data = tmp_path / "data"
-    done = subprocess.run([sys.executable, "-m", "mmlubench", "download", what, "--data-dir",
-                           str(data)], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "mmlubench", "download", what, "--data-dir", str(data)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     repo = "Stevross/mmlu" if what == "--data" else REPO
-    line = assert_one_error(done.returncode, done.stderr, None, repo, "127.0.0.1:9",
-                            "HF_ENDPOINT")
+    line = assert_one_error(done.returncode, done.stderr, None, repo, "127.0.0.1:9", "HF_ENDPOINT")
     assert "--data-tar" in line if what == "--data" else "--weight-dir" in line
     assert not data.exists()  # nothing half-made
 
 
 # 2 ----------------------------------------------------------------------------------------
+
 
 def test_02_unreadable_csv(world, tmp_path, capfd):
     """As root, permissions do not stop a read; /proc/self/mem is a regular file whose read
@@ -108,11 +138,11 @@ def test_02_unreadable_csv(world, tmp_path, capfd):
     csv = mmlu / "test" / f"{SUBJECT}_test.csv"
     csv.unlink()
     csv.symlink_to("/proc/self/mem")
-    attack(capfd, run_args(model, mmlu, tmp_path / "out"), tmp_path / "out",
-           f"{csv}: cannot read")
+    attack(capfd, run_args(model, mmlu, tmp_path / "out"), tmp_path / "out", f"{csv}: cannot read")
 
 
 # 3 ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("keep", ["half", "100"])
 def test_03_truncated_safetensors(world, tmp_path, capfd, keep):
@@ -120,11 +150,16 @@ def test_03_truncated_safetensors(world, tmp_path, capfd, keep):
     file = model / "model.safetensors"
     data = file.read_bytes()
     file.write_bytes(data[: len(data) // 2] if keep == "half" else data[:100])
-    attack(capfd, run_args(model, mmlu, tmp_path / "out"), tmp_path / "out",
-           f"{file}: not a complete safetensors file")
+    attack(
+        capfd,
+        run_args(model, mmlu, tmp_path / "out"),
+        tmp_path / "out",
+        f"{file}: not a complete safetensors file",
+    )
 
 
 # 4 ----------------------------------------------------------------------------------------
+
 
 def rewrite_weights(model: Path, change) -> None:
     from safetensors.torch import load_file, save_file
@@ -135,10 +170,16 @@ def rewrite_weights(model: Path, change) -> None:
 
 def test_04_missing_tensors(world, tmp_path, capfd):
     model, mmlu = copy_world(world, tmp_path)
-    rewrite_weights(model, lambda t: {k: v for k, v in t.items()
-                                      if not k.startswith("model.layers.1.")})
-    attack(capfd, run_args(model, mmlu, tmp_path / "out"), tmp_path / "out",
-           "9 tensor(s) missing", "model.layers.1.")
+    rewrite_weights(
+        model, lambda t: {k: v for k, v in t.items() if not k.startswith("model.layers.1.")}
+    )
+    attack(
+        capfd,
+        run_args(model, mmlu, tmp_path / "out"),
+        tmp_path / "out",
+        "9 tensor(s) missing",
+        "model.layers.1.",
+    )
 
 
 def test_04_unexpected_tensors(world, tmp_path, capfd):
@@ -146,11 +187,16 @@ def test_04_unexpected_tensors(world, tmp_path, capfd):
 
     model, mmlu = copy_world(world, tmp_path)
     rewrite_weights(model, lambda t: {**t, "model.layers.9.extra.weight": torch.zeros(3)})
-    attack(capfd, run_args(model, mmlu, tmp_path / "out"), tmp_path / "out",
-           "1 unexpected: model.layers.9.extra.weight")
+    attack(
+        capfd,
+        run_args(model, mmlu, tmp_path / "out"),
+        tmp_path / "out",
+        "1 unexpected: model.layers.9.extra.weight",
+    )
 
 
 # 5 ----------------------------------------------------------------------------------------
+
 
 class Payload:
     def __init__(self, marker: Path) -> None:
@@ -166,37 +212,50 @@ def test_05_malicious_pickle(world, tmp_path, capfd):
     marker = tmp_path / "PWNED"
     with open(model / "pytorch_model.bin", "wb") as f:
         pickle.dump({"model.embed_tokens.weight": Payload(marker)}, f)
-    attack(capfd, run_args(model, mmlu, tmp_path / "out"), tmp_path / "out",
-           f"{model / 'pytorch_model.bin'}: refused")
+    attack(
+        capfd,
+        run_args(model, mmlu, tmp_path / "out"),
+        tmp_path / "out",
+        f"{model / 'pytorch_model.bin'}: refused",
+    )
     assert not marker.exists()  # not executed
 
 
 # 6 ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("expr", ["params*0", "params*1e-400", "params*params*params*1e300",
-                                  "2*params*"])
+
+@pytest.mark.parametrize(
+    "expr", ["params*0", "params*1e-400", "params*params*params*1e300", "2*params*"]
+)
 def test_06_degenerate_flops_expression(world, tmp_path, capfd, expr):
     model, mmlu = copy_world(world, tmp_path)
     out = tmp_path / "out"
-    attack(capfd, run_args(model, mmlu, out, "--flops-per-token", expr), out,
-           "'flops_per_token'")
+    attack(capfd, run_args(model, mmlu, out, "--flops-per-token", expr), out, "'flops_per_token'")
     assert not out.exists()  # refused before any work: no run folder
 
 
 # 7 ----------------------------------------------------------------------------------------
+
 
 def test_07_two_resumes_of_one_folder(world, tmp_path):
     model, mmlu = copy_world(world, tmp_path)
     out = tmp_path / "out"
     args = run_args(model, mmlu, out, "--limit", "30", "--set", "engines.eager.batch_size=1")
     env = {**os.environ, "MMLUBENCH_INJECT_KILL": "infer:0"}
-    first = subprocess.run([sys.executable, "-m", "mmlubench", *args], env=env,
-                           capture_output=True, text=True, timeout=300)
+    first = subprocess.run(
+        [sys.executable, "-m", "mmlubench", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert first.returncode == -9
     (run,) = out.iterdir()
     cmd = [sys.executable, "-m", "mmlubench", "run", "--resume", str(run), "--no-progress"]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     done = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert sorted(rc for rc, _ in done) == [0, 2], done
     err = next(e for rc, e in done if rc == 2)
@@ -205,6 +264,7 @@ def test_07_two_resumes_of_one_folder(world, tmp_path):
 
 
 # 8 ----------------------------------------------------------------------------------------
+
 
 def test_08_output_dir_is_a_file(world, tmp_path, capfd):
     model, mmlu = copy_world(world, tmp_path)
@@ -215,6 +275,7 @@ def test_08_output_dir_is_a_file(world, tmp_path, capfd):
 
 
 # 9 ----------------------------------------------------------------------------------------
+
 
 def test_09_report_on_a_broken_result(world, tmp_path, capfd):
     model, mmlu = copy_world(world, tmp_path)
@@ -228,11 +289,14 @@ def test_09_report_on_a_broken_result(world, tmp_path, capfd):
 
 # 10 ---------------------------------------------------------------------------------------
 
+
 def test_10_model_that_needs_remote_code(world, tmp_path, capfd, monkeypatch):
     model, mmlu = copy_world(world, tmp_path)
     cfg = json.loads((model / "config.json").read_text())
-    cfg.update(model_type="evil_llama", auto_map={"AutoConfig": "conf.EvilConfig",
-                                                  "AutoModelForCausalLM": "mod.EvilModel"})
+    cfg.update(
+        model_type="evil_llama",
+        auto_map={"AutoConfig": "conf.EvilConfig", "AutoModelForCausalLM": "mod.EvilModel"},
+    )
     (model / "config.json").write_text(json.dumps(cfg))
     marker = tmp_path / "PWNED"
     (model / "conf.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
@@ -241,21 +305,32 @@ def test_10_model_that_needs_remote_code(world, tmp_path, capfd, monkeypatch):
         raise AssertionError("asked the user whether to run the folder's code")
 
     monkeypatch.setattr("builtins.input", no_prompt)
-    attack(capfd, run_args(model, mmlu, tmp_path / "out"), tmp_path / "out",
-           f"{model / 'config.json'}", "trust_remote_code=False")
+    attack(
+        capfd,
+        run_args(model, mmlu, tmp_path / "out"),
+        tmp_path / "out",
+        f"{model / 'config.json'}",
+        "trust_remote_code=False",
+    )
     assert not marker.exists()
 
 
 # 11 ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("seed", ["99999999999999999999999", "-1"])
 def test_11_seed_out_of_range(world, tmp_path, capfd, seed):
     model, mmlu = copy_world(world, tmp_path)
-    attack(capfd, run_args(model, mmlu, tmp_path / "out", "--random-weights", "--seed", seed),
-           tmp_path / "out", "command line: key 'seed'")
+    attack(
+        capfd,
+        run_args(model, mmlu, tmp_path / "out", "--random-weights", "--seed", seed),
+        tmp_path / "out",
+        "command line: key 'seed'",
+    )
 
 
 # 12 ---------------------------------------------------------------------------------------
+
 
 def test_12_failing_rank_under_torchrun_exits_2(world, tmp_path):
     """One launch of two ranks where rank 1 lacks the data (the 20-run loop against the rare
@@ -267,16 +342,31 @@ def test_12_failing_rank_under_torchrun_exits_2(world, tmp_path):
     procs = []
     for rank in range(2):
         args = run_args(model, mmlu if rank == 0 else tmp_path / "missing", tmp_path / "out")
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        procs.append(subprocess.Popen([sys.executable, "-m", "mmlubench", *args], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "LOCAL_WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "mmlubench", *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     for p in procs:
         _, err = p.communicate(timeout=180)
         assert_one_error(p.returncode, err, tmp_path / "out", "rank 1")
 
 
 # 13 ---------------------------------------------------------------------------------------
+
 
 def test_13_yaml_key_given_twice(world, tmp_path, capfd):
     model, mmlu = copy_world(world, tmp_path)
@@ -291,8 +381,9 @@ def test_13_folder_where_a_csv_should_be(world, tmp_path, capfd):
     csv = mmlu / "test" / f"{SUBJECT}_test.csv"
     csv.unlink()
     csv.mkdir()
-    line = attack(capfd, run_args(model, mmlu, tmp_path / "out"), tmp_path / "out",
-                  f"{csv}: is a folder")
+    line = attack(
+        capfd, run_args(model, mmlu, tmp_path / "out"), tmp_path / "out", f"{csv}: is a folder"
+    )
     assert "download" not in line
 
 
@@ -300,10 +391,15 @@ def test_13_shape_mismatch_is_one_line(world, tmp_path, capfd):
     import torch
 
     model, mmlu = copy_world(world, tmp_path)
-    rewrite_weights(model, lambda t: {**t, "model.layers.0.mlp.up_proj.weight":
-                                      torch.zeros(65, 32)})
-    attack(capfd, run_args(model, mmlu, tmp_path / "out"), tmp_path / "out",
-           "model.layers.0.mlp.up_proj.weight [65, 32] in the checkpoint, [64, 32] in the model")
+    rewrite_weights(
+        model, lambda t: {**t, "model.layers.0.mlp.up_proj.weight": torch.zeros(65, 32)}
+    )
+    attack(
+        capfd,
+        run_args(model, mmlu, tmp_path / "out"),
+        tmp_path / "out",
+        "model.layers.0.mlp.up_proj.weight [65, 32] in the checkpoint, [64, 32] in the model",
+    )
 
 
 def test_13_argparse_errors_are_usage_and_exit_2(capfd):
@@ -312,8 +408,10 @@ def test_13_argparse_errors_are_usage_and_exit_2(capfd):
         main(["run", "--precision", "fp4"])
     assert e.value.code == 2
     err = capfd.readouterr().err
-    assert err.startswith("usage: mmlubench run") and "mmlubench run: error: argument " \
-        "--precision: invalid choice: 'fp4'" in err
+    assert (
+        err.startswith("usage: mmlubench run")
+        and "mmlubench run: error: argument --precision: invalid choice: 'fp4'" in err
+    )
 
 
 # ===========================================================================================
@@ -331,19 +429,30 @@ def victim(tmp_path: Path) -> Path:
     return path
 
 
-def run_cli(*argv: str, env: dict | None = None, timeout: int = 300
-            ) -> subprocess.CompletedProcess:
+def run_cli(*argv: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """`python -m mmlubench ARGV` in a fresh process (this checkout's copy: PYTHONPATH)."""
-    return subprocess.run([sys.executable, "-m", "mmlubench", *argv], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "mmlubench", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture(scope="module")
 def interrupted(world, tmp_path_factory) -> Path:
     """A run of 6 questions killed as its infer batch 3 began (3 batches recorded)."""
     root = tmp_path_factory.mktemp("interrupted")
-    args = run_args(world["model"], world["mmlu"], root / "out", "--limit", "6",
-                    "--set", "engines.eager.batch_size=1")
+    args = run_args(
+        world["model"],
+        world["mmlu"],
+        root / "out",
+        "--limit",
+        "6",
+        "--set",
+        "engines.eager.batch_size=1",
+    )
     done = run_cli(*args, env={"MMLUBENCH_INJECT_KILL": "infer:2"})
     assert done.returncode == -9, done.stderr
     (run,) = (root / "out").iterdir()
@@ -371,45 +480,57 @@ def resume(run: Path, *extra: str) -> list[str]:
 
 # 2.1 -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("where", ["vendor", "resume"])
 def test_2_01_config_never_names_a_program(world, interrupted, tmp_path, capfd, where):
     """Inductor's `cpp.cxx` is the C++ compiler it runs: a config giving it is refused before
     any work, and the planted program never runs."""
     marker = tmp_path / "RAN"
     script = tmp_path / "cxx.sh"
-    script.write_text(f"#!/bin/sh\ntouch {marker}\nexec g++ \"$@\"\n")
+    script.write_text(f'#!/bin/sh\ntouch {marker}\nexec g++ "$@"\n')
     script.chmod(0o755)
     options = {"compile_options": {"cpp.cxx": [str(script)]}}
     if where == "vendor":
         model, mmlu = copy_world(world, tmp_path)
         vendor = tmp_path / "vendor.yaml"
-        vendor.write_text(json.dumps({"vendor": "cpu", "device": "cpu",
-                                      "engines": {"shared-prefix": options}}))
+        vendor.write_text(
+            json.dumps({"vendor": "cpu", "device": "cpu", "engines": {"shared-prefix": options}})
+        )
         out = tmp_path / "out"
-        argv = [*run_args(model, mmlu, out, "--vendor", str(vendor)), "--engine",
-                "shared-prefix"]
+        argv = [*run_args(model, mmlu, out, "--vendor", str(vendor)), "--engine", "shared-prefix"]
     else:
         import yaml
 
         run = copy_run(interrupted, tmp_path)
         cfg = yaml.safe_load((run / "config.yaml").read_text())
         cfg["engines"]["eager"] = {**cfg["engines"].get("eager", {})}
-        cfg["engines"]["shared-prefix"] = {**cfg["engines"].get("shared-prefix", {}),
-                                           **options}
+        cfg["engines"]["shared-prefix"] = {**cfg["engines"].get("shared-prefix", {}), **options}
         (run / "config.yaml").write_text(yaml.safe_dump(cfg))
         out, argv = run, resume(run, "--engine", "shared-prefix")
     attack(capfd, argv, out, "'cpp.cxx'", "refused")
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("key", ["cuda.cutlass_dir", "trace.debug_dir", "bogus_option",
-                                 "post_grad_custom_pass"])
+@pytest.mark.parametrize(
+    "key", ["cuda.cutlass_dir", "trace.debug_dir", "bogus_option", "post_grad_custom_pass"]
+)
 def test_2_01_only_known_plain_inductor_options(world, tmp_path, capfd, key):
     model, mmlu = copy_world(world, tmp_path)
     out = tmp_path / "out"
-    attack(capfd, run_args(model, mmlu, out, "--engine", "shared-prefix", "--set",
-                           f"engines.shared-prefix.compile_options={{{key}: x}}"), out,
-           f"'{key}'")
+    attack(
+        capfd,
+        run_args(
+            model,
+            mmlu,
+            out,
+            "--engine",
+            "shared-prefix",
+            "--set",
+            f"engines.shared-prefix.compile_options={{{key}: x}}",
+        ),
+        out,
+        f"'{key}'",
+    )
     assert not out.exists()  # before any work
 
 
@@ -423,9 +544,19 @@ def test_2_01_a_plain_inductor_option_is_accepted():
 
 # 2.2 -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["run.lock", "progress.jsonl", "result.json.tmp",
-                                  "predictions.jsonl.tmp", "predictions.jsonl",
-                                  "config.yaml.tmp", "fingerprint.json.tmp"])
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "run.lock",
+        "progress.jsonl",
+        "result.json.tmp",
+        "predictions.jsonl.tmp",
+        "predictions.jsonl",
+        "config.yaml.tmp",
+        "fingerprint.json.tmp",
+    ],
+)
 def test_2_02_resume_never_writes_through_a_link(interrupted, tmp_path, capfd, name):
     run = copy_run(interrupted, tmp_path)
     target = victim(tmp_path)
@@ -453,11 +584,26 @@ def test_2_02_outputs_never_written_through_links(world, finished, tmp_path, cap
     HTML and PNG are written atomically (a hard link's name is replaced, its target kept)."""
     model, mmlu = copy_world(world, tmp_path)
     target = victim(tmp_path)
-    for name, argv in [("p.jsonl", ["prompts", "--weight-dir", str(model), "--mmlu-dir",
-                                    str(mmlu), "--subjects", SUBJECT, "--limit", "1",
-                                    "--no-progress", "--out"]),
-                       ("c.html", ["compare", str(finished), "--html"]),
-                       ("c.png", ["compare", str(finished), "--png"])]:
+    for name, argv in [
+        (
+            "p.jsonl",
+            [
+                "prompts",
+                "--weight-dir",
+                str(model),
+                "--mmlu-dir",
+                str(mmlu),
+                "--subjects",
+                SUBJECT,
+                "--limit",
+                "1",
+                "--no-progress",
+                "--out",
+            ],
+        ),
+        ("c.html", ["compare", str(finished), "--html"]),
+        ("c.png", ["compare", str(finished), "--png"]),
+    ]:
         link = tmp_path / name
         link.symlink_to(target) if kind == "symlink" else os.link(target, link)
         if kind == "symlink" or name == "p.jsonl":
@@ -469,6 +615,7 @@ def test_2_02_outputs_never_written_through_links(world, finished, tmp_path, cap
 
 # 2.3 -------------------------------------------------------------------------------------
 
+
 def test_2_03_resume_with_other_weights_of_the_same_shape(interrupted, tmp_path, capfd):
     """A second checkpoint with the same config.json and the same file sizes (every weight
     negated: the same safetensors header too) is another model: the resume is refused."""
@@ -478,8 +625,14 @@ def test_2_03_resume_with_other_weights_of_the_same_shape(interrupted, tmp_path,
     rewrite_weights(other, lambda t: {k: -v for k, v in t.items()})
     size = (interrupted_model(run) / "model.safetensors").stat().st_size
     assert (other / "model.safetensors").stat().st_size == size
-    attack(capfd, resume(run, "--weight-dir", str(other)), run, "model differs",
-           "safetensors header", "evenly spaced")
+    attack(
+        capfd,
+        resume(run, "--weight-dir", str(other)),
+        run,
+        "model differs",
+        "safetensors header",
+        "evenly spaced",
+    )
 
 
 def interrupted_model(run: Path) -> Path:
@@ -490,16 +643,32 @@ def interrupted_model(run: Path) -> Path:
 
 # 2.4 -------------------------------------------------------------------------------------
 
-PASS_END = {"session": 0, "kind": "pass_end", "pass": "infer", "whole_time_s": 1.0, "t_s": 1.0,
-            "e2e_s": 2.0}
+PASS_END = {
+    "session": 0,
+    "kind": "pass_end",
+    "pass": "infer",
+    "whole_time_s": 1.0,
+    "t_s": 1.0,
+    "e2e_s": 2.0,
+}
 
 
-@pytest.mark.parametrize(("kind", "field", "value"), [
-    ("batch", "top_ids", [5000000]), ("batch", "top_ids", [10**30]), ("batch", "t_s", "abc"),
-    ("batch", "e2e_s", "abc"), ("session", "session", "zero"),
-    ("pass_start", "compile_time_s", "abc"), ("pass_end", "whole_time_s", None),
-    ("batch", "choice_logits", [[1.0, 2.0]]), ("batch", "core_time_s", -1.0),
-    ("batch", "work", {"tokens": 1}), ("batch", "rows", [99])])
+@pytest.mark.parametrize(
+    ("kind", "field", "value"),
+    [
+        ("batch", "top_ids", [5000000]),
+        ("batch", "top_ids", [10**30]),
+        ("batch", "t_s", "abc"),
+        ("batch", "e2e_s", "abc"),
+        ("session", "session", "zero"),
+        ("pass_start", "compile_time_s", "abc"),
+        ("pass_end", "whole_time_s", None),
+        ("batch", "choice_logits", [[1.0, 2.0]]),
+        ("batch", "core_time_s", -1.0),
+        ("batch", "work", {"tokens": 1}),
+        ("batch", "rows", [99]),
+    ],
+)
 def test_2_04_edited_progress_log(interrupted, tmp_path, capfd, kind, field, value):
     """Every field of every record is checked when the log is read, before any work."""
     run = copy_run(interrupted, tmp_path)
@@ -511,13 +680,15 @@ def test_2_04_edited_progress_log(interrupted, tmp_path, capfd, kind, field, val
     records[n][field] = value
     log.write_text("".join(json.dumps(r) + "\n" for r in records))
     before = log.read_text()
-    line = attack(capfd, resume(run), run, f"{log}:{n + 1}: corrupt progress record",
-                  f"field {field!r}")
+    line = attack(
+        capfd, resume(run), run, f"{log}:{n + 1}: corrupt progress record", f"field {field!r}"
+    )
     assert len(line) < 400
     assert log.read_text() == before  # no session began
 
 
 # 2.5 -------------------------------------------------------------------------------------
+
 
 def test_2_05_bos_token_not_in_the_vocabulary(world, tmp_path, capfd):
     model, mmlu = copy_world(world, tmp_path)
@@ -525,32 +696,49 @@ def test_2_05_bos_token_not_in_the_vocabulary(world, tmp_path, capfd):
     cfg = json.loads(cfg_file.read_text())
     cfg["bos_token"] = "<never-seen-bos>"
     cfg_file.write_text(json.dumps(cfg))
-    attack(capfd, run_args(model, mmlu, tmp_path / "out"), tmp_path / "out",
-           f"{cfg_file}: bos_token '<never-seen-bos>' is not a token of")
+    attack(
+        capfd,
+        run_args(model, mmlu, tmp_path / "out"),
+        tmp_path / "out",
+        f"{cfg_file}: bos_token '<never-seen-bos>' is not a token of",
+    )
 
 
 # 2.6 -------------------------------------------------------------------------------------
+
 
 def test_2_06_peak_below_any_device(world, tmp_path, capfd):
     model, mmlu = copy_world(world, tmp_path)
     vendor = tmp_path / "vendor.yaml"
     vendor.write_text("vendor: cpu\ndevice: cpu\npeak_flops: {fp32: 1}\n")
     out = tmp_path / "out"
-    attack(capfd, run_args(model, mmlu, out, "--vendor", str(vendor)), out,
-           f"{vendor}", "'peak_flops'", "at least 1e11")
+    attack(
+        capfd,
+        run_args(model, mmlu, out, "--vendor", str(vendor)),
+        out,
+        f"{vendor}",
+        "'peak_flops'",
+        "at least 1e11",
+    )
     assert not out.exists()
 
 
 def test_2_06_mfu_above_100_percent(world, tmp_path, capfd, monkeypatch):
     """mfu_computed counts the FLOPs that ran: above 100% the peak is wrong, an error, and the
     answers are kept for a resume (here the count is made impossible on purpose)."""
-    from mmlubench import results
+    from mmlubench.results import pass_sections
 
     model, mmlu = copy_world(world, tmp_path)
     out = tmp_path / "out"
-    monkeypatch.setattr(results, "work_flops", lambda *a, **k: 1e30)
-    attack(capfd, run_args(model, mmlu, out, "--peak-flops", "1e11"), out,
-           "pass: mfu_computed", "above 100%", "--resume")
+    monkeypatch.setattr(pass_sections, "work_flops", lambda *a, **k: 1e30)
+    attack(
+        capfd,
+        run_args(model, mmlu, out, "--peak-flops", "1e11"),
+        out,
+        "pass: mfu_computed",
+        "above 100%",
+        "--resume",
+    )
     monkeypatch.undo()
     (run,) = out.iterdir()
     assert main(resume(run, "--peak-flops", "1e18")) == 0
@@ -561,8 +749,9 @@ def test_2_06_a_nominal_mfu_above_100_percent_is_a_warning(world, tmp_path, capf
     above 100% it is said, not refused, and mfu_computed stays the work that ran."""
     model, mmlu = copy_world(world, tmp_path)
     out = tmp_path / "out"
-    assert main(run_args(model, mmlu, out, "--peak-flops", "1e11", "--flops-per-token",
-                         "2*7e9")) == 0
+    assert (
+        main(run_args(model, mmlu, out, "--peak-flops", "1e11", "--flops-per-token", "2*7e9")) == 0
+    )
     (run,) = out.iterdir()
     result = json.loads((run / "result.json").read_text(encoding="utf-8"))
     assert any("is above 100%: flops_per_token counts more" in w for w in result["warnings"])
@@ -570,6 +759,7 @@ def test_2_06_a_nominal_mfu_above_100_percent_is_a_warning(world, tmp_path, capf
 
 
 # 2.7 -------------------------------------------------------------------------------------
+
 
 def laughs(levels: int) -> str:
     """A YAML "billion laughs" as the value of `few_shots`: each level a list of nine aliases of
@@ -595,6 +785,7 @@ def test_2_07_yaml_alias_bomb(world, tmp_path, capfd, levels):
 
 # 2.8 -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("how", ["set", "vendor"])
 def test_2_08_vendor_for_another_device(world, tmp_path, capfd, how):
     model, mmlu = copy_world(world, tmp_path)
@@ -611,11 +802,19 @@ def test_2_08_vendor_for_another_device(world, tmp_path, capfd, how):
 
 # 2.9 -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("env", "word"), [
-    ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc'"), ({"WORLD_SIZE": "2"}, "RANK is not set"),
-    ({"WORLD_SIZE": "2", "RANK": "0"}, "is not set"),
-    ({"WORLD_SIZE": "2", "RANK": "5", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
-     "RANK='5'")])
+
+@pytest.mark.parametrize(
+    ("env", "word"),
+    [
+        ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc'"),
+        ({"WORLD_SIZE": "2"}, "RANK is not set"),
+        ({"WORLD_SIZE": "2", "RANK": "0"}, "is not set"),
+        (
+            {"WORLD_SIZE": "2", "RANK": "5", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
+            "RANK='5'",
+        ),
+    ],
+)
 def test_2_09_bad_torchrun_variables(world, tmp_path, capfd, monkeypatch, env, word):
     model, mmlu = copy_world(world, tmp_path)
     for key in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
@@ -629,25 +828,42 @@ def test_2_09_bad_torchrun_variables(world, tmp_path, capfd, monkeypatch, env, w
 
 # 2.10 / 2.18 / 2.19 ------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("edit", "words"), [
-    ({"vocab_size": 1000}, "vocab_size 1000 is smaller than the tokenizer's ids"),
-    ({"num_key_value_heads": 3}, "not a multiple of num_key_value_heads 3"),
-    ({"vocab_size": 0}, "vocab_size must be a positive integer"),
-    ({"num_attention_heads": 3}, "transformers cannot build this config"),
-    ({"model_type": "bert"}, "'bert' is not a causal language model"),
-    ({"dtype": "float7"}, "transformers cannot build this config"),
-    ({"num_hidden_layers": 100, "hidden_size": 8192, "intermediate_size": 22016,
-      "num_attention_heads": 64, "num_key_value_heads": 64}, "the weights alone need")])
-def test_2_10_config_json_against_tokenizer_engine_and_device(world, tmp_path, capfd, edit,
-                                                              words):
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        ({"vocab_size": 1000}, "vocab_size 1000 is smaller than the tokenizer's ids"),
+        ({"num_key_value_heads": 3}, "not a multiple of num_key_value_heads 3"),
+        ({"vocab_size": 0}, "vocab_size must be a positive integer"),
+        ({"num_attention_heads": 3}, "transformers cannot build this config"),
+        ({"model_type": "bert"}, "'bert' is not a causal language model"),
+        ({"dtype": "float7"}, "transformers cannot build this config"),
+        (
+            {
+                "num_hidden_layers": 100,
+                "hidden_size": 8192,
+                "intermediate_size": 22016,
+                "num_attention_heads": 64,
+                "num_key_value_heads": 64,
+            },
+            "the weights alone need",
+        ),
+    ],
+)
+def test_2_10_config_json_against_tokenizer_engine_and_device(world, tmp_path, capfd, edit, words):
     """Checked before any pass and before a weight is allocated (item 19: 390 GB of
     weights is refused at once)."""
     model, mmlu = copy_world(world, tmp_path)
     cfg = json.loads((model / "config.json").read_text())
     cfg.update(edit)
     (model / "config.json").write_text(json.dumps(cfg))
-    attack(capfd, run_args(model, mmlu, tmp_path / "out", "--random-weights"),
-           tmp_path / "out", f"{model / 'config.json'}: ", words)
+    attack(
+        capfd,
+        run_args(model, mmlu, tmp_path / "out", "--random-weights"),
+        tmp_path / "out",
+        f"{model / 'config.json'}: ",
+        words,
+    )
 
 
 def test_2_18_weight_file_is_a_fifo(world, tmp_path):
@@ -655,34 +871,62 @@ def test_2_18_weight_file_is_a_fifo(world, tmp_path):
     (model / "model.safetensors").unlink()
     os.mkfifo(model / "model.safetensors")
     done = run_cli(*run_args(model, mmlu, tmp_path / "out"), timeout=60)
-    assert_one_error(done.returncode, done.stderr, tmp_path / "out",
-                     f"{model / 'model.safetensors'}: not a regular file")
+    assert_one_error(
+        done.returncode,
+        done.stderr,
+        tmp_path / "out",
+        f"{model / 'model.safetensors'}: not a regular file",
+    )
 
 
 # 2.11 ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("engine", "setting"), [
-    ("shared-prefix", "engines.shared-prefix.compile_options={bogus_option: 1}"),
-    ("shared-prefix", "engines.shared-prefix.compile_mode=bogus"),
-    ("inductor", "engines.inductor.mode=bogus")])
+
+@pytest.mark.parametrize(
+    ("engine", "setting"),
+    [
+        ("shared-prefix", "engines.shared-prefix.compile_options={bogus_option: 1}"),
+        ("shared-prefix", "engines.shared-prefix.compile_mode=bogus"),
+        ("inductor", "engines.inductor.mode=bogus"),
+    ],
+)
 def test_2_11_compile_settings_checked_up_front(world, tmp_path, capfd, engine, setting):
     model, mmlu = copy_world(world, tmp_path)
     out = tmp_path / "out"
-    attack(capfd, run_args(model, mmlu, out, "--engine", engine, "--set", setting), out,
-           "bogus")
+    attack(capfd, run_args(model, mmlu, out, "--engine", engine, "--set", setting), out, "bogus")
     assert not out.exists()  # before the model loads
 
 
 # 2.12 ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("where", ["folder", "missing parent", "/dev/full"])
 def test_2_12_prompts_out_unwritable(world, tmp_path, capfd, where):
     model, mmlu = copy_world(world, tmp_path)
-    out = {"folder": tmp_path, "missing parent": tmp_path / "no" / "p.jsonl",
-           "/dev/full": Path("/dev/full")}[where]
-    attack(capfd, ["prompts", "--weight-dir", str(model), "--mmlu-dir", str(mmlu),
-                   "--subjects", SUBJECT, "--limit", "1", "--no-progress", "--out", str(out)],
-           None, str(out))
+    out = {
+        "folder": tmp_path,
+        "missing parent": tmp_path / "no" / "p.jsonl",
+        "/dev/full": Path("/dev/full"),
+    }[where]
+    attack(
+        capfd,
+        [
+            "prompts",
+            "--weight-dir",
+            str(model),
+            "--mmlu-dir",
+            str(mmlu),
+            "--subjects",
+            SUBJECT,
+            "--limit",
+            "1",
+            "--no-progress",
+            "--out",
+            str(out),
+        ],
+        None,
+        str(out),
+    )
 
 
 @pytest.mark.parametrize("what", ["report --html", "compare --html", "compare --png"])
@@ -697,6 +941,7 @@ def test_2_12_report_outputs_unwritable(finished, tmp_path, capfd, what):
 
 # 2.14 ------------------------------------------------------------------------------------
 
+
 def test_2_14_names_are_plain_text_in_charts(world, finished, tmp_path, capfd):
     run = copy_run(finished, tmp_path)
     named = run.with_name(run.name + "_$^$")
@@ -707,6 +952,7 @@ def test_2_14_names_are_plain_text_in_charts(world, finished, tmp_path, capfd):
 
 
 # 2.15 ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("when", ["first progress record", "result write"])
 def test_2_15_disk_full(world, tmp_path, capfd, monkeypatch, when):
@@ -733,19 +979,22 @@ def test_2_15_disk_full(world, tmp_path, capfd, monkeypatch, when):
 
 # 2.16 ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("how", ["XDG_CACHE_HOME a file", "--dir a file", "--dir /proc"])
 def test_2_16_demo_folder_cannot_be_made(tmp_path, how):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     env = {"XDG_CACHE_HOME": str(blocker)} if how.startswith("XDG") else {}
-    extra = {"--dir a file": ["--dir", str(blocker)], "--dir /proc": ["--dir", "/proc/demo"]
-             }.get(how, [])
+    extra = {"--dir a file": ["--dir", str(blocker)], "--dir /proc": ["--dir", "/proc/demo"]}.get(
+        how, []
+    )
     done = run_cli("demo", "--no-progress", *extra, env=env, timeout=120)
     assert_one_error(done.returncode, done.stderr, None, "cannot make the demo folder")
     assert blocker.read_text() == "x"
 
 
 # 2.17 ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("gap_s", [0.01, 0.03, 0.05])
 def test_2_17_second_ctrl_c(world, tmp_path, gap_s):
@@ -755,15 +1004,22 @@ def test_2_17_second_ctrl_c(world, tmp_path, gap_s):
     model, mmlu = copy_world(world, tmp_path)
     # The whole subject, one question a batch: the run must still be going when both signals
     # come (one that ends first exits 0, and one interrupted at its exit dies by the signal).
-    args = run_args(model, mmlu, tmp_path / "out", "--limit", "100", "--set",
-                    "engines.eager.batch_size=1")
-    proc = subprocess.Popen([sys.executable, "-m", "mmlubench", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = run_args(
+        model, mmlu, tmp_path / "out", "--limit", "100", "--set", "engines.eager.batch_size=1"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmlubench", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
 
     def batches() -> int:  # batch records so far: the run is past its set-up
-        return sum(f.read_text(errors="replace").count('"kind": "batch"')
-                   for f in (tmp_path / "out").rglob("progress.jsonl"))
+        return sum(
+            f.read_text(errors="replace").count('"kind": "batch"')
+            for f in (tmp_path / "out").rglob("progress.jsonl")
+        )
 
     while batches() < 2 and time.time() < deadline:
         time.sleep(0.01)
@@ -778,10 +1034,15 @@ def test_2_17_second_ctrl_c(world, tmp_path, gap_s):
 
 # 2.20 ------------------------------------------------------------------------------------
 
+
 def test_2_20_yaml_errors_are_one_line(world, tmp_path, capfd):
     model, mmlu = copy_world(world, tmp_path)
-    attack(capfd, run_args(model, mmlu, tmp_path / "out", "--set", "limit=[1"),
-           tmp_path / "out", "--set limit")
+    attack(
+        capfd,
+        run_args(model, mmlu, tmp_path / "out", "--set", "limit=[1"),
+        tmp_path / "out",
+        "--set limit",
+    )
 
 
 def test_2_20_run_name_with_a_control_character(world, tmp_path, capfd):
@@ -802,11 +1063,16 @@ def test_2_20_weight_dir_with_a_newline(world, tmp_path, capfd):
 def test_2_20_data_tar_not_a_tar(tmp_path, capfd):
     bad = tmp_path / "notatar.tar"
     bad.write_text("not a tar\n")
-    attack(capfd, ["download", "--data-tar", str(bad), "--data-dir", str(tmp_path / "d")],
-           None, str(bad))
+    attack(
+        capfd,
+        ["download", "--data-tar", str(bad), "--data-dir", str(tmp_path / "d")],
+        None,
+        str(bad),
+    )
 
 
 # 2.21 ------------------------------------------------------------------------------------
+
 
 def test_2_21_emptied_config_on_resume(interrupted, tmp_path, capfd):
     run = copy_run(interrupted, tmp_path)
@@ -826,13 +1092,18 @@ def test_2_21_fifo_as_config(world, tmp_path, capfd):
 
 def test_2_21_device_index_out_of_range(world, tmp_path, capfd):
     model, mmlu = copy_world(world, tmp_path)
-    line = attack(capfd, run_args(model, mmlu, tmp_path / "out", "--device",
-                                  "cpu:99999999999999999999"), tmp_path / "out",
-                  "'device'", "index out of range")
+    line = attack(
+        capfd,
+        run_args(model, mmlu, tmp_path / "out", "--device", "cpu:99999999999999999999"),
+        tmp_path / "out",
+        "'device'",
+        "index out of range",
+    )
     assert "does not know device type" not in line
 
 
 # 2.13 ------------------------------------------------------------------------------------
+
 
 def _set(doc: dict, path: str, value) -> None:
     *parents, last = path.split(".")
@@ -844,14 +1115,22 @@ def _set(doc: dict, path: str, value) -> None:
         doc[last] = value
 
 
-@pytest.mark.parametrize(("edit", "key"), [
-    ("big int", "not valid JSON"), ("deep", "not valid JSON"),
-    (("passes.infer", KeyError), "passes.infer"), (("accuracy.rule", "bogus"), "accuracy.rule"),
-    ("random without a rule", "accuracy.reference"),
-    (("passes.infer.energy_j", 5.0), "energy_j"), ("power without energy", "energy_j"),
-    (("memory.samples", [[1.0]]), "memory.samples[0]"),
-    (("passes.infer.timeline", [[1, 2]]), "passes.infer.timeline[0]"),
-    ("infinity", "Infinity"), (("timings.x_bytes", 10**100), "timings.x_bytes")])
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        ("big int", "not valid JSON"),
+        ("deep", "not valid JSON"),
+        (("passes.infer", KeyError), "passes.infer"),
+        (("accuracy.rule", "bogus"), "accuracy.rule"),
+        ("random without a rule", "accuracy.reference"),
+        (("passes.infer.energy_j", 5.0), "energy_j"),
+        ("power without energy", "energy_j"),
+        (("memory.samples", [[1.0]]), "memory.samples[0]"),
+        (("passes.infer.timeline", [[1, 2]]), "passes.infer.timeline[0]"),
+        ("infinity", "Infinity"),
+        (("timings.x_bytes", 10**100), "timings.x_bytes"),
+    ],
+)
 def test_2_13_edited_result_document(finished, tmp_path, capfd, edit, key):
     run = copy_run(finished, tmp_path)
     path = run / "result.json"

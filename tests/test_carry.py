@@ -15,12 +15,12 @@ from case_helpers import make_model_dir
 from layout_helpers import assert_layout_matches_flex
 
 from bench.logits import KeepLogits
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, choice_token_ids, load_tokenizer
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request, causal_pairs
 from mmlubench.engines.packing import plan_packs
-from mmlubench.passes import run_pass
-from mmlubench.prompts import build_prompts, choice_token_ids, load_tokenizer
+from mmlubench.run.passes import run_pass
 
 SHORT = ["abstract_algebra", "college_computer_science", "global_facts"]
 LONG = [*SHORT, "high_school_european_history"]  # its prompts are truncated
@@ -29,10 +29,16 @@ LONG = [*SHORT, "high_school_european_history"]  # its prompts are truncated
 # packs of 2048 hold the truncated prompts too, with a carry that holds every prefix (GQA,
 # 128k vocabulary).
 SETUPS = {
-    "deepseek": ("deepseek_7b_mmlu", SHORT, {"pack_tokens": 1024, "carry_tokens": 512,
-                                             "max_questions": 3, "compile": True}),
-    "llama3": ("llama3_8b_mmlu", LONG, {"pack_tokens": 2048, "carry_tokens": 1536,
-                                        "max_questions": 4, "compile": True}),
+    "deepseek": (
+        "deepseek_7b_mmlu",
+        SHORT,
+        {"pack_tokens": 1024, "carry_tokens": 512, "max_questions": 3, "compile": True},
+    ),
+    "llama3": (
+        "llama3_8b_mmlu",
+        LONG,
+        {"pack_tokens": 2048, "carry_tokens": 1536, "max_questions": 4, "compile": True},
+    ),
 }
 
 
@@ -46,14 +52,14 @@ def setup(request, tmp_path_factory, mmlu_dir):
     tokenizer = load_tokenizer(model_dir)
     prompts = build_prompts(load_mmlu(mmlu_dir, "test", subjects, limit=10), tokenizer)
     # Two prompts opt out of sharing (prefix_len 0), one in the middle of a subject.
-    requests = [Request(p.ids, 0 if i in (4, 11) else p.prefix_len)
-                for i, p in enumerate(prompts)]
+    requests = [Request(p.ids, 0 if i in (4, 11) else p.prefix_len) for i, p in enumerate(prompts)]
     torch.manual_seed(0)
     config = AutoConfig.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
     model.requires_grad_(False)
-    golden = logits_of(model, "eager", requests, tokenizer,
-                       {"method": "padded", "batch_size": 1}).logits
+    golden = logits_of(
+        model, "eager", requests, tokenizer, {"method": "padded", "batch_size": 1}
+    ).logits
     return tokenizer, requests, model, golden, {**options, "block_size": 64}
 
 
@@ -92,8 +98,14 @@ def test_carry_on_and_off_match_eager(setup):
 
 def plan_of(options, requests):
     o = engine_options("shared-prefix", options)
-    return plan_packs(requests, o.pack_tokens, o.max_questions, o.share_prefix, o.block_size,
-                      carry_tokens=o.carry_tokens)
+    return plan_packs(
+        requests,
+        o.pack_tokens,
+        o.max_questions,
+        o.share_prefix,
+        o.block_size,
+        carry_tokens=o.carry_tokens,
+    )
 
 
 def chains(batches) -> list[int]:
@@ -124,8 +136,7 @@ def test_broken_chains_are_exact(setup):
     assert first.work.tokens == planned + origin.work.tokens
     # run_pass warms up on its first pack, which leaves that pack's carry-out behind: its
     # timed run reruns the origin only if the pack leaves another prefix than it takes.
-    again = origin.work.tokens if first.payload.carry_out_key != first.payload.carry_in_key \
-        else 0
+    again = origin.work.tokens if first.payload.carry_out_key != first.payload.carry_in_key else 0
     planned = sum(b.payload.work.tokens for b in batches[start:])
     done = np.zeros(len(requests), bool)
     done[[r for b in batches[:start] for r in b.rows]] = True
@@ -171,15 +182,21 @@ def synthetic(groups, seed=0):
     out = []
     for prefix_len, lengths in groups:
         prefix = rng.integers(5, 1000, size=prefix_len)
-        out += [Request(np.concatenate([prefix, rng.integers(5, 1000, size=n - prefix_len)]),
-                        prefix_len) for n in lengths]
+        out += [
+            Request(
+                np.concatenate([prefix, rng.integers(5, 1000, size=n - prefix_len)]), prefix_len
+            )
+            for n in lengths
+        ]
     return out
 
 
 def test_planned_work_is_each_prefix_once():
     rng = np.random.default_rng(1)
-    groups = [(p, list(rng.integers(p + 10, p + 90, size=k)))
-              for p, k in ((100, 30), (250, 7), (0, 3), (60, 45), (255, 1), (180, 20))]
+    groups = [
+        (p, list(rng.integers(p + 10, p + 90, size=k)))
+        for p, k in ((100, 30), (250, 7), (0, 3), (60, 45), (255, 1), (180, 20))
+    ]
     requests = synthetic(groups)
     batches = plan_packs(requests, 512, 8, True, 64, carry_tokens=256)
     assert sorted(r for b in batches for r in b.rows) == list(range(len(requests)))
@@ -187,8 +204,9 @@ def test_planned_work_is_each_prefix_once():
     suffixes = sum(n - p for p, lengths in groups for n in lengths)
     prefixes = sum(p for p, _ in groups)
     assert sum(b.work.tokens for b in batches) == prefixes + suffixes
-    pairs = sum(causal_pairs(p) + sum(causal_pairs(n - p, p) for n in lengths)
-                for p, lengths in groups)
+    pairs = sum(
+        causal_pairs(p) + sum(causal_pairs(n - p, p) for n in lengths) for p, lengths in groups
+    )
     assert sum(b.work.attention_pairs for b in batches) == pairs
     # Without the carry, every pack holding a group's questions holds its prefix too.
     uncarried = plan_packs(requests, 512, 8, True, 64)

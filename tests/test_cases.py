@@ -14,9 +14,9 @@ import pytest
 from case_helpers import CASES, CONFIGS, make_model_dir, model_files
 from conftest import read_rows, reference_text
 
-from mmlubench.cases import format_cases, packaged_cases, parse_reference, vs_reference
-from mmlubench.cli import main
-from mmlubench.config import load_config
+from mmlubench.cli.main import main
+from mmlubench.config.cases import format_cases, packaged_cases, parse_reference, vs_reference
+from mmlubench.config.config import load_config
 from mmlubench.errors import ConfigError
 
 # The peak the reference divides by (A100 fp16 312 TFLOP/s; fp32 rows count TF32, 156).
@@ -53,11 +53,14 @@ def test_cases_listing():
     assert "MFU 46.4%, acc 65.2%/65.2%, mem 34.5/40 GiB" in text
 
 
-@pytest.mark.parametrize("bad,message", [
-    ({"fp8": {}}, "reference.fp8: expected a precision"),
-    ({"fp16": {"device": "x"}}, "reference.fp16: missing keys"),
-    ({"fp16": "fast"}, "reference.fp16: expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ({"fp8": {}}, "reference.fp8: expected a precision"),
+        ({"fp16": {"device": "x"}}, "reference.fp16: missing keys"),
+        ({"fp16": "fast"}, "reference.fp16: expected a mapping"),
+    ],
+)
 def test_bad_reference_is_named(tmp_path, bad, message):
     path = tmp_path / "case.yaml"
     path.write_text(json.dumps({"reference": bad}), encoding="utf-8")
@@ -68,11 +71,17 @@ def test_bad_reference_is_named(tmp_path, bad, message):
 
 def test_vs_reference_line():
     cfg = load_config(CONFIGS / "llama3_8b_mmlu.yaml")
-    metrics = SimpleNamespace(precision="fp16", p_infer_core_tok_per_s=18102.6,
-                              p_infer_whole_tok_per_s=None, p_val_core_tok_per_s=7979.6,
-                              e2e_time_s=1207.5, acc_infer=0.1)
-    result = SimpleNamespace(config=SimpleNamespace(reference=cfg.reference), metrics=metrics,
-                             random_weights=True)
+    metrics = SimpleNamespace(
+        precision="fp16",
+        p_infer_core_tok_per_s=18102.6,
+        p_infer_whole_tok_per_s=None,
+        p_val_core_tok_per_s=7979.6,
+        e2e_time_s=1207.5,
+        acc_infer=0.1,
+    )
+    result = SimpleNamespace(
+        config=SimpleNamespace(reference=cfg.reference), metrics=metrics, random_weights=True
+    )
     line = vs_reference(result)
     assert "p_infer_core 18,102.6 vs 9,051.3 (2.00x)" in line
     assert "p_val_core 7,979.6 vs 7,979.6 (1.00x)" in line
@@ -101,7 +110,8 @@ def expected_tokens(case: str, mmlu_dir: Path, limit: int) -> int:
         dev = read_rows("dev", subject)
         for row in read_rows("test", subject)[:limit]:
             ids = [raw.token_to_id(bos)] * BOS_IN_PROMPT[case] + raw.encode(
-                reference_text(subject, dev, row), add_special_tokens=False).ids
+                reference_text(subject, dev, row), add_special_tokens=False
+            ).ids
             assert len(ids) < 2048
             total += len(ids)
     return total
@@ -111,13 +121,35 @@ def expected_tokens(case: str, mmlu_dir: Path, limit: int) -> int:
 def test_run_case_end_to_end(case, tmp_path, mmlu_dir):
     model_dir = make_model_dir(case, tmp_path / "model")
     out = tmp_path / "runs"
-    args = ["run", "--config", str(CONFIGS / f"{case}.yaml"), "--data-dir", str(tmp_path),
-            "--weight-dir", "model", "--mmlu-dir", str(mmlu_dir), "--subjects",
-            ",".join(SUBJECTS), "--limit", "2", "--device", "cpu", "--precision", "fp32",
-            "--random-weights", "--output-dir", str(out), "--no-progress",
-            "--engine", "shared-prefix",  # deepseek's `engine: auto` is eager on CPU
-            "--set", "engines.shared-prefix.compile=false",
-            "--set", "engines.shared-prefix.pack_tokens=4096"]
+    args = [
+        "run",
+        "--config",
+        str(CONFIGS / f"{case}.yaml"),
+        "--data-dir",
+        str(tmp_path),
+        "--weight-dir",
+        "model",
+        "--mmlu-dir",
+        str(mmlu_dir),
+        "--subjects",
+        ",".join(SUBJECTS),
+        "--limit",
+        "2",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--random-weights",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        "--engine",
+        "shared-prefix",  # deepseek's `engine: auto` is eager on CPU
+        "--set",
+        "engines.shared-prefix.compile=false",
+        "--set",
+        "engines.shared-prefix.pack_tokens=4096",
+    ]
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         assert main(args) == 0
@@ -130,15 +162,20 @@ def test_run_case_end_to_end(case, tmp_path, mmlu_dir):
     # A tiny model is not the case's own: MFU counts 2 x its parameters, not the case's 2 x 7e9
     # (which gave a headline MFU of 39,518% on such a model), and the run says both.
     assert m["flops_per_token"] == 2 * result["model"]["n_params"] != FLOPS[case]
-    assert any(w.startswith(f"the model is not case {case}'s own (hidden_size 64")
-               for w in result["warnings"])
-    assert any(f"flops_per_token {FLOPS_EXPR[case]} is case {case}'s" in w
-               for w in result["warnings"])
+    assert any(
+        w.startswith(f"the model is not case {case}'s own (hidden_size 64")
+        for w in result["warnings"]
+    )
+    assert any(
+        f"flops_per_token {FLOPS_EXPR[case]} is case {case}'s" in w for w in result["warnings"]
+    )
     assert m["mfu"] is None or m["mfu"] <= 1.0
     real = json.loads((model_files(case) / "config.json").read_text(encoding="utf-8"))
     assert result["model"]["vocab_size"] == real["vocab_size"]
-    assert json.loads((model_dir / "config.json").read_text())["num_key_value_heads"] == \
-        result["model"]["num_key_value_heads"]
+    assert (
+        json.loads((model_dir / "config.json").read_text())["num_key_value_heads"]
+        == result["model"]["num_key_value_heads"]
+    )
     # Same weights in both passes: the same top token for every question.
     assert result["accuracy"]["agreement_val_infer"]["same_top_token"] == 1.0
     assert result["config"]["reference"]["fp16"]["source"].endswith(f"{case}/README.md")
@@ -147,21 +184,24 @@ def test_run_case_end_to_end(case, tmp_path, mmlu_dir):
         from tokenizers import Tokenizer
 
         raw = Tokenizer.from_file(str(model_files(case) / "tokenizer.json"))
-        rows = [json.loads(line) for line in
-                (run_dir / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+        rows = [
+            json.loads(line)
+            for line in (run_dir / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
         hits = sum(r["infer"]["top_id"] == raw.token_to_id("\u2581" + r["gold"]) for r in rows)
         assert result["accuracy"]["rule"] == "token"
         assert m["acc_infer"] == hits / len(rows)
         assert all(r["infer"]["token"] in ("", "A", "B", "C", "D") for r in rows)
     # Only Llama-2 has an fp32 reference row to compare an fp32 run with.
-    assert ("vs reference (inductor on NVIDIA A100-SXM4-40GB, fp32" in stdout.getvalue()) == \
-        (case == "llama2_7b_mmlu")
+    assert ("vs reference (inductor on NVIDIA A100-SXM4-40GB, fp32" in stdout.getvalue()) == (
+        case == "llama2_7b_mmlu"
+    )
 
 
 def test_token_rule():
     """`token`: right only when the top token is one of the four answer tokens (ids here are
     Llama-2's "\u2581A".."\u2581D"); any other token, even a bare "A", answers nothing."""
-    from mmlubench.scoring import token_letter
+    from mmlubench.data.scoring import token_letter
 
     ids = [319, 350, 315, 360]
     assert [token_letter(i, ids) for i in ids] == ["A", "B", "C", "D"]
@@ -178,18 +218,37 @@ def test_llama3_prompts_have_no_bos_and_the_reference_truncation(tmp_path, mmlu_
     model_dir = make_model_dir("llama3_8b_mmlu", tmp_path / "model")
     out = tmp_path / "prompts.jsonl"
     with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["prompts", "--config", str(CONFIGS / "llama3_8b_mmlu.yaml"),
-                     "--data-dir", str(tmp_path), "--weight-dir", "model", "--mmlu-dir",
-                     str(mmlu_dir), "--subjects", subject, "--limit", str(limit),
-                     "--out", str(out), "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "prompts",
+                    "--config",
+                    str(CONFIGS / "llama3_8b_mmlu.yaml"),
+                    "--data-dir",
+                    str(tmp_path),
+                    "--weight-dir",
+                    "model",
+                    "--mmlu-dir",
+                    str(mmlu_dir),
+                    "--subjects",
+                    subject,
+                    "--limit",
+                    str(limit),
+                    "--out",
+                    str(out),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     got = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     raw = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     dev = read_rows("dev", subject)
     dropped = 0
     for p, row in zip(got, read_rows("test", subject)[:limit], strict=True):
         text, ids, n = truncate_reference(
-            reference_text(subject, dev, row),
-            lambda t: raw.encode(t, add_special_tokens=False).ids)
+            reference_text(subject, dev, row), lambda t: raw.encode(t, add_special_tokens=False).ids
+        )
         assert p["text"] == text and p["dropped"] == n
         assert p["ids"] == ids[1:]  # truncate_reference counts a BOS; this case has none
         assert p["ids"][0] != raw.token_to_id("<|begin_of_text|>")
@@ -203,8 +262,8 @@ def test_case_model_is_matched_by_config(case):
     flops_per_token holds and `--model` picks the case), the tiny one does not."""
     from case_helpers import tiny_config
 
-    from mmlubench.cases import case_for_model, model_differences
-    from mmlubench.mfu import resolve_flops_per_token
+    from mmlubench.config.cases import case_for_model, model_differences
+    from mmlubench.config.mfu import resolve_flops_per_token
 
     cfg = load_config(CONFIGS / f"{case}.yaml")
     real = json.loads((model_files(case) / "config.json").read_text(encoding="utf-8"))
@@ -212,7 +271,9 @@ def test_case_model_is_matched_by_config(case):
     assert case_for_model(real).name == case
     # The case's own model keeps the reference's 2 x 7e9, whatever its counted parameters.
     assert resolve_flops_per_token(cfg.flops_per_token, "case", case, [], 6_910_365_696) == (
-        FLOPS[case], [])
+        FLOPS[case],
+        [],
+    )
     tiny = tiny_config(real)
     assert model_differences(tiny, cfg.model_config)[0].startswith("hidden_size 64, the case's")
     assert case_for_model(tiny) is None
@@ -223,14 +284,16 @@ def test_case_model_is_matched_by_config(case):
 
 def test_given_flops_per_token_is_used_and_checked():
     """A value the user gives is used as given; far from 2 x params it warns."""
-    from mmlubench.mfu import resolve_flops_per_token
+    from mmlubench.config.mfu import resolve_flops_per_token
 
     assert resolve_flops_per_token("2*7e9", "user", "mmlu", None, 6_910_365_696) == (1.4e10, [])
     value, warnings = resolve_flops_per_token("2*7e9", "user", "mmlu", [], 135_000_000)
     assert value == 1.4e10 and "is 51.85x 2*params" in warnings[0]
     # 2*params counts the active parameters (a MoE's experts a token is not routed to left out)
     assert resolve_flops_per_token("2*params", "case", "mmlu", None, 12_900_000_000) == (
-        2.58e10, [])
+        2.58e10,
+        [],
+    )
     cfg = load_config(CONFIGS / "mmlu.yaml", None, {"flops_per_token": "2*7e9"})
     assert cfg.flops_per_token_set_by == "user"
     assert load_config(CONFIGS / "deepseek_7b_mmlu.yaml").flops_per_token_set_by == "case"

@@ -14,19 +14,24 @@ import numpy as np
 import pytest
 import torch
 
-from mmlubench import ceiling
-from mmlubench.ceiling_attention import attended_pairs, block_mask, pick_pack, synthetic_requests
-from mmlubench.ceiling_sections import Ceiling, ModelDims, PrecisionCeiling, at_ceiling, fraction
-from mmlubench.cli import main
-from mmlubench.config import Config
-from mmlubench.metrics import ModelShape
-from mmlubench.vendors.cpu import CpuVendor
+from mmlubench.ceiling import measure as ceiling
+from mmlubench.ceiling.attention import attended_pairs, block_mask, pick_pack, synthetic_requests
+from mmlubench.cli.main import main
+from mmlubench.config.config import Config
+from mmlubench.device.vendors.cpu import CpuVendor
+from mmlubench.results.ceiling_sections import (
+    Ceiling,
+    ModelDims,
+    PrecisionCeiling,
+    at_ceiling,
+    fraction,
+)
+from mmlubench.results.metrics import ModelShape
 
 # GQA, and head_dim 32 where hidden / heads would be 16 (as Qwen3 and Gemma configs do).
-DIMS = ModelDims(layers=2, hidden=64, intermediate=96, heads=4, kv_heads=2, head_dim=32,
-                 vocab=1000)
-FAKE = '''
-from mmlubench.vendors.cpu import CpuVendor
+DIMS = ModelDims(layers=2, hidden=64, intermediate=96, heads=4, kv_heads=2, head_dim=32, vocab=1000)
+FAKE = """
+from mmlubench.device.vendors.cpu import CpuVendor
 
 
 class ClockVendor(CpuVendor):
@@ -43,7 +48,7 @@ class ClockVendor(CpuVendor):
 
     def limits(self):
         return {"power_limit_w": 300.0, "max_sm_clock_mhz": 2000.0}
-'''
+"""
 
 
 class ClockVendor(CpuVendor):
@@ -76,10 +81,12 @@ def test_flops_by_hand():
     assert at.gemm_flops == 1000 * 172032 + 3 * 128000
     assert at.attention_flops == 5000 * 512 * 2
     assert at.gemm_time_s == pytest.approx(gemm / 2) and at.attention_time_s == pytest.approx(
-        attention / 2)
+        attention / 2
+    )
     assert fraction(at, 2.0) == pytest.approx((gemm + attention) / 2 / 2.0)
-    assert at_ceiling(DIMS, PrecisionCeiling("fp32", None, 1e9, 2e9, None, None, []),
-                      1, 1, 1) is None  # no attention rate: no fraction
+    assert (
+        at_ceiling(DIMS, PrecisionCeiling("fp32", None, 1e9, 2e9, None, None, []), 1, 1, 1) is None
+    )  # no attention rate: no fraction
 
 
 def test_pack_pairs_match_the_mask():
@@ -96,8 +103,16 @@ def test_pack_pairs_match_the_mask():
 
 def test_step_figures_are_consistent():
     vendor = ClockVendor("cpu")
-    c = ceiling.measure_device(torch.device("cpu"), vendor, ["fp32", "fp8"], DIMS, "tiny",
-                               synthetic_requests(), "synthetic", ceiling.PackOptions())
+    c = ceiling.measure_device(
+        torch.device("cpu"),
+        vendor,
+        ["fp32", "fp8"],
+        DIMS,
+        "tiny",
+        synthetic_requests(),
+        "synthetic",
+        ceiling.PackOptions(),
+    )
     assert c.timer == "synchronize+perf_counter" and c.gemm_tokens == 128
     fp32 = c.precisions["fp32"]
     by = {r.name: r for r in fp32.readings}
@@ -111,11 +126,13 @@ def test_step_figures_are_consistent():
     assert by["lm_head"].shape == [c.pack.questions, 1000, 64]
     dec = [by[n] for n in ("q/k/v", "o", "gate/up", "down")]
     assert fp32.gemm_decoder_flops_per_s == pytest.approx(
-        sum(r.flops for r in dec) / sum(r.median_time_s for r in dec))
+        sum(r.flops for r in dec) / sum(r.median_time_s for r in dec)
+    )
     lm = by["lm_head"]
     assert fp32.gemm_model_flops_per_s == pytest.approx(
         (2 * sum(r.flops for r in dec) + lm.flops)
-        / (2 * sum(r.median_time_s for r in dec) + lm.median_time_s))
+        / (2 * sum(r.median_time_s for r in dec) + lm.median_time_s)
+    )
     assert by["attention"].flops == c.pack.attended_pairs * DIMS.attention_flops_per_pair
     assert fp32.attention_flops_per_s == by["attention"].flops_per_s
     assert c.copy.moved_bytes == 2 * c.copy.shape[0]
@@ -139,7 +156,7 @@ def test_enabled_by_default_on_accelerators_only():
 @pytest.fixture
 def clock_plugin(tmp_path, monkeypatch):
     """The fake plug-in above as an importable module, known by the name `clock`."""
-    from mmlubench import vendors
+    from mmlubench.device import vendors
 
     (tmp_path / "clock_vendor.py").write_text(FAKE, encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -156,11 +173,33 @@ def cli(*args: str) -> str:
 
 
 def test_run_reports_against_the_ceiling(clock_plugin, tmp_path, tiny_model_dir, mmlu_dir):
-    stdout = cli("run", "--set", "vendor=clock", "--device", "cpu", "--precision", "fp32",
-                 "--data-dir", str(tiny_model_dir.parent), "--weight-dir", tiny_model_dir.name,
-                 "--mmlu-dir", str(mmlu_dir), "--subjects", "abstract_algebra,global_facts",
-                 "--limit", "3", "--random-weights", "--engine", "eager", "--no-progress",
-                 "--output-dir", str(tmp_path / "runs"), "--set", "ceiling=true")
+    stdout = cli(
+        "run",
+        "--set",
+        "vendor=clock",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--data-dir",
+        str(tiny_model_dir.parent),
+        "--weight-dir",
+        tiny_model_dir.name,
+        "--mmlu-dir",
+        str(mmlu_dir),
+        "--subjects",
+        "abstract_algebra,global_facts",
+        "--limit",
+        "3",
+        "--random-weights",
+        "--engine",
+        "eager",
+        "--no-progress",
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--set",
+        "ceiling=true",
+    )
     (run_dir,) = (tmp_path / "runs").iterdir()
     doc = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
     c = doc["ceiling"]
@@ -173,28 +212,41 @@ def test_run_reports_against_the_ceiling(clock_plugin, tmp_path, tiny_model_dir,
     dims, rates = ModelDims(**c["model"]), PrecisionCeiling.from_json(c["precisions"]["fp32"])
     for name in ("val", "infer"):
         p = doc["passes"][name]
-        at = at_ceiling(dims, rates, p["computed_tokens"], p["attention_pairs"],
-                        p["logit_rows"])
+        at = at_ceiling(dims, rates, p["computed_tokens"], p["attention_pairs"], p["logit_rows"])
         assert p["at_ceiling"]["time_s"] == pytest.approx(at.time_s)
         assert p["ceiling_fraction"] == pytest.approx(at.time_s / p["core_time_s"])
         assert f"{name}: mfu_computed" in stdout
     assert "measured ceiling (fp32, Clocked Accelerator 1" in stdout
     assert "ceiling_fraction" in stdout
-    from mmlubench import document, html_report
+    from mmlubench.report import html as html_report
+    from mmlubench.results import document
 
     page = html_report.render(document.load(run_dir))
     assert "Against the measured ceiling" in page and "data:image/png;base64" in page
 
 
 def test_ceiling_command(clock_plugin, tiny_model_dir, mmlu_dir):
-    args = ("ceiling", "--set", "vendor=clock", "--device", "cpu", "--model-dir",
-            str(tiny_model_dir), "--mmlu-dir", str(mmlu_dir), "--subjects", "global_facts")
+    args = (
+        "ceiling",
+        "--set",
+        "vendor=clock",
+        "--device",
+        "cpu",
+        "--model-dir",
+        str(tiny_model_dir),
+        "--mmlu-dir",
+        str(mmlu_dir),
+        "--subjects",
+        "global_facts",
+    )
     table = cli(*args)
     assert "| fp32 |" in table and "| 1,234 | 42 |" in table
     assert "MMLU test prompts (global_facts)" in table
     doc = json.loads(cli(*args, "--format", "json"))
-    assert doc["model"]["hidden"] == json.loads(
-        (tiny_model_dir / "config.json").read_text())["hidden_size"]
+    assert (
+        doc["model"]["hidden"]
+        == json.loads((tiny_model_dir / "config.json").read_text())["hidden_size"]
+    )
     gemm = doc["precisions"]["fp32"]["readings"][0]
     assert gemm["sm_clock_mhz_median"] == 1234.0
     assert np.isfinite(doc["bandwidth_bytes_per_s"])

@@ -1,4 +1,4 @@
-"""A newcomer's first commands (issue 11): --version, help that shows the defaults, a download
+"""A newcomer's first commands: --version, help that shows the defaults, a download
 help without run flags, the engines listing, and a demo that stays out of the clone."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mmlubench import __version__
-from mmlubench.cli import main
+from mmlubench.cli.main import main
 
 
 @pytest.fixture(autouse=True)
@@ -34,10 +34,14 @@ def test_version(capsys):
 
 def test_run_help_shows_the_case_defaults(capsys):
     text = help_text(capsys, "run")
-    for flag, default in (("--engine", "auto: shared-prefix on CUDA, eager on CPU"),
-                          ("--device", "cuda"),
-                          ("--precision", "fp16"), ("--val-engine", "eager"),
-                          ("--few-shots", "5"), ("--flops-per-token", "2*7e9")):
+    for flag, default in (
+        ("--engine", "auto: shared-prefix on CUDA, eager on CPU"),
+        ("--device", "cuda"),
+        ("--precision", "fp16"),
+        ("--val-engine", "eager"),
+        ("--few-shots", "5"),
+        ("--flops-per-token", "2*7e9"),
+    ):
         (entry,) = [e for e in re.split(r"\n(?=  -)", text) if e.startswith(f"  {flag} ")]
         assert f"(default: {default}" in " ".join(entry.split()), flag
     assert "dtype of the weights and the compute" in text  # --precision is explained
@@ -55,8 +59,16 @@ def test_download_help_lists_only_download_flags(capsys):
     text = help_text(capsys, "download")
     for flag in ("--data", "--weights", "--repo", "--data-tar", "--data-dir", "--weight-dir"):
         assert flag in text
-    for flag in ("--split", "--limit", "--few-shots", "--max-seq-len", "--prompt-style",
-                 "--engine", "--precision", "--subjects"):
+    for flag in (
+        "--split",
+        "--limit",
+        "--few-shots",
+        "--max-seq-len",
+        "--prompt-style",
+        "--engine",
+        "--precision",
+        "--subjects",
+    ):
         assert flag not in text, flag
 
 
@@ -81,7 +93,7 @@ def test_engine_option_rows():
     """Default, the case file's value where it differs, and the field's help (blank without)."""
     import dataclasses
 
-    from mmlubench.engines_doc import first_paragraph, option_rows
+    from mmlubench.cli.engines_doc import first_paragraph, option_rows
 
     @dataclasses.dataclass
     class Options:
@@ -116,7 +128,7 @@ def test_demo_writes_nothing_into_the_current_folder(tmp_path, monkeypatch, caps
 
 def test_demo_runs_the_default_infer_engine_of_a_gpu():
     """The demo runs on CPU but exercises what `run` uses by default on the accelerator."""
-    from mmlubench.config import AUTO_ENGINE, load_config
+    from mmlubench.config.config import AUTO_ENGINE, load_config
 
     assert load_config("demo").engine == AUTO_ENGINE["cuda"] == "shared-prefix"
 
@@ -126,11 +138,21 @@ def test_no_loading_bar_and_transformers_bars_restored(tmp_path, capfd):
     bar of its own); its bar setting is what it was once the run ends."""
     from transformers.utils import logging as hf_logging
 
-    from mmlubench.demo import make_demo
+    from mmlubench.cli.demo import make_demo
 
     make_demo(tmp_path)
-    base = ["run", "--config", "demo", "--data-dir", str(tmp_path), "--engine", "null",
-            "--no-validation", "--output-dir", str(tmp_path / "runs")]
+    base = [
+        "run",
+        "--config",
+        "demo",
+        "--data-dir",
+        str(tmp_path),
+        "--engine",
+        "null",
+        "--no-validation",
+        "--output-dir",
+        str(tmp_path / "runs"),
+    ]
     capfd.readouterr()
     assert main([*base, "--no-progress"]) == 0
     assert "Loading weights" not in capfd.readouterr().err
@@ -142,13 +164,16 @@ def test_no_loading_bar_and_transformers_bars_restored(tmp_path, capfd):
 
 
 def test_cases_lists_every_case_with_its_reference_row(capsys) -> None:
-    from mmlubench.cli import main
+    from mmlubench.cli.main import main
 
     assert main(["cases"]) == 0
     out = capsys.readouterr().out
     # The A100 rows of FlagPerf's case READMEs (deepseek: ../shared/REFERENCE.md).
-    for case, infer_core in [("deepseek_7b_mmlu", "10338.8"), ("llama2_7b_mmlu", "10052.2"),
-                             ("llama3_8b_mmlu", "9051.3")]:
+    for case, infer_core in [
+        ("deepseek_7b_mmlu", "10338.8"),
+        ("llama2_7b_mmlu", "10052.2"),
+        ("llama3_8b_mmlu", "9051.3"),
+    ]:
         block = out.split(f"{case}  (", 1)[1].split("\n", 3)
         assert infer_core in block[2], block
 
@@ -156,7 +181,7 @@ def test_cases_lists_every_case_with_its_reference_row(capsys) -> None:
 def test_allocator_defaults_respect_the_users_setting(monkeypatch):
     import os
 
-    from mmlubench.cli import allocator_defaults
+    from mmlubench.cli.main import allocator_defaults
 
     for key in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"):
         monkeypatch.delenv(key, raising=False)

@@ -16,11 +16,11 @@ from report_helpers import (
     render,
 )
 
-from mmlubench import compare
-from mmlubench.cli import main
-from mmlubench.document import Result
-from mmlubench.document import load as load_result
-from mmlubench.report import COLUMNS
+from mmlubench.cli.main import main
+from mmlubench.report import compare
+from mmlubench.report.table import COLUMNS
+from mmlubench.results.document import Result
+from mmlubench.results.document import load as load_result
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +34,14 @@ def pair(runs: dict[str, Path]) -> tuple[list[str], list[Result]]:
 
 
 # Ratio column -> the metric it shows, written out here (not read from compare.RATIO_COLUMNS).
-RATIO_KEYS = {"e2e_time (s)": "e2e_time_s", "p_val_whole (tok/s)": "p_val_whole_tok_per_s",
-              "p_val_core (tok/s)": "p_val_core_tok_per_s",
-              "p_infer_whole (tok/s)": "p_infer_whole_tok_per_s",
-              "*p_infer_core (tok/s)": "p_infer_core_tok_per_s", "*MFU": "mfu"}
+RATIO_KEYS = {
+    "e2e_time (s)": "e2e_time_s",
+    "p_val_whole (tok/s)": "p_val_whole_tok_per_s",
+    "p_val_core (tok/s)": "p_val_core_tok_per_s",
+    "p_infer_whole (tok/s)": "p_infer_whole_tok_per_s",
+    "*p_infer_core (tok/s)": "p_infer_core_tok_per_s",
+    "*MFU": "mfu",
+}
 
 
 def test_rows_and_ratios(pair: tuple[list[str], list[Result]]) -> None:
@@ -109,8 +113,9 @@ def test_each_incomparable_setting_warns(runs: dict[str, Path], setting: str) ->
     assert compare.setting_warnings([base, copy.deepcopy(base)], ["a", "b"]) == []
 
 
-def test_cli_compare_html_and_png(runs: dict[str, Path], tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_compare_html_and_png(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out_html, out_png = tmp_path / "cmp.html", tmp_path / "cmp.png"
     dirs = [str(runs["inductor"]), str(runs["eager_random"])]
     assert main(["compare", *dirs, "--html", str(out_html), "--png", str(out_png)]) == 0
@@ -131,8 +136,7 @@ def test_cli_compare_html_and_png(runs: dict[str, Path], tmp_path: Path,
 
 
 @needs_chromium
-def test_compare_renders_in_chromium(pair: tuple[list[str], list[Result]],
-                                     tmp_path: Path) -> None:
+def test_compare_renders_in_chromium(pair: tuple[list[str], list[Result]], tmp_path: Path) -> None:
     labels, results = pair
     page = compare.write_html(results, labels, tmp_path / "compare.html")
     png, text = render(page, tmp_path)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench.cli import main
-from mmlubench.config import DEFAULT_CASE, load_config
+from mmlubench.cli.main import main
+from mmlubench.config.config import DEFAULT_CASE, load_config
 from mmlubench.errors import ConfigError
 
 
@@ -48,8 +48,11 @@ def test_layering(tmp_path):
     assert cfg.few_shots == 3  # case only
     assert cfg.precision == "bf16"  # vendor over case
     assert cfg.limit == 11  # command line over vendor over case
-    assert cfg.engines["eager"] == {"method": "padded", "batch_size": 2,
-                                    "full_logits": True}  # merged key by key
+    assert cfg.engines["eager"] == {
+        "method": "padded",
+        "batch_size": 2,
+        "full_logits": True,
+    }  # merged key by key
     assert cfg.engines["inductor"] == {"warmup_iters": 5, "mode": None}
     assert cfg.max_seq_len == 2048  # unset: dataclass defaults
     assert cfg.engine == "eager"  # unset: auto, on the case's CPU
@@ -62,7 +65,11 @@ def test_layering(tmp_path):
 def test_packaged_case_is_the_reference(tmp_path):
     cfg = load_config()
     assert (cfg.case, cfg.split, cfg.few_shots, cfg.max_seq_len) == (
-        "deepseek_7b_mmlu", "test", 5, 2048)
+        "deepseek_7b_mmlu",
+        "test",
+        5,
+        2048,
+    )
     assert (cfg.prompt_style, cfg.scoring, cfg.precision) == ("reference", "reference", "fp16")
     # The fast exact engine is the default infer engine; inductor is the reference's method.
     assert (cfg.engine, cfg.val_engine, cfg.validation) == ("shared-prefix", "eager", True)
@@ -70,8 +77,14 @@ def test_packaged_case_is_the_reference(tmp_path):
     assert cfg.weight_path == Path(".") / "deepseek_7b_hf"
     assert cfg.mmlu_path == Path(".") / "mmlu_dataset/data"
     ind = cfg.engines["inductor"]
-    assert (ind["mode"], ind["dynamic"], ind["warmup_iters"], ind["warmup_times"],
-            ind["batch_size"], ind["full_logits"]) == ("reduce-overhead", True, 10, 10, 1, True)
+    assert (
+        ind["mode"],
+        ind["dynamic"],
+        ind["warmup_iters"],
+        ind["warmup_times"],
+        ind["batch_size"],
+        ind["full_logits"],
+    ) == ("reduce-overhead", True, 10, 10, 1, True)
 
 
 def test_vendor_by_name():
@@ -106,8 +119,10 @@ BAD = [
     ("engine: tensorrt\n", "key 'engine': unknown engine 'tensorrt'"),
     ("val_engine: nope\n", "key 'val_engine': unknown engine 'nope'"),
     ("engines:\n  eager:\n    foo: 1\n", "unknown engines.eager option 'foo'"),
-    ("engines:\n  eager:\n    batch_size: big\n",
-     "engines.eager option 'batch_size': expected an integer, got 'big'"),
+    (
+        "engines:\n  eager:\n    batch_size: big\n",
+        "engines.eager option 'batch_size': expected an integer, got 'big'",
+    ),
     ("engines:\n  eager:\n    batch_size: 0\n", "engines.eager: batch_size must be >= 1"),
     ("engines:\n  inductor:\n    mode: fastest\n", "engines.inductor: mode must be one of"),
     ("engines:\n  trt:\n    x: 1\n", "key 'engines.trt': unknown engine"),
@@ -134,7 +149,8 @@ def test_bad_value_in_the_vendor_file(tmp_path, text, words):
         load_config(None, vendor)
     assert str(e.value).startswith(f"{vendor}: ") or (
         # option checks that see several options name every layer that set one
-        f"{vendor}" in str(e.value).split(": ")[0]), str(e.value)
+        f"{vendor}" in str(e.value).split(": ")[0]
+    ), str(e.value)
     assert words in str(e.value)
 
 
@@ -161,19 +177,22 @@ def test_engine_option_errors_name_their_layer(tmp_path):
         engine_options("eager", {"b": 1})
 
 
-@pytest.mark.parametrize("item,words", [
-    ("few_shots=five", "key 'few_shots': expected an integer"),
-    ("limit=0", "key 'limit': must be >= 1"),
-    ("validation=3", "key 'validation'"),
-    ("device=tpu", "key 'device'"),
-    ("flops_per_token=abc", "key 'flops_per_token'"),
-    ("engine=warp", "unknown engine 'warp'"),
-    ("engines.eager.foo=1", "unknown engines.eager option 'foo'"),
-    ("engines.eager.batch_size=big", "engines.eager option 'batch_size'"),
-    ("colour=blue", "unknown key 'colour'"),
-    ("few_shots", "--set expects key=value"),
-    ("limit=[1,", "--set limit: value is not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "item,words",
+    [
+        ("few_shots=five", "key 'few_shots': expected an integer"),
+        ("limit=0", "key 'limit': must be >= 1"),
+        ("validation=3", "key 'validation'"),
+        ("device=tpu", "key 'device'"),
+        ("flops_per_token=abc", "key 'flops_per_token'"),
+        ("engine=warp", "unknown engine 'warp'"),
+        ("engines.eager.foo=1", "unknown engines.eager option 'foo'"),
+        ("engines.eager.batch_size=big", "engines.eager option 'batch_size'"),
+        ("colour=blue", "unknown key 'colour'"),
+        ("few_shots", "--set expects key=value"),
+        ("limit=[1,", "--set limit: value is not valid YAML"),
+    ],
+)
 def test_bad_value_on_the_command_line(tmp_path, capsys, item, words):
     rc = main(["prompts", "--set", item, "--out", str(tmp_path / "p.jsonl"), "--no-progress"])
     assert rc == 2
@@ -184,11 +203,14 @@ def test_bad_value_on_the_command_line(tmp_path, capsys, item, words):
     assert not (tmp_path / "p.jsonl").exists()
 
 
-@pytest.mark.parametrize("text,words", [
-    ("a: [1,\n", "not valid YAML"),
-    ("- a\n- b\n", "expected a mapping of keys to values, got list"),
-    ("just text\n", "expected a mapping of keys to values, got str"),
-])
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("a: [1,\n", "not valid YAML"),
+        ("- a\n- b\n", "expected a mapping of keys to values, got list"),
+        ("just text\n", "expected a mapping of keys to values, got str"),
+    ],
+)
 def test_unreadable_file(tmp_path, text, words):
     path = write(tmp_path / "bad.yaml", text)
     with pytest.raises(ConfigError) as e:
@@ -219,21 +241,26 @@ def tiny_mmlu(root: Path, rows: int = 6) -> Path:
     for split, n in (("dev", 5), ("test", rows)):
         (root / split).mkdir(parents=True)
         (root / split / f"toy_{split}.csv").write_text(
-            "".join(f"Question {i}?,a,b,c,d,A\n" for i in range(n)), encoding="utf-8")
+            "".join(f"Question {i}?,a,b,c,d,A\n" for i in range(n)), encoding="utf-8"
+        )
     return root
 
 
 def test_layering_through_the_command_line(tmp_path, tokenizer_dir):
     """case < vendor < --set/flags, seen in what `mmlubench prompts` writes."""
     mmlu = tiny_mmlu(tmp_path / "mmlu")
-    case = write(tmp_path / "case.yaml",
-                 f"mmlu_dir: {mmlu}\nweight_dir: {tokenizer_dir}\nlimit: 1\nfew_shots: 1\n")
+    case = write(
+        tmp_path / "case.yaml",
+        f"mmlu_dir: {mmlu}\nweight_dir: {tokenizer_dir}\nlimit: 1\nfew_shots: 1\n",
+    )
     vendor = write(tmp_path / "vendor.yaml", "limit: 2\nfew_shots: 2\nprompt_style: lm-eval\n")
     out = tmp_path / "p.jsonl"
 
     def run(*extra: str) -> list[dict]:
-        assert main(["prompts", "--config", str(case), *extra, "--out", str(out),
-                     "--no-progress"]) == 0
+        assert (
+            main(["prompts", "--config", str(case), *extra, "--out", str(out), "--no-progress"])
+            == 0
+        )
         return [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
 
     def shots(row: dict) -> int:
@@ -249,8 +276,8 @@ def test_layering_through_the_command_line(tmp_path, tokenizer_dir):
     assert len(rows) == 5
     rows = run("--vendor", str(vendor), "--prompt-style", "reference")
     assert rows[0]["text"].startswith(
-        "The following are multiple choice questions (with answers) about  toy.")
-
+        "The following are multiple choice questions (with answers) about  toy."
+    )
 
 
 def test_unquoted_null_engine_section(tmp_path):
@@ -261,27 +288,31 @@ def test_unquoted_null_engine_section(tmp_path):
     assert cfg.engines["null"] == {"batch_size": 2}
 
 
-# ---- issue 11: duplicate keys, one-line YAML errors, seed and flops checked up front --------
+# ---- duplicate keys, one-line YAML errors, seed and flops checked up front --------
 
-@pytest.mark.parametrize("text,line,key,first", [
-    ("case: a\nlimit: 1\nfew_shots: 5\nlimit: 2\n", 4, "limit", 2),
-    ("engines:\n  eager:\n    batch_size: 2\n    batch_size: 4\n", 4, "batch_size", 3),
-    ("engines:\n  eager: {batch_size: 2}\n  eager: {batch_size: 3}\n", 3, "eager", 2),
-])
+
+@pytest.mark.parametrize(
+    "text,line,key,first",
+    [
+        ("case: a\nlimit: 1\nfew_shots: 5\nlimit: 2\n", 4, "limit", 2),
+        ("engines:\n  eager:\n    batch_size: 2\n    batch_size: 4\n", 4, "batch_size", 3),
+        ("engines:\n  eager: {batch_size: 2}\n  eager: {batch_size: 3}\n", 3, "eager", 2),
+    ],
+)
 def test_yaml_key_given_twice(tmp_path, text, line, key, first):
     case = write(tmp_path / "case.yaml", text)
     with pytest.raises(ConfigError) as e:
         load_config(case)
-    assert str(e.value) == (f"{case}:{line}: key {key!r} given twice (first on line {first}); "
-                            "remove one")
+    assert str(e.value) == (
+        f"{case}:{line}: key {key!r} given twice (first on line {first}); remove one"
+    )
 
 
 def test_yaml_merge_keys_may_be_overridden(tmp_path):
     """`<<: *anchor` followed by one of its keys is YAML's override, not a duplicate."""
     case = write(tmp_path / "case.yaml", "x: &base {batch_size: 2, full_logits: true}\n")
     text = "engines:\n  eager:\n    <<: {batch_size: 2, batch_tokens: 64}\n    batch_size: 4\n"
-    assert load_config(write(case, text)).engines["eager"] == {"batch_size": 4,
-                                                                 "batch_tokens": 64}
+    assert load_config(write(case, text)).engines["eager"] == {"batch_size": 4, "batch_tokens": 64}
 
 
 def test_yaml_syntax_error_is_one_line_with_the_line(tmp_path):
@@ -315,8 +346,10 @@ def test_seed_range_is_what_torch_accepts():
         torch.manual_seed(seed)
 
 
-@pytest.mark.parametrize("expr", ["params*0", "0*params", "params*1e-400",
-                                  "params*params*params*1e300", "1e300*params*params"])
+@pytest.mark.parametrize(
+    "expr",
+    ["params*0", "0*params", "params*1e-400", "params*params*params*1e300", "1e300*params*params"],
+)
 def test_degenerate_flops_expressions_refused_up_front(expr):
     with pytest.raises(ConfigError, match="command line: key 'flops_per_token'"):
         load_config(None, None, {"flops_per_token": expr})
@@ -327,11 +360,13 @@ def test_sound_flops_expressions_accepted(expr):
     assert load_config(None, None, {"flops_per_token": expr}).flops_per_token == expr
 
 
-@pytest.mark.parametrize("device,engine", [("cpu", "eager"), ("cuda", "shared-prefix"),
-                                           ("cuda:1", "shared-prefix")])
+@pytest.mark.parametrize(
+    "device,engine", [("cpu", "eager"), ("cuda", "shared-prefix"), ("cuda:1", "shared-prefix")]
+)
 def test_auto_engine_follows_the_device(device, engine):
     assert load_config(None, None, {"device": device}).engine == engine
     # An engine given by name always wins, on any device.
     assert load_config(None, None, {"device": device, "engine": "null"}).engine == "null"
     assert load_config(None, None, {"device": device, "engine": "shared-prefix"}).engine == (
-        "shared-prefix")
+        "shared-prefix"
+    )

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import read_rows
 
-from mmlubench.cli import main
-from mmlubench.data import load_mmlu, read_questions
+from mmlubench.cli.main import main
+from mmlubench.data.mmlu import load_mmlu, read_questions
 from mmlubench.errors import DataError
 
 GOOD = "Good question {}?,one,two,three,four,{}\n"
@@ -20,8 +20,12 @@ def good_rows(n: int, first: int = 0) -> str:
     return "".join(GOOD.format(i, "ABCD"[i % 4]) for i in range(first, first + n))
 
 
-def make_mmlu(root: Path, test: str | bytes | None = None, dev: str | bytes | None = None,
-              subject: str = "toy") -> Path:
+def make_mmlu(
+    root: Path,
+    test: str | bytes | None = None,
+    dev: str | bytes | None = None,
+    subject: str = "toy",
+) -> Path:
     """A one-subject MMLU folder; None writes good rows, bytes are written as they are."""
     mmlu = root / "mmlu"
     for split, content, n in (("dev", dev, 5), ("test", test, 4)):
@@ -37,28 +41,40 @@ def make_mmlu(root: Path, test: str | bytes | None = None, dev: str | bytes | No
 
 # (name, file content, line named in the error, words of the message)
 BAD_TEST_FILES = [
-    ("wrong field count", good_rows(2) + "Q?,one,two,three,A\n" + good_rows(1, 3), 3,
-     "expected 6 fields"),
+    (
+        "wrong field count",
+        good_rows(2) + "Q?,one,two,three,A\n" + good_rows(1, 3),
+        3,
+        "expected 6 fields",
+    ),
     ("too many fields", good_rows(1) + "Q?,a,b,c,d,A,extra\n", 2, "expected 6 fields"),
-    ("answer not A-D", good_rows(1) + "Q?,a,b,c,d,E\n" + good_rows(2, 2), 2,
-     "answer must be one of"),
+    (
+        "answer not A-D",
+        good_rows(1) + "Q?,a,b,c,d,E\n" + good_rows(2, 2),
+        2,
+        "answer must be one of",
+    ),
     ("lowercase answer", "Q?,a,b,c,d,a\n", 1, "answer must be one of"),
     ("answer with a space", good_rows(3) + "Q?,a,b,c,d, B\n", 4, "answer must be one of"),
     ("blank line", good_rows(1) + "\n" + good_rows(2, 1), 2, "blank line"),
     ("trailing blank line", good_rows(3) + "\n", 4, "blank line"),
     ("empty question", good_rows(2) + ",a,b,c,d,A\n", 3, "question cell is empty"),
     ("non-UTF-8", good_rows(2).encode() + b"Caf\xe9?,a,b,c,d,A\n", 3, "not valid UTF-8"),
-    ("NUL byte", good_rows(1).encode() + b"Q\x00?,a,b,c,d,A\n" + good_rows(1, 2).encode(), 2,
-     "NUL byte"),
+    (
+        "NUL byte",
+        good_rows(1).encode() + b"Q\x00?,a,b,c,d,A\n" + good_rows(1, 2).encode(),
+        2,
+        "NUL byte",
+    ),
     # The quote opened on line 2 is never closed: the row starts at line 2 and runs to the end.
-    ("unterminated quote", good_rows(1) + '"Q?,a,b,c,d,A\n' + good_rows(3, 2), 2,
-     "malformed CSV"),
+    ("unterminated quote", good_rows(1) + '"Q?,a,b,c,d,A\n' + good_rows(3, 2), 2, "malformed CSV"),
     ("junk after a closing quote", good_rows(2) + '"Q?"x,a,b,c,d,A\n', 3, "malformed CSV"),
 ]
 
 
-@pytest.mark.parametrize("name,content,line,words", BAD_TEST_FILES,
-                         ids=[c[0] for c in BAD_TEST_FILES])
+@pytest.mark.parametrize(
+    "name,content,line,words", BAD_TEST_FILES, ids=[c[0] for c in BAD_TEST_FILES]
+)
 def test_bad_test_file(tmp_path, name, content, line, words):
     mmlu = make_mmlu(tmp_path, test=content)
     path = mmlu / "test" / "toy_test.csv"
@@ -125,9 +141,20 @@ def test_unknown_subject(tmp_path):
 
 def test_unknown_subject_on_the_command_line(tmp_path, capsys):
     mmlu = make_mmlu(tmp_path)
-    rc = main(["prompts", "--mmlu-dir", str(mmlu), "--weight-dir", str(tmp_path),
-               "--subjects", "toy,astrology", "--out", str(tmp_path / "p.jsonl"),
-               "--no-progress"])
+    rc = main(
+        [
+            "prompts",
+            "--mmlu-dir",
+            str(mmlu),
+            "--weight-dir",
+            str(tmp_path),
+            "--subjects",
+            "toy,astrology",
+            "--out",
+            str(tmp_path / "p.jsonl"),
+            "--no-progress",
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "astrology" in err and str(mmlu / "test") in err
@@ -153,14 +180,19 @@ def test_unknown_split(tmp_path):
 
 
 def test_crlf_quotes_and_embedded_newlines(tmp_path):
-    test = (b'"Line one\nline two, with ""quotes""?",a,"b, c","d\r\ne",f,B\r\n'
-            b"Plain?,None,NA,,nan,D\r\n"
-            b'"Last\n\nrow",1,2,3,4,A')  # no line end after the last row, like the real files
+    test = (
+        b'"Line one\nline two, with ""quotes""?",a,"b, c","d\r\ne",f,B\r\n'
+        b"Plain?,None,NA,,nan,D\r\n"
+        b'"Last\n\nrow",1,2,3,4,A'
+    )  # no line end after the last row, like the real files
     mmlu = make_mmlu(tmp_path, test=test)
     ds = load_mmlu(mmlu, "test")
     q = ds.questions
-    assert [x.question for x in q] == ['Line one\nline two, with "quotes"?', "Plain?",
-                                      "Last\n\nrow"]
+    assert [x.question for x in q] == [
+        'Line one\nline two, with "quotes"?',
+        "Plain?",
+        "Last\n\nrow",
+    ]
     assert q[0].choices == ("a", "b, c", "d\r\ne", "f")  # CRLF inside quotes is cell text
     assert q[1].choices == ("None", "NA", "", "nan")  # pandas would make all four NaN
     assert [x.answer for x in q] == ["B", "D", "A"]
@@ -180,7 +212,11 @@ def test_subjects_sorted_and_limit(tmp_path):
     ds = load_mmlu(mmlu, "test", subjects=["zeta", "alpha"], limit=2)
     assert ds.subjects == ["alpha", "zeta"]
     assert [(x.subject, x.index) for x in ds.questions] == [
-        ("alpha", 0), ("alpha", 1), ("zeta", 0), ("zeta", 1)]
+        ("alpha", 0),
+        ("alpha", 1),
+        ("zeta", 0),
+        ("zeta", 1),
+    ]
     assert [x.question for x in ds.dev["alpha"]] == [f"Good question {i}?" for i in range(5)]
 
 
@@ -196,11 +232,16 @@ def test_real_row_counts(full_mmlu_dir, split, rows):
 # (found once with the csv module and pandas' list), as (subject, row, column): the 10 cells
 # REFERENCE.md speaks of. Column 1 is choice A, 4 is choice D.
 NAN_CELLS = [
-    ("college_computer_science", 10, 1), ("college_computer_science", 94, 1),
-    ("college_mathematics", 8, 1), ("college_mathematics", 21, 1),
-    ("college_mathematics", 60, 1), ("college_physics", 60, 4),
-    ("electrical_engineering", 41, 4), ("electrical_engineering", 68, 4),
-    ("electrical_engineering", 107, 4), ("electrical_engineering", 117, 4),
+    ("college_computer_science", 10, 1),
+    ("college_computer_science", 94, 1),
+    ("college_mathematics", 8, 1),
+    ("college_mathematics", 21, 1),
+    ("college_mathematics", 60, 1),
+    ("college_physics", 60, 4),
+    ("electrical_engineering", 41, 4),
+    ("electrical_engineering", 68, 4),
+    ("electrical_engineering", 107, 4),
+    ("electrical_engineering", 117, 4),
 ]
 
 
@@ -228,7 +269,8 @@ def test_real_crlf_file_matches_the_csv_module(mmlu_dir):
     assert not any("\r" in c for row in expected for c in row)
 
 
-# ---- issue 11: files that exist but cannot be read as a CSV --------------------------------
+# ---- files that exist but cannot be read as a CSV --------------------------------
+
 
 def test_unreadable_csv_is_one_error(tmp_path, monkeypatch):
     """Tests run as root, where chmod 000 does not stop a read: the read itself is made to fail

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench.distributed import deal
+from mmlubench.run.distributed import deal
 
 SUBJECTS = "abstract_algebra,anatomy,high_school_european_history"
 
@@ -28,11 +28,31 @@ def free_port() -> int:
 
 def run_args(model_dir: Path, mmlu_dir: Path, out: Path, engine: str) -> list[str]:
     return [
-        "run", "--random-weights", "--data-dir", "/", "--weight-dir", str(model_dir),
-        "--mmlu-dir", str(mmlu_dir), "--subjects", SUBJECTS, "--limit", "7",
-        "--device", "cpu", "--precision", "fp32", "--engine", engine, "--output-dir", str(out),
-        "--no-progress", "--set", "engines.eager.batch_size=4",
-        "--set", "engines.shared-prefix.pack_tokens=2048",
+        "run",
+        "--random-weights",
+        "--data-dir",
+        "/",
+        "--weight-dir",
+        str(model_dir),
+        "--mmlu-dir",
+        str(mmlu_dir),
+        "--subjects",
+        SUBJECTS,
+        "--limit",
+        "7",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--engine",
+        engine,
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        "--set",
+        "engines.eager.batch_size=4",
+        "--set",
+        "engines.shared-prefix.pack_tokens=2048",
     ]
 
 
@@ -40,12 +60,24 @@ def launch(world: int, args_of_rank, timeout: float = 300) -> list[subprocess.Co
     port = free_port()
     procs = []
     for rank in range(world):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank),
-               "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        procs.append(subprocess.Popen([sys.executable, "-m", "mmlubench", *args_of_rank(rank)],
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True))
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "LOCAL_WORLD_SIZE": str(world),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "mmlubench", *args_of_rank(rank)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     out = []
     for p in procs:
         stdout, stderr = p.communicate(timeout=timeout)
@@ -72,7 +104,7 @@ def test_deal_balances_and_covers():
 
 @pytest.mark.parametrize("engine", ["shared-prefix", "eager"])
 def test_two_ranks_match_one_process(tmp_path, tiny_model_dir, mmlu_dir, engine):
-    from mmlubench.cli import main
+    from mmlubench.cli.main import main
 
     assert main(run_args(tiny_model_dir, mmlu_dir, tmp_path / "one", engine)) == 0
     done = launch(2, lambda rank: run_args(tiny_model_dir, mmlu_dir, tmp_path / "two", engine))
@@ -105,7 +137,7 @@ def test_a_failing_rank_fails_every_rank(tmp_path, tiny_model_dir, mmlu_dir):
 
 
 def test_a_failing_rank_always_exits_2(tmp_path, tiny_model_dir, mmlu_dir):
-    """Issue 11 item 12: gloo's teardown once aborted a failing rank now and then ("terminate
+    """gloo's teardown once aborted a failing rank now and then ("terminate
     called without an active exception", status -6) after the right message. 20 launches, two
     at a time, of two ranks where rank 1 lacks the data: every rank exits 2 with one line."""
     import concurrent.futures
@@ -124,15 +156,16 @@ def test_a_failing_rank_always_exits_2(tmp_path, tiny_model_dir, mmlu_dir):
         assert [p.returncode for p in done] == [2, 2], [p.stderr[-500:] for p in done]
         for p in done:
             (line,) = p.stderr.strip().splitlines()
-            assert line.startswith("mmlubench: error: loading data failed on 1 of 2 ranks: "
-                                   "rank 1: DataError: ")
+            assert line.startswith(
+                "mmlubench: error: loading data failed on 1 of 2 ranks: rank 1: DataError: "
+            )
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("result.json"))
 
 
 def test_two_nodes_on_one_host_match_one_process(tmp_path, tiny_model_dir, mmlu_dir):
     """Two torchrun launchers as two nodes (--nnodes 2, c10d rendezvous on localhost, gloo,
     CPU), one process each: the predictions of a one-process run."""
-    from mmlubench.cli import main
+    from mmlubench.cli.main import main
 
     def args(out: Path) -> list[str]:
         a = run_args(tiny_model_dir, mmlu_dir, out, "eager")
@@ -141,11 +174,34 @@ def test_two_nodes_on_one_host_match_one_process(tmp_path, tiny_model_dir, mmlu_
 
     assert main(args(tmp_path / "one")) == 0
     port = free_port()
-    nodes = [subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-         "--rdzv-backend", "c10d", "--rdzv-endpoint", f"localhost:{port}", "--rdzv-id", "t",
-         "--max-restarts", "0", "-m", "mmlubench", *args(tmp_path / "two")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    nodes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--nproc-per-node",
+                "1",
+                "--rdzv-backend",
+                "c10d",
+                "--rdzv-endpoint",
+                f"localhost:{port}",
+                "--rdzv-id",
+                "t",
+                "--max-restarts",
+                "0",
+                "-m",
+                "mmlubench",
+                *args(tmp_path / "two"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     done = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in nodes]
     assert [rc for rc, _, _ in done] == [0, 0], [err[-2000:] for _, _, err in done]
     assert sum("run folder" in out for _, out, _ in done) == 1  # rank 0's node only

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench.data import load_mmlu
-from mmlubench.download import unpack_data_tar
+from mmlubench.data.download import unpack_data_tar
+from mmlubench.data.mmlu import load_mmlu
 from mmlubench.errors import DataError
 
 ROWS = "".join(f"Question {i}?,a,b,c,d,{'ABCD'[i % 4]}\n" for i in range(5))
@@ -87,7 +87,8 @@ def test_path_escaping_the_folder_is_refused(tmp_path):
     assert not list(tmp_path.rglob("escaped.txt"))
 
 
-# ---- issue 11: no network, a refusing Hub, a local data.tar --------------------------------
+# ---- no network, a refusing Hub, a local data.tar --------------------------------
+
 
 class Unreachable(OSError):
     pass
@@ -98,7 +99,7 @@ def test_unreachable_hub_creates_nothing(tmp_path, monkeypatch):
     unreachable endpoint is in test_attacks.py)."""
     import huggingface_hub
 
-    from mmlubench.download import download_weights
+    from mmlubench.data.download import download_weights
     from mmlubench.errors import DownloadError
 
     def refuse(*args, **kwargs):
@@ -118,7 +119,7 @@ def test_failed_download_leaves_no_model_folder(tmp_path, monkeypatch, fetched):
     fetched are kept under NAME.partial (and said so), an empty partial folder is removed."""
     import huggingface_hub
 
-    from mmlubench.download import download_weights
+    from mmlubench.data.download import download_weights
     from mmlubench.errors import DownloadError
 
     def snapshot(repo_id: str, local_dir: str) -> None:
@@ -140,7 +141,7 @@ def test_failed_download_leaves_no_model_folder(tmp_path, monkeypatch, fetched):
 def test_complete_download_is_renamed_into_place(tmp_path, monkeypatch):
     import huggingface_hub
 
-    from mmlubench.download import download_weights
+    from mmlubench.data.download import download_weights
 
     def snapshot(repo_id: str, local_dir: str) -> None:
         (Path(local_dir) / "config.json").write_text("{}")
@@ -154,7 +155,7 @@ def test_complete_download_is_renamed_into_place(tmp_path, monkeypatch):
 
 
 def test_download_from_a_local_data_tar(tmp_path, capsys):
-    from mmlubench.cli import main
+    from mmlubench.cli.main import main
 
     tar = make_tar(tmp_path / "data.tar", MMLU_FILES)
     assert main(["download", "--data-tar", str(tar), "--data-dir", str(tmp_path / "d")]) == 0

@@ -13,13 +13,13 @@ import torch
 from conftest import TINY_CONFIG
 
 from bench.logits import KeepLogits
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, choice_token_ids
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request, causal_pairs
 from mmlubench.engines.batching import Suffixes, cut_sorted, plan_prefix_cache
 from mmlubench.errors import ConfigError
-from mmlubench.passes import run_pass
-from mmlubench.prompts import build_prompts, choice_token_ids
+from mmlubench.run.passes import run_pass
 
 # Short and long subjects; high_school_european_history prompts need truncation.
 SUBJECTS = ["abstract_algebra", "high_school_european_history", "college_computer_science"]
@@ -40,8 +40,9 @@ def prompts(mmlu_dir, tokenizer):
 
 
 def run(model, requests, tokenizer, **options):
-    engine = KeepLogits(engine_class("eager")(model, engine_options("eager", options), "cpu"),
-                        len(requests))
+    engine = KeepLogits(
+        engine_class("eager")(model, engine_options("eager", options), "cpu"), len(requests)
+    )
     result = run_pass("val", engine, requests, choice_token_ids(tokenizer), progress=False)
     result.logits = engine.logits
     return result
@@ -53,11 +54,17 @@ def test_prefix_cache_matches_one_prompt_per_call(prompts, tokenizer, kv_heads, 
     assert any(p.dropped for p in prompts), "the sample must include truncated prompts"
     model = tiny_llama(num_key_value_heads=kv_heads)
     # Two prompts opt out of sharing (prefix_len 0): they run whole, padded, and must match too.
-    requests = [Request(p.ids, 0 if i in (3, 17) else p.prefix_len)
-                for i, p in enumerate(prompts)]
+    requests = [Request(p.ids, 0 if i in (3, 17) else p.prefix_len) for i, p in enumerate(prompts)]
     ref = run(model, requests, tokenizer, method="reference")
-    fast = run(model, requests, tokenizer, method="prefix-cache", batch_size=4,
-               batch_tokens=4096, kv_store=kv_store)
+    fast = run(
+        model,
+        requests,
+        tokenizer,
+        method="prefix-cache",
+        batch_size=4,
+        batch_tokens=4096,
+        kv_store=kv_store,
+    )
     assert fast.engine["options"]["method"] == "prefix-cache"
     assert fast.engine["options"]["kv_store"] is kv_store
     assert ref.engine["options"]["method"] == "reference"
@@ -75,8 +82,9 @@ def test_kept_prefix_rows_are_reused_and_relaid(prompts, tokenizer):
     one prompt per call."""
     model = tiny_llama()
     requests = [Request(p.ids, p.prefix_len) for p in prompts]
-    engine = engine_class("eager")(model, engine_options("eager", {
-        "batch_size": 4, "batch_tokens": 3000}), "cpu")
+    engine = engine_class("eager")(
+        model, engine_options("eager", {"batch_size": 4, "batch_tokens": 3000}), "cpu"
+    )
     kept = KeepLogits(engine, len(requests))
     run_pass("val", kept, requests, choice_token_ids(tokenizer), progress=False)
     ref = run(model, requests, tokenizer, method="reference")
@@ -122,8 +130,10 @@ def test_plan_prefix_cache_batches():
     rng = np.random.default_rng(0)
     prefix = rng.integers(5, 900, size=20)
     lengths = [8, 2, 9, 1, 5]
-    requests = [Request(np.concatenate([prefix, rng.integers(5, 900, size=n)]).astype(np.int32),
-                        20) for n in lengths]
+    requests = [
+        Request(np.concatenate([prefix, rng.integers(5, 900, size=n)]).astype(np.int32), 20)
+        for n in lengths
+    ]
     requests.append(Request(rng.integers(5, 900, size=12).astype(np.int32), 0))  # whole
     batches = plan_prefix_cache(requests, batch_size=2, batch_tokens=1000)
     assert sorted(r for b in batches for r in b.rows) == list(range(6))
@@ -135,8 +145,9 @@ def test_plan_prefix_cache_batches():
         assert [id(r) for r in b.payload.requests] == [id(requests[i]) for i in b.rows]
     # The prefix's work is counted once, in the first batch.
     assert cached[0].work.tokens == 20 + 9 + 8
-    assert cached[0].work.attention_pairs == (causal_pairs(20) + causal_pairs(9, 20)
-                                              + causal_pairs(8, 20))
+    assert cached[0].work.attention_pairs == (
+        causal_pairs(20) + causal_pairs(9, 20) + causal_pairs(8, 20)
+    )
     assert cached[1].work.tokens == 5
     assert cached[2].work.padded_tokens == 2 * 2
     # rows x (prefix + longest suffix) bounds a batch: even 2 x (20 + 2) > 40.
@@ -176,8 +187,9 @@ def test_split_halves_a_prefix_batch(prompts, tokenizer):
     assert sum(p.work.tokens for p in parts) < batch.work.tokens  # prefix not counted again
 
 
-@pytest.mark.parametrize("bad", [{"method": "fast"}, {"batch_size": 0},
-                                 {"method": "prefix-cache", "full_logits": True}])
+@pytest.mark.parametrize(
+    "bad", [{"method": "fast"}, {"batch_size": 0}, {"method": "prefix-cache", "full_logits": True}]
+)
 def test_bad_options_are_rejected(bad):
     with pytest.raises(ConfigError, match=r"engines\.eager"):
         engine_options("eager", bad)
@@ -194,12 +206,20 @@ def test_sdpa_backends_leave_out_cudnn_only():
     from mmlubench.engines.eager import sdpa_backends
 
     b = torch.backends.cuda
-    before = (b.cudnn_sdp_enabled(), b.flash_sdp_enabled(), b.mem_efficient_sdp_enabled(),
-              b.math_sdp_enabled())
+    before = (
+        b.cudnn_sdp_enabled(),
+        b.flash_sdp_enabled(),
+        b.mem_efficient_sdp_enabled(),
+        b.math_sdp_enabled(),
+    )
     with sdpa_backends(False):
         assert not b.cudnn_sdp_enabled()
         assert b.flash_sdp_enabled() and b.mem_efficient_sdp_enabled() and b.math_sdp_enabled()
     with sdpa_backends(True):
         assert b.cudnn_sdp_enabled() == before[0]
-    assert (b.cudnn_sdp_enabled(), b.flash_sdp_enabled(), b.mem_efficient_sdp_enabled(),
-            b.math_sdp_enabled()) == before
+    assert (
+        b.cudnn_sdp_enabled(),
+        b.flash_sdp_enabled(),
+        b.mem_efficient_sdp_enabled(),
+        b.math_sdp_enabled(),
+    ) == before

@@ -17,24 +17,44 @@ import torch
 from test_shared_prefix import requests_from, tiny_llama
 
 from bench.logits import KeepLogits
-from mmlubench import faults
-from mmlubench.cli import main
-from mmlubench.data import load_mmlu
+from mmlubench.cli.main import main
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts
 from mmlubench.engines import engine_class, engine_options
-from mmlubench.passes import run_pass
-from mmlubench.prompts import build_prompts
-from mmlubench.results import write_json_atomic, write_predictions
+from mmlubench.results.files import write_json_atomic, write_predictions
+from mmlubench.run import faults
+from mmlubench.run.passes import run_pass
 
 SUBJECTS = ["abstract_algebra", "college_computer_science", "global_facts"]
 
 
-def run(model_dir: Path, mmlu_dir: Path, out: Path, *extra: str, random: bool = True
-        ) -> tuple[int, str, str]:
+def run(
+    model_dir: Path, mmlu_dir: Path, out: Path, *extra: str, random: bool = True
+) -> tuple[int, str, str]:
     """`mmlubench run` in-process, infer pass only, 2 questions of each subject."""
-    args = ["run", "--data-dir", "/", "--weight-dir", str(model_dir), "--mmlu-dir",
-            str(mmlu_dir), "--subjects", ",".join(SUBJECTS), "--limit", "2", "--device", "cpu",
-            "--precision", "fp32", "--output-dir", str(out), "--no-progress", "--no-validation",
-            *(["--random-weights"] if random else []), *extra]
+    args = [
+        "run",
+        "--data-dir",
+        "/",
+        "--weight-dir",
+        str(model_dir),
+        "--mmlu-dir",
+        str(mmlu_dir),
+        "--subjects",
+        ",".join(SUBJECTS),
+        "--limit",
+        "2",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        "--no-validation",
+        *(["--random-weights"] if random else []),
+        *extra,
+    ]
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         rc = main(args)
@@ -51,42 +71,80 @@ def longest(prompts) -> str:
     return f"{p.subject}#{p.index}"
 
 
-def test_oom_batch_is_split_and_recorded(tmp_path, tiny_model_dir, mmlu_dir, prompts,
-                                         monkeypatch, caplog):
+def test_oom_batch_is_split_and_recorded(
+    tmp_path, tiny_model_dir, mmlu_dir, prompts, monkeypatch, caplog
+):
     monkeypatch.setenv("MMLUBENCH_INJECT_OOM", "infer:0")
     with caplog.at_level(logging.WARNING, logger="mmlubench"):
-        rc, _, err = run(tiny_model_dir, mmlu_dir, tmp_path, "--engine", "eager",
-                         "--set", "engines.eager.method=padded",
-                         "--set", "engines.eager.batch_size=4")
+        rc, _, err = run(
+            tiny_model_dir,
+            mmlu_dir,
+            tmp_path,
+            "--engine",
+            "eager",
+            "--set",
+            "engines.eager.method=padded",
+            "--set",
+            "engines.eager.batch_size=4",
+        )
     assert rc == 0, err
     assert "infer pass: out of device memory on a batch of 4 questions" in caplog.text
     (run_dir,) = tmp_path.iterdir()
     result = json.loads((run_dir / "result.json").read_text())
     infer = result["passes"]["infer"]
     assert infer["oom_backoff_count"] == 1
-    assert infer["oom_backoffs"] == [{"attempt": 0, "questions": 4,
-                                      "prompt_tokens": infer["oom_backoffs"][0]["prompt_tokens"],
-                                      "first_question": longest(prompts), "split_into": [2, 2]}]
+    assert infer["oom_backoffs"] == [
+        {
+            "attempt": 0,
+            "questions": 4,
+            "prompt_tokens": infer["oom_backoffs"][0]["prompt_tokens"],
+            "first_question": longest(prompts),
+            "split_into": [2, 2],
+        }
+    ]
     assert infer["batches"] == 3  # 6 questions: 4 (split into 2 + 2) and 2
     assert infer["prompt_tokens"] == sum(len(p.ids) for p in prompts)  # none lost, none twice
     assert any("ran out of device memory" in w for w in result["warnings"])
     records = [json.loads(x) for x in (run_dir / "progress.jsonl").open()]
     assert [r["kind"] for r in records if r["kind"] in ("batch", "oom_backoff")] == [
-        "oom_backoff", "batch", "batch", "batch"]
+        "oom_backoff",
+        "batch",
+        "batch",
+        "batch",
+    ]
     # The same answers as without the fault (same model: random weights of seed 0).
     monkeypatch.delenv("MMLUBENCH_INJECT_OOM")
-    rc, _, err = run(tiny_model_dir, mmlu_dir, tmp_path / "plain", "--engine", "eager",
-                     "--set", "engines.eager.method=padded", "--set", "engines.eager.batch_size=4")
+    rc, _, err = run(
+        tiny_model_dir,
+        mmlu_dir,
+        tmp_path / "plain",
+        "--engine",
+        "eager",
+        "--set",
+        "engines.eager.method=padded",
+        "--set",
+        "engines.eager.batch_size=4",
+    )
     assert rc == 0, err
     (plain,) = (tmp_path / "plain").iterdir()
     assert (plain / "predictions.jsonl").read_text() == (run_dir / "predictions.jsonl").read_text()
 
 
-def test_a_question_that_cannot_fit_alone_is_named(tmp_path, tiny_model_dir, mmlu_dir, prompts,
-                                                   monkeypatch):
+def test_a_question_that_cannot_fit_alone_is_named(
+    tmp_path, tiny_model_dir, mmlu_dir, prompts, monkeypatch
+):
     monkeypatch.setenv("MMLUBENCH_INJECT_OOM", "infer:0,infer:1")  # the batch, then its half
-    rc, _, err = run(tiny_model_dir, mmlu_dir, tmp_path, "--engine", "eager",
-                     "--set", "engines.eager.method=padded", "--set", "engines.eager.batch_size=2")
+    rc, _, err = run(
+        tiny_model_dir,
+        mmlu_dir,
+        tmp_path,
+        "--engine",
+        "eager",
+        "--set",
+        "engines.eager.method=padded",
+        "--set",
+        "engines.eager.batch_size=2",
+    )
     assert rc == 2
     assert err.startswith(f"mmlubench: error: infer pass: question {longest(prompts)} (")
     assert "does not fit in device memory even alone" in err and "Traceback" not in err
@@ -95,8 +153,9 @@ def test_a_question_that_cannot_fit_alone_is_named(tmp_path, tiny_model_dir, mml
 
 def test_an_engine_that_cannot_split_says_so(tmp_path, tiny_model_dir, mmlu_dir, monkeypatch):
     monkeypatch.setenv("MMLUBENCH_INJECT_OOM", "infer:0")
-    rc, _, err = run(tiny_model_dir, mmlu_dir, tmp_path, "--engine", "null",
-                     "--set", "engines.null.batch_size=2")
+    rc, _, err = run(
+        tiny_model_dir, mmlu_dir, tmp_path, "--engine", "null", "--set", "engines.null.batch_size=2"
+    )
     assert rc == 2
     assert "out of device memory on a batch of 2 questions" in err
     assert "engine null cannot split a batch" in err
@@ -111,10 +170,12 @@ def test_shared_prefix_split_keeps_pack_length_and_answers(monkeypatch):
 
     def one_pass():
         engine = engine_class("shared-prefix")(
-            model, engine_options("shared-prefix", options), "cpu")
+            model, engine_options("shared-prefix", options), "cpu"
+        )
         kept = KeepLogits(engine, len(requests))
-        result = run_pass("infer", faults.wrap(kept, "infer"), requests, [65, 66, 67, 68],
-                          progress=False)
+        result = run_pass(
+            "infer", faults.wrap(kept, "infer"), requests, [65, 66, 67, 68], progress=False
+        )
         result.logits = kept.logits
         return engine, result
 
@@ -147,22 +208,33 @@ def nan_checkpoint(root: Path, tokenizer_dir: Path, poisoned: int) -> Path:
     return path
 
 
-def test_nan_logits_name_the_question_and_leave_no_result(tmp_path, tokenizer_dir, mmlu_dir,
-                                                          prompts):
+def test_nan_logits_name_the_question_and_leave_no_result(
+    tmp_path, tokenizer_dir, mmlu_dir, prompts
+):
     counts: dict[int, list[int]] = {}
     for k, p in enumerate(prompts):
         for t in set(p.ids.tolist()):
             counts.setdefault(t, []).append(k)
     token, (k,) = next((t, ks) for t, ks in sorted(counts.items()) if len(ks) == 1)
     model = nan_checkpoint(tmp_path, tokenizer_dir, token)
-    rc, out, err = run(model, mmlu_dir, tmp_path / "runs", "--engine", "eager",
-                       "--set", "engines.eager.method=padded",
-                       "--set", "engines.eager.batch_size=4", random=False)
+    rc, out, err = run(
+        model,
+        mmlu_dir,
+        tmp_path / "runs",
+        "--engine",
+        "eager",
+        "--set",
+        "engines.eager.method=padded",
+        "--set",
+        "engines.eager.batch_size=4",
+        random=False,
+    )
     assert rc == 2, out + err
     label = f"{prompts[k].subject}#{prompts[k].index}"
     assert err.strip().splitlines()[-1] == (
         "mmlubench: error: infer pass: non-finite logits (NaN/Inf) from engine eager for 1 "
-        f"question(s): {label}")
+        f"question(s): {label}"
+    )
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert not (run_dir / "result.json").exists() and not (run_dir / "predictions.jsonl").exists()
     assert "run folder" not in out

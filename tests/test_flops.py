@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmlubench.metrics import ModelShape
+from mmlubench.results.metrics import ModelShape
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ARCHS = sorted(p.parent.name for p in (FIXTURES / "archs").glob("*/config.json"))
@@ -28,20 +28,47 @@ def small_configs() -> dict:
     (MoE with a shared expert and dense layers, MoE without, a two-matrix MLP)."""
     from transformers import GPTNeoXConfig, PhiConfig, Qwen2MoeConfig, Qwen3MoeConfig
 
-    common = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
-                  num_key_value_heads=2)
+    common = dict(
+        vocab_size=1000,
+        hidden_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     return {
-        "qwen2_moe": Qwen2MoeConfig(**common, intermediate_size=96, moe_intermediate_size=32,
-                                    shared_expert_intermediate_size=80, num_experts=6,
-                                    num_experts_per_tok=2, mlp_only_layers=[0],
-                                    decoder_sparse_step=1),
-        "qwen3_moe": Qwen3MoeConfig(**common, head_dim=24, intermediate_size=96,
-                                    moe_intermediate_size=40, num_experts=8,
-                                    num_experts_per_tok=3, decoder_sparse_step=2),
-        "gpt_neox": GPTNeoXConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=3,
-                                  num_attention_heads=4, intermediate_size=256),
-        "phi": PhiConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=3,
-                         num_attention_heads=4, intermediate_size=256),
+        "qwen2_moe": Qwen2MoeConfig(
+            **common,
+            intermediate_size=96,
+            moe_intermediate_size=32,
+            shared_expert_intermediate_size=80,
+            num_experts=6,
+            num_experts_per_tok=2,
+            mlp_only_layers=[0],
+            decoder_sparse_step=1,
+        ),
+        "qwen3_moe": Qwen3MoeConfig(
+            **common,
+            head_dim=24,
+            intermediate_size=96,
+            moe_intermediate_size=40,
+            num_experts=8,
+            num_experts_per_tok=3,
+            decoder_sparse_step=2,
+        ),
+        "gpt_neox": GPTNeoXConfig(
+            vocab_size=1000,
+            hidden_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            intermediate_size=256,
+        ),
+        "phi": PhiConfig(
+            vocab_size=1000,
+            hidden_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            intermediate_size=256,
+        ),
     }
 
 
@@ -112,8 +139,8 @@ def test_moe_shape_fields():
     assert (shape.experts, shape.experts_per_token, shape.moe_layers) == (6, 2, 3)
     # router 64x6, 2 experts of 32, shared expert of 80 and its 64x1 gate
     assert shape.matmul_weights_per_token == 4 * (2 * 64 * 64 + 2 * 64 * 32) + 3 * 64 * 96 + 3 * (
-        64 * 6 + 2 * 3 * 64 * 32 + 3 * 64 * 80 + 64)
+        64 * 6 + 2 * 3 * 64 * 32 + 3 * 64 * 80 + 64
+    )
     dense = ModelShape.from_config(arch_config("llama-3.1-8b"))
     assert (dense.experts, dense.moe_layers, dense.idle_expert_params) == (0, 0, 0)
     assert ModelShape.from_config(small_configs()["gpt_neox"]).gated_mlp is False
-

@@ -19,15 +19,16 @@ from conftest import TINY_CONFIG
 from mmlubench.engines import engine_class, engine_options, fp8
 from mmlubench.engines.base import Request
 from mmlubench.errors import RunError
-from mmlubench.metrics import peak_flops
+from mmlubench.results.metrics import peak_flops
 
 
 def e4m3_values() -> np.ndarray:
     """Every finite non-negative float8_e4m3fn value, sorted: 4 exponent bits (bias 7), 3
     mantissa bits, subnormals at exponent 0, and S.1111.111 is NaN (no infinities)."""
     values = [m / 8 * 2.0**-6 for m in range(8)]
-    values += [(1 + m / 8) * 2.0 ** (e - 7) for e in range(1, 16) for m in range(8)
-               if (e, m) != (15, 7)]
+    values += [
+        (1 + m / 8) * 2.0 ** (e - 7) for e in range(1, 16) for m in range(8) if (e, m) != (15, 7)
+    ]
     return np.array(sorted(values))
 
 
@@ -46,7 +47,7 @@ def round_e4m3(v: np.ndarray) -> np.ndarray:
 def expected_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(dequantizable e4m3 values, scale per row) of a [M, K] array, as the recipe says: the
     largest magnitude of each row maps to 448. Scales divide in float32, as on the device."""
-    scale = (np.abs(x).max(axis=1, keepdims=True).astype(np.float32) / np.float32(448))
+    scale = np.abs(x).max(axis=1, keepdims=True).astype(np.float32) / np.float32(448)
     scaled = (x.astype(np.float32) / scale).astype(np.float64)
     return round_e4m3(scaled), scale
 
@@ -57,8 +58,10 @@ def test_e4m3_table_is_the_format():
 
 
 def test_weights_get_one_scale_per_output_channel(tiny_model):
-    for name, w in [("q_proj", tiny_model.model.layers[0].self_attn.q_proj.weight),
-                    ("down_proj", tiny_model.model.layers[1].mlp.down_proj.weight)]:
+    for name, w in [
+        ("q_proj", tiny_model.model.layers[0].self_attn.q_proj.weight),
+        ("down_proj", tiny_model.model.layers[1].mlp.down_proj.weight),
+    ]:
         w_q, scale = fp8.quantize_weight(w)
         want_q, want_scale = expected_rows(w.numpy())
         assert w_q.dtype == torch.float8_e4m3fn and w_q.shape == w.shape, name
@@ -111,8 +114,7 @@ def test_scaled_mm_kernel_matches_the_reference_on_cpu(tiny_model):
     x = torch.randn(48, 32, generator=torch.Generator().manual_seed(4))
     w_q, w_scale = fp8.quantize_weight(w)
     got = fp8.fp8_linear(x, w_q, w_scale, out_dtype=torch.float32)
-    torch.testing.assert_close(got, fp8.fp8_linear_reference(x, w_q, w_scale),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got, fp8.fp8_linear_reference(x, w_q, w_scale), rtol=1e-5, atol=1e-5)
 
 
 def fake_quantized_hf_model(model):
@@ -137,37 +139,38 @@ def fake_quantized_hf_model(model):
 
 def last_logits(model, name, requests, **options):
     from bench.logits import KeepLogits
-    from mmlubench.passes import run_pass
+    from mmlubench.run.passes import run_pass
 
-    engine = KeepLogits(engine_class(name)(model, engine_options(name, options), "cpu"),
-                        len(requests))
+    engine = KeepLogits(
+        engine_class(name)(model, engine_options(name, options), "cpu"), len(requests)
+    )
     run_pass(name, engine, requests, [0, 1, 2, 3], progress=False)
     return engine.logits
 
 
-def test_fp8_engine_matches_an_independent_fake_quantized_model(monkeypatch, tokenizer,
-                                                                 mmlu_dir):
+def test_fp8_engine_matches_an_independent_fake_quantized_model(monkeypatch, tokenizer, mmlu_dir):
     """The shared-prefix engine with fp8 on, its FP8 kernel replaced by the float reference
     (CPU has no FP8 units): same logits as the HF model computing the recipe by itself."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from mmlubench.data import load_mmlu
-    from mmlubench.prompts import build_prompts
+    from mmlubench.data.mmlu import load_mmlu
+    from mmlubench.data.prompts import build_prompts
 
     torch.manual_seed(2)
     model = LlamaForCausalLM(LlamaConfig(**TINY_CONFIG)).eval().requires_grad_(False)
-    prompts = build_prompts(load_mmlu(mmlu_dir, "test", ["abstract_algebra"], limit=16),
-                            tokenizer)
+    prompts = build_prompts(load_mmlu(mmlu_dir, "test", ["abstract_algebra"], limit=16), tokenizer)
     requests = [Request(p.ids, p.prefix_len) for p in prompts]
-    packs = engine_class("shared-prefix")(copy.deepcopy(model), engine_options(
-        "shared-prefix", {"pack_tokens": 1024, "compile": False}), "cpu").plan(requests)
+    packs = engine_class("shared-prefix")(
+        copy.deepcopy(model),
+        engine_options("shared-prefix", {"pack_tokens": 1024, "compile": False}),
+        "cpu",
+    ).plan(requests)
     assert len(packs) > 1, "the sample must span packs (the prefix carried over)"
     want = last_logits(fake_quantized_hf_model(model), "eager", requests, batch_size=1)
     monkeypatch.setattr(fp8, "check_device", lambda device: None)
     monkeypatch.setattr(fp8, "scaled_mm_out_dtype", lambda device: torch.float32)
     monkeypatch.setattr(fp8, "fp8_linear", fp8.fp8_linear_reference)
-    got = last_logits(model, "shared-prefix", requests, pack_tokens=1024, compile=False,
-                      fp8=True)
+    got = last_logits(model, "shared-prefix", requests, pack_tokens=1024, compile=False, fp8=True)
     plain = last_logits(model, "shared-prefix", requests, pack_tokens=1024, compile=False)
     assert (got - want).abs().max().item() <= 1e-4
     # the quantization changed something: the comparison can tell fp8 from fp32
@@ -176,34 +179,67 @@ def test_fp8_engine_matches_an_independent_fake_quantized_model(monkeypatch, tok
 
 def test_fp8_engine_refuses_cpu(tiny_model):
     with pytest.raises(RunError, match=r"precision fp8 needs FP8 matrix units.*device cpu"):
-        engine_class("shared-prefix")(copy.deepcopy(tiny_model),
-                                      engine_options("shared-prefix", {"fp8": True}), "cpu")
+        engine_class("shared-prefix")(
+            copy.deepcopy(tiny_model), engine_options("shared-prefix", {"fp8": True}), "cpu"
+        )
 
 
 def test_fp8_on_cpu_is_one_line_through_the_cli(tmp_path, tiny_model_dir, mmlu_dir, capsys):
-    from mmlubench.cli import main
+    from mmlubench.cli.main import main
 
-    rc = main(["run", "--data-dir", str(tiny_model_dir.parent), "--weight-dir",
-               tiny_model_dir.name, "--mmlu-dir", str(mmlu_dir), "--subjects", "global_facts",
-               "--limit", "1", "--device", "cpu", "--precision", "fp8", "--random-weights",
-               "--output-dir", str(tmp_path / "runs"), "--no-progress"])
+    rc = main(
+        [
+            "run",
+            "--data-dir",
+            str(tiny_model_dir.parent),
+            "--weight-dir",
+            tiny_model_dir.name,
+            "--mmlu-dir",
+            str(mmlu_dir),
+            "--subjects",
+            "global_facts",
+            "--limit",
+            "1",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp8",
+            "--random-weights",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--no-progress",
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
-    assert err.startswith("mmlubench: error: command line: key 'precision': fp8 needs FP8 "
-                          "matrix units")
+    assert err.startswith(
+        "mmlubench: error: command line: key 'precision': fp8 needs FP8 matrix units"
+    )
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize(("overrides", "key"), [
-    ({"precision": "fp8", "device": "cuda", "engine": "eager"}, "precision"),
-    ({"precision": "fp8", "device": "cuda", "engine": "shared-prefix",
-      "val_engine": "shared-prefix"}, "val_engine"),
-    ({"precision": "fp16", "engines": {"shared-prefix": {"fp8": True}}},
-     "engines.shared-prefix.fp8"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"precision": "fp8", "device": "cuda", "engine": "eager"}, "precision"),
+        (
+            {
+                "precision": "fp8",
+                "device": "cuda",
+                "engine": "shared-prefix",
+                "val_engine": "shared-prefix",
+            },
+            "val_engine",
+        ),
+        (
+            {"precision": "fp16", "engines": {"shared-prefix": {"fp8": True}}},
+            "engines.shared-prefix.fp8",
+        ),
+    ],
+)
 def test_fp8_config_errors_name_the_key(overrides, key):
-    from mmlubench.config import load_config
+    from mmlubench.config.config import load_config
     from mmlubench.errors import ConfigError
 
     with pytest.raises(ConfigError, match=rf"key '{key}'"):
@@ -211,7 +247,7 @@ def test_fp8_config_errors_name_the_key(overrides, key):
 
 
 def test_fp8_config_turns_the_engine_option_on():
-    from mmlubench.config import load_config
+    from mmlubench.config.config import load_config
 
     cfg = load_config(overrides={"precision": "fp8", "device": "cuda"})
     assert cfg.engine == "shared-prefix" and cfg.engines["shared-prefix"]["fp8"] is True
@@ -230,9 +266,9 @@ def test_fp8_peaks_are_dense_fp8_rates():
 def test_fp8_results_show_the_label_the_recipe_and_both_rules(demo_run_dirs):
     import json
 
-    from mmlubench import document
-    from mmlubench.report import agreement_line, table_row
-    from mmlubench.results import fp8_recipe
+    from mmlubench.report.table import agreement_line, table_row
+    from mmlubench.results import document
+    from mmlubench.results.assemble import fp8_recipe
 
     data = json.loads((demo_run_dirs["inductor"] / "result.json").read_text(encoding="utf-8"))
     assert "precision_recipe" not in data["metrics"]  # an fp16 run has none
@@ -249,14 +285,20 @@ def test_fp8_results_show_the_label_the_recipe_and_both_rules(demo_run_dirs):
 def test_agreement_reports_the_answer_letter_logits_distance():
     from types import SimpleNamespace
 
-    from mmlubench.results import _agreement
+    from mmlubench.results.pass_sections import agreement
 
-    val = SimpleNamespace(top_ids=np.array([5, 6, 7]), choice_logits=np.array(
-        [[1.0, 0, 0, 0], [3, 4, 0, 0], [0, 0, 0, 0]], dtype=np.float32), sample_logits={})
-    infer = SimpleNamespace(top_ids=np.array([5, 6, 8]), choice_logits=np.array(
-        [[1.0, 1, 0, 0], [3, 4, 0, 0], [1, 0, 0, 0]], dtype=np.float32), sample_logits={})
+    val = SimpleNamespace(
+        top_ids=np.array([5, 6, 7]),
+        choice_logits=np.array([[1.0, 0, 0, 0], [3, 4, 0, 0], [0, 0, 0, 0]], dtype=np.float32),
+        sample_logits={},
+    )
+    infer = SimpleNamespace(
+        top_ids=np.array([5, 6, 8]),
+        choice_logits=np.array([[1.0, 1, 0, 0], [3, 4, 0, 0], [1, 0, 0, 0]], dtype=np.float32),
+        sample_logits={},
+    )
     letters = {"reference": ["A", "B", "C"], "choices": ["A", "B", "C"], "token": ["A", "B", "C"]}
-    agree = _agreement({"val": val, "infer": infer}, {"val": letters, "infer": letters})
+    agree = agreement({"val": val, "infer": infer}, {"val": letters, "infer": letters})
     # rows: ||(0,1,0,0)|| / ||(1,0,0,0)|| = 1, then 0; a val row of zeros has no ratio
     assert agree.letter_logits_rel_l2_mean == 0.5 and agree.letter_logits_rel_l2_max == 1.0
     assert agree.same_top_token == 2 / 3
@@ -267,8 +309,8 @@ def test_fp8_layer_compiles_to_one_graph(monkeypatch, tiny_model, tokenizer, mml
     layers and packs, and computes what the uncompiled one does."""
     from torch._dynamo.utils import counters
 
-    from mmlubench.data import load_mmlu
-    from mmlubench.prompts import build_prompts
+    from mmlubench.data.mmlu import load_mmlu
+    from mmlubench.data.prompts import build_prompts
 
     prompts = build_prompts(load_mmlu(mmlu_dir, "test", ["global_facts"], limit=12), tokenizer)
     requests = [Request(p.ids, p.prefix_len) for p in prompts]
@@ -276,8 +318,7 @@ def test_fp8_layer_compiles_to_one_graph(monkeypatch, tiny_model, tokenizer, mml
     monkeypatch.setattr(fp8, "scaled_mm_out_dtype", lambda device: torch.float32)
     monkeypatch.setattr(fp8, "fp8_linear", fp8.fp8_linear_reference)
     model = copy.deepcopy(tiny_model)
-    eager = last_logits(model, "shared-prefix", requests, pack_tokens=1024, compile=False,
-                        fp8=True)
+    eager = last_logits(model, "shared-prefix", requests, pack_tokens=1024, compile=False, fp8=True)
     torch._dynamo.reset()
     counters.clear()
     compiled = last_logits(model, "shared-prefix", requests, pack_tokens=1024, fp8=True)

@@ -23,14 +23,19 @@ import yaml
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from mmlubench.config import Config, dotted_to_nested, load_config, parse_set
-from mmlubench.data import load_mmlu, read_questions
+from mmlubench.config.config import Config, dotted_to_nested, load_config, parse_set
+from mmlubench.data.mmlu import load_mmlu, read_questions
+from mmlubench.data.prompts import load_tokenizer
 from mmlubench.errors import ConfigError, DataError, ModelError
-from mmlubench.model import check_model_dir
-from mmlubench.prompts import load_tokenizer
+from mmlubench.model.load import check_model_dir
 
-FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=400,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +45,7 @@ def work(tmp_path_factory) -> Path:
 
 
 # ---- MMLU CSV files -----------------------------------------------------------------------
+
 
 def expected_rows(data: bytes) -> list[list[str]] | None:
     """The rows a valid MMLU file holds, or None when it must be refused."""
@@ -53,8 +59,9 @@ def expected_rows(data: bytes) -> list[list[str]] | None:
         rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
     except csv.Error:
         return None
-    ok = rows and all(len(r) == 6 and r[5] in "ABCD" and len(r[5]) == 1 and r[0].strip()
-                      for r in rows)
+    ok = rows and all(
+        len(r) == 6 and r[5] in "ABCD" and len(r[5]) == 1 and r[0].strip() for r in rows
+    )
     return rows if ok else None
 
 
@@ -74,14 +81,21 @@ def check_csv(path: Path, data: bytes) -> None:
     assert [q.index for q in got] == list(range(len(want)))
 
 
-CELL = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-               max_size=12) | st.sampled_from(['"', '""', ",", "\n", "\r\n", " ", "A", "None",
-                                                'a "quoted" b', "é", "\u2028", "\ufeff"])
+CELL = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12
+) | st.sampled_from(
+    ['"', '""', ",", "\n", "\r\n", " ", "A", "None", 'a "quoted" b', "é", "\u2028", "\ufeff"]
+)
 QUESTION = CELL.filter(lambda c: c.strip())
 GOOD_ROW = st.tuples(QUESTION, CELL, CELL, CELL, CELL, st.sampled_from("ABCD")).map(list)
 BAD_ROW = st.lists(CELL, max_size=8) | st.tuples(  # wrong field count, answer or question
-    st.sampled_from(["", " ", "\n"]) | CELL, CELL, CELL, CELL, CELL,
-    st.sampled_from(["A", "a", "E", " A", "", "AB", "None"])).map(list)
+    st.sampled_from(["", " ", "\n"]) | CELL,
+    CELL,
+    CELL,
+    CELL,
+    CELL,
+    st.sampled_from(["A", "a", "E", " A", "", "AB", "None"]),
+).map(list)
 
 
 def insert(rows: list, bad: tuple[int, list] | None) -> list:
@@ -89,8 +103,9 @@ def insert(rows: list, bad: tuple[int, list] | None) -> list:
 
 
 # Mostly valid files (good rows), half of them with one bad row somewhere.
-ROWS = st.builds(insert, st.lists(GOOD_ROW, max_size=5),
-                 st.none() | st.tuples(st.integers(0, 5), BAD_ROW))
+ROWS = st.builds(
+    insert, st.lists(GOOD_ROW, max_size=5), st.none() | st.tuples(st.integers(0, 5), BAD_ROW)
+)
 
 
 @FUZZ
@@ -100,10 +115,12 @@ def test_csv_random_bytes(work, data):
 
 
 @FUZZ
-@given(rows=ROWS,
-       quoting=st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC]),
-       encoding=st.sampled_from(["utf-8", "utf-8", "utf-8-sig", "latin-1", "utf-16"]),
-       tail=st.sampled_from([b"", b"", b"", b"\n", b'"', b"\r", b",", b"\x00"]))
+@given(
+    rows=ROWS,
+    quoting=st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC]),
+    encoding=st.sampled_from(["utf-8", "utf-8", "utf-8-sig", "latin-1", "utf-16"]),
+    tail=st.sampled_from([b"", b"", b"", b"\n", b'"', b"\r", b",", b"\x00"]),
+)
 def test_csv_rows(work, rows, quoting, encoding, tail):
     text = io.StringIO(newline="")
     csv.writer(text, quoting=quoting, lineterminator="\r\n").writerows(rows)
@@ -112,10 +129,14 @@ def test_csv_rows(work, rows, quoting, encoding, tail):
 
 
 @settings(FUZZ, max_examples=40)
-@given(n_dev=st.integers(0, 7), n_test=st.integers(0, 4), few_shots=st.integers(0, 6),
-       limit=st.none() | st.integers(1, 5),
-       subjects=st.none() | st.lists(st.sampled_from(["algebra", "other", "x_y"]), max_size=2),
-       drop=st.sampled_from([None, "dev", "test"]))
+@given(
+    n_dev=st.integers(0, 7),
+    n_test=st.integers(0, 4),
+    few_shots=st.integers(0, 6),
+    limit=st.none() | st.integers(1, 5),
+    subjects=st.none() | st.lists(st.sampled_from(["algebra", "other", "x_y"]), max_size=2),
+    drop=st.sampled_from([None, "dev", "test"]),
+)
 def test_load_mmlu_tree(work, n_dev, n_test, few_shots, limit, subjects, drop):
     root = work / "mmlu"
     shutil.rmtree(root, ignore_errors=True)
@@ -125,8 +146,13 @@ def test_load_mmlu_tree(work, n_dev, n_test, few_shots, limit, subjects, drop):
             continue
         lines = "".join(f'"q{i}, ""{split}""",a,b,c,d,{"ABCD"[i % 4]}\r\n' for i in range(n))
         (root / split / f"algebra_{split}.csv").write_text(lines, encoding="utf-8")
-    ok = drop is None and n_dev >= max(few_shots, 1) and n_test >= 1 and (
-        subjects is None or set(subjects) <= {"algebra"}) and subjects != []
+    ok = (
+        drop is None
+        and n_dev >= max(few_shots, 1)
+        and n_test >= 1
+        and (subjects is None or set(subjects) <= {"algebra"})
+        and subjects != []
+    )
     try:
         ds = load_mmlu(root, "test", subjects, limit, few_shots)
     except DataError as e:
@@ -143,28 +169,71 @@ def test_load_mmlu_tree(work, n_dev, n_test, few_shots, limit, subjects, drop):
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 HINTS = typing.get_type_hints(Config)
-OPTIONS = ["batch_size", "batch_tokens", "full_logits", "mode", "dynamic", "warmup_iters",
-           "pack_tokens", "max_questions", "block_size", "compile_mode", "share_prefix"]
-SCALAR = (st.none() | st.booleans() | st.integers(-3, 5) | st.integers() | st.floats()
-          | st.integers(10**308, 10**400) | st.text(max_size=8)
-          | st.sampled_from(["cpu", "cuda:1", "fp16", "eager", "null", "2*params", "1e999*2",
-                             "0*3", "nan", "-inf", "1e3", "test", "a,b", "x/y", "..\\z"]))
-VALUE = st.recursive(SCALAR, lambda c: st.lists(c, max_size=3)
-                     | st.dictionaries(st.text(max_size=4), c, max_size=2), max_leaves=5)
+OPTIONS = [
+    "batch_size",
+    "batch_tokens",
+    "full_logits",
+    "mode",
+    "dynamic",
+    "warmup_iters",
+    "pack_tokens",
+    "max_questions",
+    "block_size",
+    "compile_mode",
+    "share_prefix",
+]
+SCALAR = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 5)
+    | st.integers()
+    | st.floats()
+    | st.integers(10**308, 10**400)
+    | st.text(max_size=8)
+    | st.sampled_from(
+        [
+            "cpu",
+            "cuda:1",
+            "fp16",
+            "eager",
+            "null",
+            "2*params",
+            "1e999*2",
+            "0*3",
+            "nan",
+            "-inf",
+            "1e3",
+            "test",
+            "a,b",
+            "x/y",
+            "..\\z",
+        ]
+    )
+)
+VALUE = st.recursive(
+    SCALAR,
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=2),
+    max_leaves=5,
+)
 ENGINES = st.dictionaries(
     st.sampled_from(["eager", "inductor", "shared-prefix", "null", "nope"]) | st.none(),
-    st.none() | VALUE | st.dictionaries(st.sampled_from(OPTIONS) | st.text(max_size=6),
-                                        VALUE, max_size=3),
-    max_size=2)
-CONFIG = st.dictionaries(st.sampled_from(sorted(FIELDS)) | st.text(max_size=10)
-                         | st.sampled_from(["limit.x", "engines.eager", "1"]),
-                         VALUE, max_size=4).flatmap(
-    lambda d: st.just(d) | ENGINES.map(lambda e: {**d, "engines": e}))
+    st.none()
+    | VALUE
+    | st.dictionaries(st.sampled_from(OPTIONS) | st.text(max_size=6), VALUE, max_size=3),
+    max_size=2,
+)
+CONFIG = st.dictionaries(
+    st.sampled_from(sorted(FIELDS))
+    | st.text(max_size=10)
+    | st.sampled_from(["limit.x", "engines.eager", "1"]),
+    VALUE,
+    max_size=4,
+).flatmap(lambda d: st.just(d) | ENGINES.map(lambda e: {**d, "engines": e}))
 
 
 def check_accepted(cfg: Config) -> None:
     """What an accepted config promises the run: usable numbers and folder names."""
-    from mmlubench.config import parse_flops_per_token
+    from mmlubench.config.config import parse_flops_per_token
 
     assert isinstance(cfg, Config)
     for key in ("peak_flops", "mem_sample_interval_s"):
@@ -217,9 +286,18 @@ def test_config_raw_text(work, text):
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.sampled_from([*FIELDS, "engines.eager.batch_size", "engines",
-                                           "engines.x", "limit.y", ""]) | st.text(max_size=8),
-                          st.text(max_size=10)), max_size=3))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [*FIELDS, "engines.eager.batch_size", "engines", "engines.x", "limit.y", ""]
+            )
+            | st.text(max_size=8),
+            st.text(max_size=10),
+        ),
+        max_size=3,
+    )
+)
 def test_config_set_flags(work, items):
     case = work / "empty.yaml"
     case.write_text("", encoding="utf-8")
@@ -232,6 +310,7 @@ def test_config_set_flags(work, items):
 
 
 # ---- model and tokenizer folders ----------------------------------------------------------
+
 
 def tiny_tokenizer_json() -> str:
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -260,17 +339,23 @@ def mutate(doc, path: list[int], value):
     return doc
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=6),
-                    lambda c: st.lists(c, max_size=3)
-                    | st.dictionaries(st.text(max_size=5), c, max_size=3), max_leaves=6)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+    max_leaves=6,
+)
 FILE = st.one_of(st.none(), st.binary(max_size=40), JSON.map(json.dumps))
 
 
-SPECIAL = st.dictionaries(st.sampled_from(["bos_token", "eos_token", "pad_token", "unk_token",
-                                          "tokenizer_class", "add_bos_token"]),
-                          JSON | st.sampled_from(["<s>", "A", "nope"])
-                          | st.sampled_from(["<s>", "A"]).map(lambda c: {"content": c}),
-                          max_size=3).map(json.dumps)
+SPECIAL = st.dictionaries(
+    st.sampled_from(
+        ["bos_token", "eos_token", "pad_token", "unk_token", "tokenizer_class", "add_bos_token"]
+    ),
+    JSON
+    | st.sampled_from(["<s>", "A", "nope"])
+    | st.sampled_from(["<s>", "A"]).map(lambda c: {"content": c}),
+    max_size=3,
+).map(json.dumps)
 
 
 def expected_json_object(content: str | bytes) -> dict | None:
@@ -282,10 +367,13 @@ def expected_json_object(content: str | bytes) -> dict | None:
 
 
 @settings(FUZZ, max_examples=200)
-@given(tok=st.one_of(st.just(()), st.tuples(st.lists(st.integers(0, 20), min_size=1, max_size=5),
-                                            JSON), FILE),
-       tok_cfg=st.one_of(st.none(), SPECIAL, FILE),
-       sp_model=st.none() | st.none() | st.binary(max_size=20))
+@given(
+    tok=st.one_of(
+        st.just(()), st.tuples(st.lists(st.integers(0, 20), min_size=1, max_size=5), JSON), FILE
+    ),
+    tok_cfg=st.one_of(st.none(), SPECIAL, FILE),
+    sp_model=st.none() | st.none() | st.binary(max_size=20),
+)
 def test_tokenizer_folders(work, tok, tok_cfg, sp_model):
     folder = work / "tok"
     shutil.rmtree(folder, ignore_errors=True)
@@ -295,11 +383,13 @@ def test_tokenizer_folders(work, tok, tok_cfg, sp_model):
     elif isinstance(tok, tuple):  # a valid tokenizer.json with one node changed or deleted
         path, value = tok
         tok = json.dumps(mutate(json.loads(tiny_tokenizer_json()), path, value))
-    for name, content in (("tokenizer.json", tok), ("tokenizer_config.json", tok_cfg),
-                          ("tokenizer.model", sp_model)):
+    for name, content in (
+        ("tokenizer.json", tok),
+        ("tokenizer_config.json", tok_cfg),
+        ("tokenizer.model", sp_model),
+    ):
         if content is not None:
-            (folder / name).write_bytes(content if isinstance(content, bytes)
-                                        else content.encode())
+            (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     try:
         tokenizer = load_tokenizer(folder)
     except ModelError as e:
@@ -316,8 +406,9 @@ def test_tokenizer_folders(work, tok, tok_cfg, sp_model):
 
 @settings(FUZZ, max_examples=60)
 @example(config="null", weights=False, random_weights=True)  # once found: accepted
-@given(config=st.none() | st.just("dir") | FILE, weights=st.booleans(),
-       random_weights=st.booleans())
+@given(
+    config=st.none() | st.just("dir") | FILE, weights=st.booleans(), random_weights=st.booleans()
+)
 def test_model_folders(work, config, weights, random_weights):
     folder = work / "model"
     shutil.rmtree(folder, ignore_errors=True)
@@ -325,8 +416,9 @@ def test_model_folders(work, config, weights, random_weights):
     if config == "dir":
         (folder / "config.json").mkdir()
     elif config is not None:
-        (folder / "config.json").write_bytes(config if isinstance(config, bytes)
-                                             else config.encode())
+        (folder / "config.json").write_bytes(
+            config if isinstance(config, bytes) else config.encode()
+        )
     if weights:
         (folder / "model.safetensors").write_bytes(b"")
     try:

@@ -21,12 +21,12 @@ from report_helpers import (
     render,
 )
 
-from mmlubench import html_report
-from mmlubench.cli import main
+from mmlubench.cli.main import main
 from mmlubench.display import GIB
-from mmlubench.document import Result
-from mmlubench.document import load as load_result
-from mmlubench.report import COLUMNS, LEGEND, table_row
+from mmlubench.report import html as html_report
+from mmlubench.report.table import COLUMNS, LEGEND, table_row
+from mmlubench.results.document import Result
+from mmlubench.results.document import load as load_result
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,10 @@ def runs(demo_run_dirs: dict[str, Path]) -> dict[str, Path]:
 
 
 def embedded_pngs(markup: str) -> list[bytes]:
-    return [base64.b64decode(b) for b in
-            re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', markup)]
+    return [
+        base64.b64decode(b)
+        for b in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', markup)
+    ]
 
 
 def check_page(markup: str, result: Result) -> str:
@@ -122,8 +124,9 @@ def test_run_without_val_pass(runs: dict[str, Path]) -> None:
     assert len(embedded_pngs(markup)) == 2
 
 
-def test_cli_writes_report(runs: dict[str, Path], tmp_path: Path,
-                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_writes_report(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = runs["inductor"]
     out = tmp_path / "sub" / "r.html"
     assert main(["report", str(run), "--html", str(out)]) == 0
@@ -135,8 +138,10 @@ def test_cli_writes_report(runs: dict[str, Path], tmp_path: Path,
 
 
 def test_run_does_not_import_matplotlib() -> None:
-    code = ("import sys, mmlubench.cli, mmlubench.runner, mmlubench.report; "
-            "assert 'matplotlib' not in sys.modules, 'matplotlib imported eagerly'")
+    code = (
+        "import sys, mmlubench.cli.main, mmlubench.run.runner, mmlubench.report.table; "
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported eagerly'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
@@ -150,15 +155,19 @@ def test_report_renders_in_chromium(runs: dict[str, Path], tmp_path: Path) -> No
     for cell in table_row(result):
         assert cell in text, f"table cell {cell!r} not in the rendered page"
     m = result.metrics
-    for figure in (f"{m.e2e_time_s:,.1f}", f"{m.p_infer_core_tok_per_s:,.1f}",
-                   f"{m.p_val_core_tok_per_s:,.1f}", result.environment.device_name,
-                   "No device memory samples"):
+    for figure in (
+        f"{m.e2e_time_s:,.1f}",
+        f"{m.p_infer_core_tok_per_s:,.1f}",
+        f"{m.p_val_core_tok_per_s:,.1f}",
+        result.environment.device_name,
+        "No device memory samples",
+    ):
         assert figure in text
 
 
 def test_long_timeline_is_smoothed(runs: dict[str, Path]) -> None:
     """A real run has thousands of batches: the chart smooths them over a sliding window."""
-    from mmlubench import charts
+    from mmlubench.report import charts
 
     result = copy.deepcopy(load_result(runs["inductor"]))
     n = 5000

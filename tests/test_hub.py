@@ -13,15 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench.cli import main
+from mmlubench.cli.main import main
 
 REPO = "tiny-org/tiny-llama"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TAGGED = "fedcba9876543210fedcba9876543210fedcba98"
 
 
-def add_snapshot(cache: Path, repo: str, commit: str, files: dict[str, Path],
-                 refs: tuple[str, ...]) -> Path:
+def add_snapshot(
+    cache: Path, repo: str, commit: str, files: dict[str, Path], refs: tuple[str, ...]
+) -> Path:
     """One snapshot in huggingface_hub's layout: each file stored once under blobs/ by its
     sha256 (its etag for LFS files), linked from snapshots/COMMIT/, refs/NAME holding COMMIT."""
     root = cache / f"models--{repo.replace('/', '--')}"
@@ -70,7 +71,8 @@ def test_the_cache_is_huggingface_hubs(hf_home):
     found = try_to_load_from_cache(REPO, "config.json", cache_dir=cache)
     assert found == str(cache / f"models--tiny-org--tiny-llama/snapshots/{COMMIT}/config.json")
     assert try_to_load_from_cache(REPO, "config.json", cache_dir=cache, revision="v1").endswith(
-        f"{TAGGED}/config.json")
+        f"{TAGGED}/config.json"
+    )
     info = scan_cache_dir(cache)
     assert info.warnings == []
     (repo,) = info.repos
@@ -85,15 +87,33 @@ def run(args: list[str]) -> tuple[int, str, str]:
 
 
 def run_args(tmp_path: Path, mmlu_dir: Path, *extra: str) -> list[str]:
-    return ["run", "--mmlu-dir", str(mmlu_dir), "--subjects", "abstract_algebra", "--limit",
-            "2", "--device", "cpu", "--precision", "fp32", "--no-validation", "--engine",
-            "eager", "--output-dir", str(tmp_path / "runs"), "--no-progress", *extra]
+    return [
+        "run",
+        "--mmlu-dir",
+        str(mmlu_dir),
+        "--subjects",
+        "abstract_algebra",
+        "--limit",
+        "2",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--no-validation",
+        "--engine",
+        "eager",
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_run_by_repo_id_offline(offline, tmp_path, mmlu_dir):
     """The generic case, the snapshot's real weights, the commit in result.json."""
-    code, out, err = run(run_args(tmp_path, mmlu_dir, "--model", REPO, "--peak-flops", "1e12",
-                                  "--log-samples"))
+    code, out, err = run(
+        run_args(tmp_path, mmlu_dir, "--model", REPO, "--peak-flops", "1e12", "--log-samples")
+    )
     assert code == 0, err
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.endswith("_mmlu_eager_tiny-llama")
@@ -126,22 +146,28 @@ def test_run_by_repo_id_offline(offline, tmp_path, mmlu_dir):
 
 
 def test_revision_picks_a_tag(offline, tmp_path, mmlu_dir):
-    code, _, err = run(run_args(tmp_path, mmlu_dir, "--model", REPO, "--revision", "v1",
-                                "--random-weights"))
+    code, _, err = run(
+        run_args(tmp_path, mmlu_dir, "--model", REPO, "--revision", "v1", "--random-weights")
+    )
     assert code == 0, err
     (run_dir,) = (tmp_path / "runs").iterdir()
     result = json.loads((run_dir / "result.json").read_text())
     assert result["model"]["revision"] == TAGGED and result["config"]["revision"] == "v1"
 
 
-@pytest.mark.parametrize("name,revision,message", [
-    ("other-org/not-cached", None, "--model other-org/not-cached: not in the Hugging Face "
-     "cache ("),
-    (REPO, "v2", f"--model {REPO} at revision v2: not in the Hugging Face cache"),
-    ("no/such/folder", None, "--model no/such/folder: no such folder, and not a Hub repo id"),
-])
-def test_uncached_model_is_one_error_line(offline, tmp_path, mmlu_dir, name, revision,
-                                          message):
+@pytest.mark.parametrize(
+    "name,revision,message",
+    [
+        (
+            "other-org/not-cached",
+            None,
+            "--model other-org/not-cached: not in the Hugging Face cache (",
+        ),
+        (REPO, "v2", f"--model {REPO} at revision v2: not in the Hugging Face cache"),
+        ("no/such/folder", None, "--model no/such/folder: no such folder, and not a Hub repo id"),
+    ],
+)
+def test_uncached_model_is_one_error_line(offline, tmp_path, mmlu_dir, name, revision, message):
     extra = ["--model", name] + (["--revision", revision] if revision else [])
     code, _, err = run(run_args(tmp_path, mmlu_dir, *extra))
     assert code == 2
@@ -154,7 +180,7 @@ def test_uncached_model_is_one_error_line(offline, tmp_path, mmlu_dir, name, rev
 
 def test_a_family_model_runs_its_case(tmp_path, tokenizer_dir):
     """A folder whose config.json is deepseek-llm-7b-base's picks deepseek_7b_mmlu."""
-    from mmlubench.hub import model_layer
+    from mmlubench.config.hub import model_layer
 
     model = tmp_path / "deepseek"
     model.mkdir()

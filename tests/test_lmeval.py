@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench import lmeval
-from mmlubench.categories import CATEGORIES, CATEGORY, LMEVAL_GROUPS
+from mmlubench.data.categories import CATEGORIES, CATEGORY, LMEVAL_GROUPS
+from mmlubench.results import lmeval
 
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "lmeval"
 THEIRS = GOLDEN / "smollm2-135m_4subjects.json"
@@ -63,8 +63,7 @@ def test_each_question_as_lm_eval_scored_it(theirs):
         for r, d in zip(mine, digest, strict=True):
             assert r["target"] == d["target"] and r["acc"] == d["acc"]
             lls = [x[0] for x in r["filtered_resps"]]
-            worst = max(worst, *(abs(a - b) for a, b in zip(lls, d["loglikelihoods"],
-                                                            strict=True)))
+            worst = max(worst, *(abs(a - b) for a, b in zip(lls, d["loglikelihoods"], strict=True)))
     assert worst < 1e-3
 
 

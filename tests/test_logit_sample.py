@@ -1,4 +1,4 @@
-"""The whole-vocabulary val/infer logit distance on a sample (mmlubench/logit_sample.py):
+"""The whole-vocabulary val/infer logit distance on a sample (mmlubench/results/logit_sample.py):
 which questions, what is kept, and the figure result.json reports, against values computed
 here from logits kept independently (bench/logits.py's KeepLogits)."""
 
@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from bench.logits import KeepLogits
-from mmlubench import logit_sample
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, choice_token_ids
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request
-from mmlubench.passes import run_pass
-from mmlubench.prompts import build_prompts, choice_token_ids
+from mmlubench.results import logit_sample
+from mmlubench.run.passes import run_pass
 
 
 def test_sample_is_evenly_spread_and_bounded():
@@ -41,9 +41,10 @@ def test_keep_takes_sample_rows_once_and_rel_l2_is_the_norm_ratio():
 
 @pytest.fixture(scope="module")
 def requests(mmlu_dir, tokenizer):
-    prompts = build_prompts(load_mmlu(mmlu_dir, "test", ["abstract_algebra",
-                                                          "college_computer_science"], limit=6),
-                            tokenizer)
+    prompts = build_prompts(
+        load_mmlu(mmlu_dir, "test", ["abstract_algebra", "college_computer_science"], limit=6),
+        tokenizer,
+    )
     return [Request(p.ids, p.prefix_len) for p in prompts]
 
 
@@ -52,12 +53,16 @@ def test_passes_keep_exactly_the_engines_logits_of_the_sample(tiny_model, tokeni
     (eager sorts by length, shared-prefix packs by subject)."""
     sample = logit_sample.members(len(requests), size=5)
     kept = {}
-    for name, opts in [("eager", {"batch_size": 4}), ("shared-prefix", {"compile": False,
-                                                                        "pack_tokens": 2048})]:
-        engine = KeepLogits(engine_class(name)(tiny_model, engine_options(name, opts), "cpu"),
-                            len(requests))
-        result = run_pass(name, engine, requests, choice_token_ids(tokenizer), progress=False,
-                          sample=sample)
+    for name, opts in [
+        ("eager", {"batch_size": 4}),
+        ("shared-prefix", {"compile": False, "pack_tokens": 2048}),
+    ]:
+        engine = KeepLogits(
+            engine_class(name)(tiny_model, engine_options(name, opts), "cpu"), len(requests)
+        )
+        result = run_pass(
+            name, engine, requests, choice_token_ids(tokenizer), progress=False, sample=sample
+        )
         assert sorted(result.sample_logits) == np.flatnonzero(sample).tolist()
         for q, row in result.sample_logits.items():
             assert np.array_equal(row, engine.logits[q].numpy())

@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import TINY_PARAMS
 
+from mmlubench.data.prompts import load_tokenizer
 from mmlubench.errors import ModelError
-from mmlubench.model import load_model
-from mmlubench.prompts import load_tokenizer
+from mmlubench.model.load import load_model
 
 
 def assert_download_hint(message: str) -> None:
@@ -57,9 +57,14 @@ def test_random_weights_from_config_only(tmp_path, tiny_model_dir):
     assert not model.training
     assert all(p.dtype == torch.float32 and not p.requires_grad for p in model.parameters())
     assert info.n_params == TINY_PARAMS
-    assert (info.num_hidden_layers, info.hidden_size, info.intermediate_size,
-            info.num_attention_heads, info.num_key_value_heads, info.vocab_size) == (
-        2, 32, 64, 4, 4, 102400)
+    assert (
+        info.num_hidden_layers,
+        info.hidden_size,
+        info.intermediate_size,
+        info.num_attention_heads,
+        info.num_key_value_heads,
+        info.vocab_size,
+    ) == (2, 32, 64, 4, 4, 102400)
     assert (info.random_weights, info.dtype, info.device) == (True, "float32", "cpu")
     same, _ = load_model(tmp_path, "fp32", "cpu", random_weights=True, seed=3)
     other, _ = load_model(tmp_path, "fp32", "cpu", random_weights=True, seed=4)
@@ -97,7 +102,8 @@ def test_tokenizer_folder_errors(tmp_path):
         load_tokenizer(tmp_path)
 
 
-# ---- issue 11: no code from the folder, no silent random layers, no bars when asked --------
+# ---- no code from the folder, no silent random layers, no bars when asked --------
+
 
 def test_remote_code_refused_even_for_random_weights(tmp_path, tiny_model_dir):
     doc = json.loads((tiny_model_dir / "config.json").read_text())
@@ -120,18 +126,30 @@ def test_auto_map_of_a_native_model_runs_no_code(tmp_path, tiny_model_dir):
 
 
 def test_loading_info_names_every_kind_of_mismatch(tmp_path):
-    from mmlubench.model import check_loading_info
+    from mmlubench.model.load import check_loading_info
 
-    check_loading_info(tmp_path, {"missing_keys": set(), "unexpected_keys": set(),
-                                  "mismatched_keys": set(), "error_msgs": []})
-    info = {"missing_keys": {f"m{i}" for i in range(6)}, "unexpected_keys": {"u"},
-            "mismatched_keys": {("w", torch.Size([3]), torch.Size([2]))}}
+    check_loading_info(
+        tmp_path,
+        {
+            "missing_keys": set(),
+            "unexpected_keys": set(),
+            "mismatched_keys": set(),
+            "error_msgs": [],
+        },
+    )
+    info = {
+        "missing_keys": {f"m{i}" for i in range(6)},
+        "unexpected_keys": {"u"},
+        "mismatched_keys": {("w", torch.Size([3]), torch.Size([2]))},
+    }
     with pytest.raises(ModelError) as e:
         check_loading_info(tmp_path, info)
-    assert str(e.value) == (f"{tmp_path}: the weights do not match config.json: 6 tensor(s) "
-                            "missing: m0, m1, m2, m3 and 2 more; 1 unexpected: u; 1 of another "
-                            "shape: w [3] in the checkpoint, [2] in the model (an incomplete "
-                            "download, or files of another model?)")
+    assert str(e.value) == (
+        f"{tmp_path}: the weights do not match config.json: 6 tensor(s) "
+        "missing: m0, m1, m2, m3 and 2 more; 1 unexpected: u; 1 of another "
+        "shape: w [3] in the checkpoint, [2] in the model (an incomplete "
+        "download, or files of another model?)"
+    )
 
 
 @pytest.mark.parametrize("progress", [True, False])

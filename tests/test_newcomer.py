@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench import document
-from mmlubench.report import COLUMNS, aligned_table, markdown_table
+from mmlubench.report.table import COLUMNS, aligned_table, markdown_table
+from mmlubench.results import document
 
 H200 = Path(__file__).resolve().parent / "fixtures" / "h200_result.json"
 
@@ -35,41 +35,53 @@ def test_aligned_table_on_a_terminal():
     assert len(header) == len(rule) == len(row) and "|" not in text
     assert header.startswith("tool ") and row.startswith("eager")
     assert row.index("2,000.0") + len("2,000.0") == header.index("*p_infer_core (tok/s)") + len(
-        "*p_infer_core (tok/s)")  # numbers right-aligned under their header
+        "*p_infer_core (tok/s)"
+    )  # numbers right-aligned under their header
     narrow = aligned_table(rows, width=60)  # wider than the terminal: one line per column
     assert narrow.splitlines()[0].split() == ["tool", "eager"] and len(narrow.splitlines()) == 10
     assert markdown_table(rows).startswith("| " + " | ".join(COLUMNS) + " |")
 
 
 def test_compare_warns_when_only_one_run_has_a_val_pass():
-    from mmlubench.compare import setting_warnings
+    from mmlubench.report.compare import setting_warnings
 
     with_val = h200()
     without = copy.deepcopy(with_val)
     without.passes.pop("val")
     without.metrics.p_val_whole_tok_per_s = without.metrics.p_val_core_tok_per_s = None
     warnings = setting_warnings([with_val, without], ["a", "b"])
-    assert any(w.startswith("runs differ in val pass (a: run, b: not run): e2e_time counts a "
-                            "val pass in one run") for w in warnings)
+    assert any(
+        w.startswith(
+            "runs differ in val pass (a: run, b: not run): e2e_time counts a val pass in one run"
+        )
+        for w in warnings
+    )
 
 
 def test_accuracy_notes_and_categories():
-    from mmlubench.accuracy_notes import categories, stderr
-    from mmlubench.document import Accuracy
-    from mmlubench.lmeval import mean_stderr, pooled_sample_stderr
+    from mmlubench.report.accuracy_notes import categories, stderr
+    from mmlubench.results.document import Accuracy
+    from mmlubench.results.lmeval import mean_stderr, pooled_sample_stderr
 
-    a = Accuracy(micro=0.5, macro=0.5, correct=15, total=30,
-                 per_subject={"abstract_algebra": 0.3, "anatomy": 0.6},
-                 per_subject_total={"abstract_algebra": 10, "anatomy": 20})
+    a = Accuracy(
+        micro=0.5,
+        macro=0.5,
+        correct=15,
+        total=30,
+        per_subject={"abstract_algebra": 0.3, "anatomy": 0.6},
+        per_subject_total={"abstract_algebra": 10, "anatomy": 20},
+    )
     se = [mean_stderr([1.0] * 3 + [0.0] * 7), mean_stderr([1.0] * 12 + [0.0] * 8)]
     assert stderr(a) == pytest.approx(pooled_sample_stderr(se, [10, 20]))
     # the original MMLU mapping: anatomy is a health subject, "other"
-    assert categories(a) == [("STEM", pytest.approx(0.3), 10, pytest.approx(se[0])),
-                             ("other", pytest.approx(0.6), 20, pytest.approx(se[1]))]
+    assert categories(a) == [
+        ("STEM", pytest.approx(0.3), 10, pytest.approx(se[0])),
+        ("other", pytest.approx(0.6), 20, pytest.approx(se[1])),
+    ]
 
 
 def test_demo_accuracy_is_not_meaningful_and_the_page_says_demo(demo_run_dirs):
-    from mmlubench import html_report
+    from mmlubench.report import html as html_report
 
     run = demo_run_dirs["inductor"]  # real (tiny, random) weights: only the demo says so
     result = document.load(run)
@@ -80,7 +92,8 @@ def test_demo_accuracy_is_not_meaningful_and_the_page_says_demo(demo_run_dirs):
 
 
 def test_demo_says_generated_only_when_it_generates(tmp_path, monkeypatch):
-    from mmlubench import cli, commands
+    from mmlubench.cli import commands
+    from mmlubench.cli import main as cli
 
     monkeypatch.setattr(commands, "run", lambda args: 0)  # the files, not the run
     lines = []
@@ -94,7 +107,7 @@ def test_demo_says_generated_only_when_it_generates(tmp_path, monkeypatch):
 
 
 def test_hints_name_the_hf_cli():
-    from mmlubench.model import download_hint
+    from mmlubench.model.load import download_hint
 
     hint = download_hint(Path("/data/deepseek_7b_hf"))
     assert "hf download deepseek-ai/deepseek-llm-7b-base --local-dir /data/deepseek_7b_hf" in hint

@@ -11,16 +11,26 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench import document
-from mmlubench.cli import main
+from mmlubench.cli.main import main
+from mmlubench.results import document
 
 REPO = Path(__file__).resolve().parents[1]
 # FlagPerf's keys, copied by hand from FlagOpen/FlagPerf (commit 1b5a0303):
 # inference/run_inference.py, the `infer_info` dict it logs as "Finish Info"...
 FLAGPERF_FINISH_INFO = [
-    "vendor", "compiler", "precision", "batchsize", "flops", "e2e_time(second)",
-    "p_validation_whole(qps)", "p_validation_core(qps)", "p_inference_whole(qps)",
-    "*p_inference_core(qps)", "val_average_acc", "infer_average_acc"]
+    "vendor",
+    "compiler",
+    "precision",
+    "batchsize",
+    "flops",
+    "e2e_time(second)",
+    "p_validation_whole(qps)",
+    "p_validation_core(qps)",
+    "p_inference_whole(qps)",
+    "*p_inference_core(qps)",
+    "val_average_acc",
+    "infer_average_acc",
+]
 # ...and inference/run.py, which parses that line back and adds these before printing.
 FLAGPERF_HOST = ["vendor_usage(GiB)", "vendor_max_mem(GiB)", "*MFU"]
 
@@ -99,18 +109,24 @@ def drop(*keys: str):
     return edit
 
 
-@pytest.mark.parametrize("edit,words", [
-    (drop("metrics"), "missing key 'metrics'"),
-    (drop("passes", "infer", "core_time_s"), "missing key 'passes.infer.core_time_s'"),
-    (drop("environment", "git", "commit"), "missing key 'environment.git.commit'"),
-    (lambda d: {**d, "metrics": [1, 2]}, "not an object: 'metrics'"),
-    (lambda d: {**d, "metrics": {**d["metrics"], "e2e_time_s": "fast"}},
-     "not a float: 'metrics.e2e_time_s'"),
-    (lambda d: [d], "not a result document"),
-    (lambda d: '{"schema": "mmlubench.result/1", "case": ', "not valid JSON"),
-])
-def test_bad_result_is_one_line(runs: dict[str, Path], tmp_path: Path,
-                                capsys: pytest.CaptureFixture[str], edit, words: str) -> None:
+@pytest.mark.parametrize(
+    "edit,words",
+    [
+        (drop("metrics"), "missing key 'metrics'"),
+        (drop("passes", "infer", "core_time_s"), "missing key 'passes.infer.core_time_s'"),
+        (drop("environment", "git", "commit"), "missing key 'environment.git.commit'"),
+        (lambda d: {**d, "metrics": [1, 2]}, "not an object: 'metrics'"),
+        (
+            lambda d: {**d, "metrics": {**d["metrics"], "e2e_time_s": "fast"}},
+            "not a float: 'metrics.e2e_time_s'",
+        ),
+        (lambda d: [d], "not a result document"),
+        (lambda d: '{"schema": "mmlubench.result/1", "case": ', "not valid JSON"),
+    ],
+)
+def test_bad_result_is_one_line(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], edit, words: str
+) -> None:
     run = broken(runs["inductor"], tmp_path, edit)
     for fmt in ("markdown", "json", "flagperf"):
         rc, out, err = report(capsys, run, "--format", fmt)
@@ -131,25 +147,37 @@ def table_and_after(text: str) -> list[str]:
     return lines[first:]
 
 
-def test_table_has_units_and_a_legend(runs: dict[str, Path],
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_table_has_units_and_a_legend(
+    runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     rc, out, _ = report(capsys, runs["inductor"])
     assert rc == 0
     header, _, row, *after = table_and_after(out)
-    assert header == ("| tool | precision | e2e_time (s) | p_val_whole (tok/s) | "
-                      "p_val_core (tok/s) | p_infer_whole (tok/s) | *p_infer_core (tok/s) | "
-                      "*MFU | acc (infer/val) | mem (GiB) |")
+    assert header == (
+        "| tool | precision | e2e_time (s) | p_val_whole (tok/s) | "
+        "p_val_core (tok/s) | p_infer_whole (tok/s) | *p_infer_core (tok/s) | "
+        "*MFU | acc (infer/val) | mem (GiB) |"
+    )
     assert row.startswith("| inductor | fp32 |")
     legend = " ".join(after)
     assert after[0].startswith("* ")  # the starred columns explained right under the table
-    for words in ("prompt tokens per second", "whole =", "core =", "MFU =", "peak FLOP/s",
-                  "acc =", "mem =", "--peak-flops"):
+    for words in (
+        "prompt tokens per second",
+        "whole =",
+        "core =",
+        "MFU =",
+        "peak FLOP/s",
+        "acc =",
+        "mem =",
+        "--peak-flops",
+    ):
         assert words in legend, words
     assert "RANDOM WEIGHTS" not in out
 
 
-def test_random_weights_show_both_rules_once(runs: dict[str, Path],
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_random_weights_show_both_rules_once(
+    runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     result = document.load(runs["eager_random"])
     rc, out, _ = report(capsys, runs["eager_random"])
     assert rc == 0
@@ -165,8 +193,9 @@ def test_random_weights_show_both_rules_once(runs: dict[str, Path],
     assert infer["choices"].micro != infer["reference"].micro
 
 
-def test_json_format_is_the_document(runs: dict[str, Path],
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_format_is_the_document(
+    runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     rc, out, _ = report(capsys, runs["inductor"], "--format", "json")
     assert rc == 0
     assert json.loads(out) == json.loads((runs["inductor"] / "result.json").read_text())
@@ -200,10 +229,13 @@ def test_flagperf_format(runs: dict[str, Path], capsys: pytest.CaptureFixture[st
 
 def test_flagperf_mfu_and_memory_from_the_result(runs: dict[str, Path]) -> None:
     from mmlubench.display import GIB
-    from mmlubench.flagperf import host_info
+    from mmlubench.report.flagperf import host_info
 
     result = document.load(runs["inductor"])
     result.metrics.mfu = 0.4644
     result.metrics.mem_peak_used_bytes, result.metrics.mem_total_bytes = 28.7 * GIB, 40 * GIB
-    assert host_info(result) == {"vendor_usage(GiB)": 28.7, "vendor_max_mem(GiB)": 40.0,
-                                 "*MFU": "46.4%"}
+    assert host_info(result) == {
+        "vendor_usage(GiB)": 28.7,
+        "vendor_max_mem(GiB)": 40.0,
+        "*MFU": "46.4%",
+    }

@@ -15,25 +15,52 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench.cli import main
-from mmlubench.progress_check import Limits
-from mmlubench.resume import read_records
+from mmlubench.cli.main import main
+from mmlubench.run.progress_check import Limits
+from mmlubench.run.resume import read_records
 
 SUBJECTS = "abstract_algebra,anatomy,global_facts"
 QUESTIONS = 9  # 3 subjects x --limit 3; eager padded batches of 2: 5 batches a pass
 
 
 def run_args(model_dir: Path, mmlu_dir: Path, out: Path) -> list[str]:
-    return ["run", "--random-weights", "--data-dir", "/", "--weight-dir", str(model_dir),
-            "--mmlu-dir", str(mmlu_dir), "--subjects", SUBJECTS, "--limit", "3",
-            "--device", "cpu", "--precision", "fp32", "--engine", "eager",
-            "--set", "engines.eager.method=padded", "--set", "engines.eager.batch_size=2",
-            "--output-dir", str(out), "--no-progress"]
+    return [
+        "run",
+        "--random-weights",
+        "--data-dir",
+        "/",
+        "--weight-dir",
+        str(model_dir),
+        "--mmlu-dir",
+        str(mmlu_dir),
+        "--subjects",
+        SUBJECTS,
+        "--limit",
+        "3",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--engine",
+        "eager",
+        "--set",
+        "engines.eager.method=padded",
+        "--set",
+        "engines.eager.batch_size=2",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+    ]
 
 
 def start(args: list[str], **env: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mmlubench", *args], env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mmlubench", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(p: subprocess.Popen) -> tuple[int, str]:
@@ -51,8 +78,9 @@ def killed(tmp_path_factory, tiny_model_dir, mmlu_dir):
     tmp = tmp_path_factory.mktemp("resume")
     # Both at once (two cores); the same interpreter and settings as the resumed run below.
     ref = start(run_args(tiny_model_dir, mmlu_dir, tmp / "ref"))
-    dead = start(run_args(tiny_model_dir, mmlu_dir, tmp / "killed"),
-                 MMLUBENCH_INJECT_KILL="infer:1")
+    dead = start(
+        run_args(tiny_model_dir, mmlu_dir, tmp / "killed"), MMLUBENCH_INJECT_KILL="infer:1"
+    )
     rc, log = finish(dead)
     assert rc == -signal.SIGKILL, log
     rc, log = finish(ref)
@@ -66,13 +94,18 @@ def test_killed_run_left_progress_and_no_result(killed):
     _, run_dir = killed
     # run.lock: left by the killed process, whose lock the system dropped when it died.
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "config.yaml", "fingerprint.json", "progress.jsonl", "run.lock"]
+        "config.yaml",
+        "fingerprint.json",
+        "progress.jsonl",
+        "run.lock",
+    ]
     batches = [r for r in lines(run_dir / "progress.jsonl") if r["kind"] == "batch"]
     assert [r["pass"] for r in batches] == ["val"] * 5 + ["infer"] * 2
 
 
-def test_resume_refuses_another_run(killed, tmp_path, mmlu_dir, tiny_model_dir, capsys,
-                                    monkeypatch):
+def test_resume_refuses_another_run(
+    killed, tmp_path, mmlu_dir, tiny_model_dir, capsys, monkeypatch
+):
     run_dir = tmp_path / "run"
     shutil.copytree(killed[1], run_dir)
     before = (run_dir / "progress.jsonl").read_bytes()
@@ -85,7 +118,8 @@ def test_resume_refuses_another_run(killed, tmp_path, mmlu_dir, tiny_model_dir, 
         return err
 
     assert "config differs: engines.eager.batch_size: 2 then, 3 now" in refused(
-        "--set", "engines.eager.batch_size=3")
+        "--set", "engines.eager.batch_size=3"
+    )
     assert "limit: 3 then, 2 now" in refused("--limit", "2")
     # Data: the same subjects from another folder, one question changed by one character.
     data = tmp_path / "mmlu"
@@ -118,8 +152,20 @@ def test_resume_finishes_the_run_exactly(killed, tmp_path):
     with open(run_dir / "progress.jsonl", "a", encoding="utf-8") as f:
         f.write('{"session": 0, "pass": "infer", "kind": "batch", "rows": [0, 1], "top_')
     # Metric-only keys may differ: they change no answer (a bad value must not lock the work in).
-    rc, log = finish(start(["run", "--resume", str(run_dir), "--no-progress",
-                            "--flops-per-token", "2*params", "--peak-flops", "1e12"]))
+    rc, log = finish(
+        start(
+            [
+                "run",
+                "--resume",
+                str(run_dir),
+                "--no-progress",
+                "--flops-per-token",
+                "2*params",
+                "--peak-flops",
+                "1e12",
+            ]
+        )
+    )
     assert rc == 0, log
     assert f"resumed run folder: {run_dir}" in log
     predictions = (run_dir / "predictions.jsonl").read_text()
@@ -128,8 +174,7 @@ def test_resume_finishes_the_run_exactly(killed, tmp_path):
     records = read_records(run_dir / "progress.jsonl", Limits(10**6, 102400))
     assert [r["session"] for r in records if r["kind"] == "session"] == [0, 1]
     for name in ("val", "infer"):  # every question recorded exactly once over both sessions
-        rows = [i for r in records if r["kind"] == "batch" and r["pass"] == name
-                for i in r["rows"]]
+        rows = [i for r in records if r["kind"] == "batch" and r["pass"] == name for i in r["rows"]]
         assert sorted(rows) == list(range(QUESTIONS)), name
     second = [r for r in records if r["session"] == 1 and r["kind"] == "batch"]
     assert [r["pass"] for r in second] == ["infer"] * 3  # val was not run again
@@ -146,9 +191,11 @@ def test_resume_finishes_the_run_exactly(killed, tmp_path):
     cores = [r["core_time_s"] for r in records if r["kind"] == "batch" and r["pass"] == "infer"]
     assert infer["core_time_s"] == pytest.approx(sum(cores))
     assert infer["whole_time_s"] == pytest.approx(
-        sum(s["passes"]["infer"]["whole_time_s"] for s in resume["sessions"]))
+        sum(s["passes"]["infer"]["whole_time_s"] for s in resume["sessions"])
+    )
     assert result["metrics"]["e2e_time_s"] == pytest.approx(
-        sum(s["e2e_time_s"] for s in resume["sessions"]))
+        sum(s["e2e_time_s"] for s in resume["sessions"])
+    )
     assert infer["batches"] == ref["passes"]["infer"]["batches"] == 5
     assert infer["prompt_tokens"] == ref["passes"]["infer"]["prompt_tokens"]
     assert infer["computed_tokens"] == ref["passes"]["infer"]["computed_tokens"]
@@ -167,13 +214,21 @@ def test_progress_log_reader(tmp_path):
     """A torn last line is cut off the file; a corrupt line elsewhere is an error naming it;
     a batch whose answers do not match its rows is refused."""
     from mmlubench.errors import RunError
-    from mmlubench.resume import RunLog
+    from mmlubench.run.resume import RunLog
 
-    batch = {"kind": "batch", "session": 0, "e2e_s": 1.0, "pass": "infer", "rows": [2, 0],
-             "top_ids": [7, 8], "choice_logits": [[0, 1, 2, 3], [4, 5, 6, 7]],
-             "prompt_tokens": 9, "work": {"tokens": 9, "attention_pairs": 0, "logit_rows": 2,
-                                          "padded_tokens": 9},
-             "core_time_s": 0.5, "t_s": 0.6}
+    batch = {
+        "kind": "batch",
+        "session": 0,
+        "e2e_s": 1.0,
+        "pass": "infer",
+        "rows": [2, 0],
+        "top_ids": [7, 8],
+        "choice_logits": [[0, 1, 2, 3], [4, 5, 6, 7]],
+        "prompt_tokens": 9,
+        "work": {"tokens": 9, "attention_pairs": 0, "logit_rows": 2, "padded_tokens": 9},
+        "core_time_s": 0.5,
+        "t_s": 0.6,
+    }
     path = tmp_path / "progress.jsonl"
     good = json.dumps(batch) + "\n"
     path.write_text(good + '{"kind": "batch", "ses')
@@ -200,8 +255,8 @@ def test_progress_log_reader(tmp_path):
 
 
 def test_fingerprint_counts_only_the_engines_the_run_uses(tmp_path):
-    from mmlubench.config import load_config
-    from mmlubench.resume import differences, fingerprint
+    from mmlubench.config.config import load_config
+    from mmlubench.run.fingerprint import differences, fingerprint
 
     base = {"device": "cpu", "engine": "eager", "weight_dir": str(tmp_path)}
 

@@ -15,22 +15,50 @@ import pytest
 import torch
 from conftest import BOS, TINY_PARAMS, read_rows
 
-from mmlubench.cli import main
+from mmlubench.cli.main import main
 
 SUBJECTS = ["abstract_algebra", "college_computer_science", "global_facts"]
 LIMIT = 2
 # The reference table's metrics, as result.json names them.
-TABLE_KEYS = ["precision", "e2e_time_s", "p_val_whole_tok_per_s", "p_val_core_tok_per_s",
-              "p_infer_whole_tok_per_s", "p_infer_core_tok_per_s", "mfu", "acc_infer",
-              "acc_val", "mem_peak_used_bytes", "mem_total_bytes"]
+TABLE_KEYS = [
+    "precision",
+    "e2e_time_s",
+    "p_val_whole_tok_per_s",
+    "p_val_core_tok_per_s",
+    "p_infer_whole_tok_per_s",
+    "p_infer_core_tok_per_s",
+    "mfu",
+    "acc_infer",
+    "acc_val",
+    "mem_peak_used_bytes",
+    "mem_total_bytes",
+]
 
 
 def run_cli(model_dir: Path, mmlu_dir: Path, out: Path, *extra: str) -> tuple[Path, dict, str]:
     """`mmlubench run` in-process; returns (run folder, result.json, stdout)."""
-    args = ["run", "--data-dir", str(model_dir.parent), "--weight-dir", model_dir.name,
-            "--mmlu-dir", str(mmlu_dir), "--subjects", ",".join(SUBJECTS), "--limit", str(LIMIT),
-            "--device", "cpu", "--precision", "fp32", "--random-weights", "--output-dir",
-            str(out), "--no-progress", *extra]
+    args = [
+        "run",
+        "--data-dir",
+        str(model_dir.parent),
+        "--weight-dir",
+        model_dir.name,
+        "--mmlu-dir",
+        str(mmlu_dir),
+        "--subjects",
+        ",".join(SUBJECTS),
+        "--limit",
+        str(LIMIT),
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--random-weights",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         rc = main(args)
@@ -55,10 +83,19 @@ def inductor_run(tmp_path_factory, tiny_model_dir, mmlu_dir):
     """The case with the reference method (inductor infer, eager val), with compile options
     cheap for a CPU."""
     out = tmp_path_factory.mktemp("runs_inductor")
-    return run_cli(tiny_model_dir, mmlu_dir, out, "--engine", "inductor",
-                   "--set", "engines.inductor.mode=null",
-                   "--set", "engines.inductor.warmup_iters=1",
-                   "--set", "engines.inductor.warmup_times=1")
+    return run_cli(
+        tiny_model_dir,
+        mmlu_dir,
+        out,
+        "--engine",
+        "inductor",
+        "--set",
+        "engines.inductor.mode=null",
+        "--set",
+        "engines.inductor.warmup_iters=1",
+        "--set",
+        "engines.inductor.warmup_times=1",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +156,10 @@ def test_predictions(inductor_run, questions, raw_tokenizer):
     assert result["accuracy"]["agreement_val_infer"]["same_top_token"] >= 0.99
     # The reference rule applied here, independently: decode, keep A-D, compare.
     for name, key in (("infer", "acc_infer"), ("val", "acc_val")):
-        letters = ["".join(c for c in raw_tokenizer.decode([r[name]["top_id"]]) if c in "ABCD")
-                   for r in rows]
+        letters = [
+            "".join(c for c in raw_tokenizer.decode([r[name]["top_id"]]) if c in "ABCD")
+            for r in rows
+        ]
         assert [r[name]["reference"] for r in rows] == letters
         hits = sum(letter == r["gold"] for letter, r in zip(letters, rows, strict=True))
         assert result["metrics"][key] == pytest.approx(hits / len(rows))
@@ -139,10 +178,23 @@ def test_report_reprints_the_table(inductor_run, capsys):
 
 
 def test_eager_with_peak_flops(tmp_path, tiny_model_dir, mmlu_dir, questions):
-    _, result, stdout = run_cli(tiny_model_dir, mmlu_dir, tmp_path, "--engine", "eager",
-                                "--peak-flops", "1e12", "--flops-per-token", "2*params",
-                                "--scoring", "choices", "--set", "engines.eager.method=padded",
-                                "--set", "engines.eager.batch_size=4")
+    _, result, stdout = run_cli(
+        tiny_model_dir,
+        mmlu_dir,
+        tmp_path,
+        "--engine",
+        "eager",
+        "--peak-flops",
+        "1e12",
+        "--flops-per-token",
+        "2*params",
+        "--scoring",
+        "choices",
+        "--set",
+        "engines.eager.method=padded",
+        "--set",
+        "engines.eager.batch_size=4",
+    )
     m = result["metrics"]
     assert m["flops_per_token"] == 2 * TINY_PARAMS
     assert m["peak_flops_per_s"] == 1e12 and m["peak_flops_source"] == "config"
@@ -156,8 +208,9 @@ def test_eager_with_peak_flops(tmp_path, tiny_model_dir, mmlu_dir, questions):
 
 
 def test_null_engine_without_validation(tmp_path, tiny_model_dir, mmlu_dir):
-    run_dir, result, _ = run_cli(tiny_model_dir, mmlu_dir, tmp_path, "--engine", "null",
-                                 "--no-validation")
+    run_dir, result, _ = run_cli(
+        tiny_model_dir, mmlu_dir, tmp_path, "--engine", "null", "--no-validation"
+    )
     m = result["metrics"]
     assert "val" not in result["passes"]
     assert m["p_val_whole_tok_per_s"] is None and m["p_val_core_tok_per_s"] is None
@@ -173,23 +226,52 @@ def test_null_engine_without_validation(tmp_path, tiny_model_dir, mmlu_dir):
 def test_warm_up_is_announced_with_its_time(tmp_path, tiny_model_dir, mmlu_dir, capfd):
     """With progress shown, a pass whose engine warms up says when it starts and ends; an
     engine that compiles nothing (eager) says nothing of it."""
-    args = ["run", "--data-dir", str(tiny_model_dir.parent), "--weight-dir", tiny_model_dir.name,
-            "--mmlu-dir", str(mmlu_dir), "--subjects", "global_facts", "--limit", "1",
-            "--device", "cpu", "--precision", "fp32", "--random-weights", "--engine",
-            "shared-prefix", "--set", "engines.shared-prefix.compile=false", "--set",
-            "engines.shared-prefix.pack_tokens=4096", "--output-dir", str(tmp_path)]
+    args = [
+        "run",
+        "--data-dir",
+        str(tiny_model_dir.parent),
+        "--weight-dir",
+        tiny_model_dir.name,
+        "--mmlu-dir",
+        str(mmlu_dir),
+        "--subjects",
+        "global_facts",
+        "--limit",
+        "1",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--random-weights",
+        "--engine",
+        "shared-prefix",
+        "--set",
+        "engines.shared-prefix.compile=false",
+        "--set",
+        "engines.shared-prefix.pack_tokens=4096",
+        "--output-dir",
+        str(tmp_path),
+    ]
     assert main(args) == 0
     lines = [x.split("\r")[-1] for x in capfd.readouterr().err.splitlines()]
     start = lines.index("infer: compiling/warming up shared-prefix ...")
-    end = next(i for i, x in enumerate(lines)
-               if x.startswith("infer: shared-prefix compiled/warmed up in "))
+    end = next(
+        i
+        for i, x in enumerate(lines)
+        if x.startswith("infer: shared-prefix compiled/warmed up in ")
+    )
     assert start < end and lines[end].endswith(" s")
     assert not any(x.startswith("val: ") and "warm" in x for x in lines)
     (run_dir,) = tmp_path.iterdir()
     result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
     timings = result["timings"]
-    assert set(timings) == {"data_load_s", "tokenize_s", "model_load_s", "val_plan_s",
-                            "infer_plan_s"}
+    assert set(timings) == {
+        "data_load_s",
+        "tokenize_s",
+        "model_load_s",
+        "val_plan_s",
+        "infer_plan_s",
+    }
     assert all(v >= 0 for v in timings.values())
     for name in ("val", "infer"):
         p = result["passes"][name]
@@ -200,29 +282,65 @@ def test_warm_up_is_announced_with_its_time(tmp_path, tiny_model_dir, mmlu_dir, 
 def test_e2e_time_counts_from_the_call(tmp_path, tiny_model_dir, mmlu_dir):
     time.sleep(1.0)  # mmlubench.cli was imported before this test started
     t0 = time.perf_counter()
-    _, result, _ = run_cli(tiny_model_dir, mmlu_dir, tmp_path, "--engine", "null",
-                           "--no-validation")
+    _, result, _ = run_cli(
+        tiny_model_dir, mmlu_dir, tmp_path, "--engine", "null", "--no-validation"
+    )
     assert result["metrics"]["e2e_time_s"] <= time.perf_counter() - t0
 
 
 def test_a_device_torch_does_not_see_is_one_line(tmp_path, tiny_model_dir, mmlu_dir, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
-    rc = main(["run", "--data-dir", str(tiny_model_dir.parent), "--weight-dir",
-               tiny_model_dir.name, "--mmlu-dir", str(mmlu_dir), "--subjects", "global_facts",
-               "--limit", "1", "--device", "cuda:1", "--random-weights",
-               "--output-dir", str(tmp_path / "runs"), "--no-progress"])
+    rc = main(
+        [
+            "run",
+            "--data-dir",
+            str(tiny_model_dir.parent),
+            "--weight-dir",
+            tiny_model_dir.name,
+            "--mmlu-dir",
+            str(mmlu_dir),
+            "--subjects",
+            "global_facts",
+            "--limit",
+            "1",
+            "--device",
+            "cuda:1",
+            "--random-weights",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--no-progress",
+        ]
+    )
     assert rc == 2
     assert capsys.readouterr().err == (
         "mmlubench: error: device 'cuda:1' asked for, but torch sees no cuda device (use "
-        "--device cpu, or a build of torch for cuda)\n")
+        "--device cpu, or a build of torch for cuda)\n"
+    )
     assert not (tmp_path / "runs").exists()  # refused before the run folder is made
 
 
 def test_bad_run_input_is_one_line(tmp_path, tiny_model_dir, mmlu_dir, capsys):
-    rc = main(["run", "--data-dir", str(tmp_path), "--weight-dir", "missing", "--mmlu-dir",
-               str(mmlu_dir), "--subjects", "global_facts", "--limit", "1", "--device", "cpu",
-               "--output-dir", str(tmp_path / "runs"), "--no-progress"])
+    rc = main(
+        [
+            "run",
+            "--data-dir",
+            str(tmp_path),
+            "--weight-dir",
+            "missing",
+            "--mmlu-dir",
+            str(mmlu_dir),
+            "--subjects",
+            "global_facts",
+            "--limit",
+            "1",
+            "--device",
+            "cpu",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--no-progress",
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert err.startswith(f"mmlubench: error: {tmp_path / 'missing'}")
@@ -246,10 +364,10 @@ def test_batched_left_padded_eager_matches_batch_one(mmlu_dir, tokenizer, tiny_m
 
     Sensitive enough: without the attention mask and the position ids, the same batches are
     off by ~0.2 (with either one alone, transformers still finds where each row starts)."""
-    from mmlubench.data import load_mmlu
+    from mmlubench.data.mmlu import load_mmlu
+    from mmlubench.data.prompts import build_prompts
     from mmlubench.engines import engine_class, engine_options
     from mmlubench.engines.base import Request
-    from mmlubench.prompts import build_prompts
 
     ds = load_mmlu(mmlu_dir, "test", ["global_facts", "high_school_us_history"], limit=6)
     prompts = build_prompts(ds, tokenizer)

@@ -12,17 +12,37 @@ from pathlib import Path
 
 import pytest
 
-from mmlubench.cli import main
-from mmlubench.rundir import LOCK, RunLock
+from mmlubench.cli.main import main
+from mmlubench.run.rundir import LOCK, RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_args(model_dir: Path, mmlu_dir: Path, out: Path) -> list[str]:
-    return ["run", "--random-weights", "--data-dir", "/", "--weight-dir", str(model_dir),
-            "--mmlu-dir", str(mmlu_dir), "--subjects", "global_facts", "--limit", "1",
-            "--device", "cpu", "--precision", "fp32", "--engine", "null", "--no-validation",
-            "--output-dir", str(out), "--no-progress"]
+    return [
+        "run",
+        "--random-weights",
+        "--data-dir",
+        "/",
+        "--weight-dir",
+        str(model_dir),
+        "--mmlu-dir",
+        str(mmlu_dir),
+        "--subjects",
+        "global_facts",
+        "--limit",
+        "1",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--engine",
+        "null",
+        "--no-validation",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+    ]
 
 
 def resumable(tmp_path: Path) -> Path:
@@ -35,10 +55,16 @@ def resumable(tmp_path: Path) -> Path:
 
 def hold_lock(run_dir: Path) -> subprocess.Popen:
     """Another process that takes the folder's lock and keeps it until killed."""
-    code = ("import sys, time; from mmlubench.rundir import RunLock; "
-            "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)")
-    p = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE,
-                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys, time; from mmlubench.run.rundir import RunLock; "
+        "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, str(run_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert p.stdout.readline() == "locked\n"
     return p
 
@@ -49,9 +75,11 @@ def test_a_locked_folder_is_refused_and_a_dead_holders_lock_taken_over(tmp_path,
     try:
         assert main(["run", "--resume", str(run_dir), "--device", "cpu", "--no-progress"]) == 2
         err = capsys.readouterr().err
-        assert err == (f"mmlubench: error: {run_dir}: this run folder is in use by pid "
-                       f"{holder.pid} on host {socket.gethostname()} (lock {run_dir / LOCK}); "
-                       "wait until it ends\n")
+        assert err == (
+            f"mmlubench: error: {run_dir}: this run folder is in use by pid "
+            f"{holder.pid} on host {socket.gethostname()} (lock {run_dir / LOCK}); "
+            "wait until it ends\n"
+        )
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
@@ -63,8 +91,9 @@ def test_a_locked_folder_is_refused_and_a_dead_holders_lock_taken_over(tmp_path,
     assert not (run_dir / LOCK).exists()
 
 
-def test_the_lock_is_held_for_the_whole_run_and_released(tmp_path, tiny_model_dir, mmlu_dir,
-                                                         monkeypatch):
+def test_the_lock_is_held_for_the_whole_run_and_released(
+    tmp_path, tiny_model_dir, mmlu_dir, monkeypatch
+):
     seen = []
     real = RunLock.release
 
@@ -94,17 +123,18 @@ def bad_output(tmp_path: Path, kind: str) -> Path:
 
 
 @pytest.mark.parametrize("kind", ["a file", "under a file", "proc", "unwritable"])
-def test_output_dir_that_cannot_be_written(tmp_path, tiny_model_dir, mmlu_dir, capfd, kind,
-                                           monkeypatch):
+def test_output_dir_that_cannot_be_written(
+    tmp_path, tiny_model_dir, mmlu_dir, capfd, kind, monkeypatch
+):
     if kind == "unwritable" and os.geteuid() == 0:
         pytest.skip("root writes into a read-only folder")
     out = bad_output(tmp_path, kind)
-    import mmlubench.runner
+    import mmlubench.run.runner
 
     def no_work(*args):
         raise AssertionError("work started before the output folder was checked")
 
-    monkeypatch.setattr(mmlubench.runner, "load_questions", no_work)
+    monkeypatch.setattr(mmlubench.run.runner, "load_questions", no_work)
     assert main(run_args(tiny_model_dir, mmlu_dir, out)) == 2
     err = capfd.readouterr().err
     assert err.startswith(f"mmlubench: error: {out if kind != 'under a file' else out.parent}")
@@ -120,12 +150,12 @@ def test_resume_into_a_folder_that_cannot_be_written(tmp_path, capfd, how, monke
         run_dir.chmod(0o555)
     else:
         (run_dir / "progress.jsonl").mkdir()
-    import mmlubench.runner
+    import mmlubench.run.runner
 
     def no_work(*args):
         raise AssertionError("work started before the run folder was checked")
 
-    monkeypatch.setattr(mmlubench.runner, "load_questions", no_work)
+    monkeypatch.setattr(mmlubench.run.runner, "load_questions", no_work)
     assert main(["run", "--resume", str(run_dir), "--device", "cpu", "--no-progress"]) == 2
     err = capfd.readouterr().err
     assert err.startswith(f"mmlubench: error: {run_dir}") and "cannot write" in err

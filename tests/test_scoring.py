@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mmlubench.scoring import (
+from mmlubench.data.scoring import (
     Decoder,
     accuracy,
     choices_letter,
@@ -34,26 +34,39 @@ def crafted(tops: list[int], choice_rows: list[list[float]] | None = None) -> to
 
 def test_vocabulary_facts(raw_tokenizer, tokenizer):
     """The ids used below decode as claimed, by the raw tokenizer and by mmlubench's."""
-    facts = {338: " A", 380: " B", 339: " C", 414: " D", 32349: "Answer", 3339: "AB",
-             185: "\n", 30623: " Dad", 43396: " CAD", 0: "!"}
+    facts = {
+        338: " A",
+        380: " B",
+        339: " C",
+        414: " D",
+        32349: "Answer",
+        3339: "AB",
+        185: "\n",
+        30623: " Dad",
+        43396: " CAD",
+        0: "!",
+    }
     for token_id, text in facts.items():
         assert raw_tokenizer.decode([token_id]) == text
         assert Decoder(tokenizer)(token_id) == text
 
 
-@pytest.mark.parametrize("top,answer,correct", [
-    (338, "A", True),  # " A"
-    (338, "B", False),
-    (32349, "A", True),  # "Answer": only its capital A survives the filter
-    (3339, "A", False),  # "AB" is neither A nor B
-    (3339, "B", False),
-    (185, "A", False),  # "\n": no letters at all
-    (0, "A", False),  # "!"
-    (339, "C", True),  # " C"
-    (30623, "D", True),  # " Dad" keeps "D"
-    (43396, "C", False),  # " CAD" keeps "CAD"
-    (100020, "A", False),  # an embedding row with no token decodes to ""
-])
+@pytest.mark.parametrize(
+    "top,answer,correct",
+    [
+        (338, "A", True),  # " A"
+        (338, "B", False),
+        (32349, "A", True),  # "Answer": only its capital A survives the filter
+        (3339, "A", False),  # "AB" is neither A nor B
+        (3339, "B", False),
+        (185, "A", False),  # "\n": no letters at all
+        (0, "A", False),  # "!"
+        (339, "C", True),  # " C"
+        (30623, "D", True),  # " Dad" keeps "D"
+        (43396, "C", False),  # " CAD" keeps "CAD"
+        (100020, "A", False),  # an embedding row with no token decodes to ""
+    ],
+)
 def test_reference_rule(tokenizer, top, answer, correct):
     reduced = reduce_logits(crafted([top]), CHOICE_IDS)
     assert reduced.top_ids.tolist() == [top]
@@ -71,8 +84,12 @@ def test_keep_letters():
 
 def test_choices_rule_ignores_the_rest_of_the_vocabulary():
     # Every row's overall argmax is some other token; only the four choice logits decide.
-    rows = [[1.0, 3.0, 2.0, 0.0], [-5.0, -6.0, -7.0, -4.0], [9.0, 8.0, 8.5, 0.0],
-            [0.0, 0.0, 2.0, 1.0]]
+    rows = [
+        [1.0, 3.0, 2.0, 0.0],
+        [-5.0, -6.0, -7.0, -4.0],
+        [9.0, 8.0, 8.5, 0.0],
+        [0.0, 0.0, 2.0, 1.0],
+    ]
     logits = crafted([5000, 17, 32349, 338], rows)  # row 3: " A" itself is the argmax (50)
     reduced = reduce_logits(logits, CHOICE_IDS)
     assert reduced.top_ids.tolist() == [5000, 17, 32349, 338]

@@ -14,13 +14,13 @@ from conftest import TINY_CONFIG
 from layout_helpers import assert_layout_matches_flex
 
 from bench.logits import KeepLogits
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, choice_token_ids
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import Request, causal_pairs
 from mmlubench.engines.packing import plan_packs
 from mmlubench.errors import RunError
-from mmlubench.passes import run_pass
-from mmlubench.prompts import build_prompts, choice_token_ids
+from mmlubench.run.passes import run_pass
 
 # Short and long subjects; high_school_european_history prompts need truncation.
 SUBJECTS = ["abstract_algebra", "high_school_european_history", "college_computer_science"]
@@ -41,8 +41,9 @@ def prompts(mmlu_dir, tokenizer):
 
 
 def logits_of(model, name: str, requests, tokenizer, **options):
-    engine = KeepLogits(engine_class(name)(model, engine_options(name, options), "cpu"),
-                        len(requests))
+    engine = KeepLogits(
+        engine_class(name)(model, engine_options(name, options), "cpu"), len(requests)
+    )
     result = run_pass(name, engine, requests, choice_token_ids(tokenizer), progress=False)
     result.logits = engine.logits
     return result
@@ -60,15 +61,21 @@ def test_prompts_cover_truncation_and_sharing(prompts):
 def test_logits_match_eager(prompts, tokenizer, kv_heads, compile_, pack):
     model = tiny_llama(num_key_value_heads=kv_heads)
     # Two prompts opt out of sharing (prefix_len 0): they must come out exact too.
-    requests = [Request(p.ids, 0 if i in (3, 11) else p.prefix_len)
-                for i, p in enumerate(prompts)]
+    requests = [Request(p.ids, 0 if i in (3, 11) else p.prefix_len) for i, p in enumerate(prompts)]
     ref = logits_of(model, "eager", requests, tokenizer, batch_size=1)
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
     counters.clear()
-    fast = logits_of(model, "shared-prefix", requests, tokenizer, pack_tokens=pack,
-                     compile=compile_, block_size=128)
+    fast = logits_of(
+        model,
+        "shared-prefix",
+        requests,
+        tokenizer,
+        pack_tokens=pack,
+        compile=compile_,
+        block_size=128,
+    )
     assert fast.batches > 1, "the sample must span several packs"
     if compile_:  # one graph for all layers and all packs: nothing recompiles per pack
         assert counters["stats"]["unique_graphs"] == 1
@@ -97,8 +104,9 @@ def requests_from(lengths_and_prefix, seed=0):
     for length, prefix_len, group in lengths_and_prefix:
         if group not in prefixes:
             prefixes[group] = rng.integers(5, 1000, size=prefix_len)
-        ids = np.concatenate([prefixes[group][:prefix_len],
-                              rng.integers(5, 1000, size=length - prefix_len)])
+        ids = np.concatenate(
+            [prefixes[group][:prefix_len], rng.integers(5, 1000, size=length - prefix_len)]
+        )
         out.append(Request(ids.astype(np.int32), prefix_len))
     return out
 
@@ -119,8 +127,7 @@ def test_plan_packs_layout():
             start = last - n + 1
             # The suffix sits in the pack with positions continuing from its prefix ...
             assert np.array_equal(pack.ids[start : last + 1], r.ids[r.prefix_len :])
-            assert np.array_equal(pack.pos[start : last + 1],
-                                  np.arange(r.prefix_len, len(r.ids)))
+            assert np.array_equal(pack.pos[start : last + 1], np.arange(r.prefix_len, len(r.ids)))
             assert (pack.seg_start[start : last + 1] == start).all()
             # ... and sees exactly its own prefix's tokens, placed once in this pack.
             ps, pe = pack.pre_start[start], pack.pre_end[start]
@@ -131,8 +138,9 @@ def test_plan_packs_layout():
         assert b.prompt_tokens == expected
     # Work: suffix tokens plus one prefix copy per (pack, shared prefix) present in it.
     suffixes = sum(len(r.ids) - r.prefix_len for r in requests)
-    copies = [{requests[i].ids[: requests[i].prefix_len].tobytes() for i in b.rows}
-              for b in batches]
+    copies = [
+        {requests[i].ids[: requests[i].prefix_len].tobytes() for i in b.rows} for b in batches
+    ]
     prefix_tokens = sum(len(key) // 4 for keys in copies for key in keys)  # int32 ids
     assert sum(b.work.tokens for b in batches) == suffixes + prefix_tokens
     assert sum(len(keys - {b""}) for keys in copies) >= 3  # prefix group 0 spans packs
@@ -168,15 +176,23 @@ def test_block_layout_matches_flex_create_block_mask():
 def test_an_encoder_decoder_model_is_refused_by_name():
     from transformers import T5Config, T5ForConditionalGeneration
 
-    model = T5ForConditionalGeneration(T5Config(vocab_size=64, d_model=16, d_ff=32,
-                                                num_layers=1, num_heads=2, d_kv=8))
+    model = T5ForConditionalGeneration(
+        T5Config(vocab_size=64, d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8)
+    )
     with pytest.raises(RunError, match=r"T5ForConditionalGeneration.*--engine eager"):
         engine_class("shared-prefix")(model, engine_options("shared-prefix", {}), "cpu")
 
 
-@pytest.mark.parametrize("bad", [{"pack_tokens": 1000}, {"block_size": 8}, {"max_questions": 0},
-                                 {"attention_kernel_options": {"BLOCK_M": [64]}},
-                                 {"attention_kernel_options": 64}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"pack_tokens": 1000},
+        {"block_size": 8},
+        {"max_questions": 0},
+        {"attention_kernel_options": {"BLOCK_M": [64]}},
+        {"attention_kernel_options": 64},
+    ],
+)
 def test_bad_options_are_rejected(bad):
     from mmlubench.errors import ConfigError
 
@@ -202,8 +218,9 @@ def test_attention_kernel_options_reach_flex_attention(prompts, tokenizer, monke
     plain = logits_of(model, "shared-prefix", reqs, tokenizer, **opts).logits
     tuned = {"BLOCK_M": 64, "BLOCK_N": 64}
     seen.clear()
-    logits = logits_of(model, "shared-prefix", reqs, tokenizer, **opts,
-                       attention_kernel_options=tuned).logits
+    logits = logits_of(
+        model, "shared-prefix", reqs, tokenizer, **opts, attention_kernel_options=tuned
+    ).logits
     assert seen and all(k == tuned for k in seen)
     assert len(seen) % TINY_CONFIG["num_hidden_layers"] == 0
     torch.testing.assert_close(logits, plain, rtol=0, atol=0)

@@ -12,16 +12,24 @@ import numpy as np
 import pytest
 from conftest import FIXTURES
 
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts, few_shot_prefix, load_tokenizer
 from mmlubench.engines.base import Request
 from mmlubench.engines.packing import plan_packs
-from mmlubench.prompts import build_prompts, few_shot_prefix, load_tokenizer
 
 # name -> BOS id (from each tokenizer.json's added tokens, written out by hand)
-TOKENIZERS = {"deepseek-llm-7b-base": 100000, "llama-2-7b": 1, "llama-3-8b": 128000,
-              "smollm2-135m": 1}
-SUBJECTS = ["abstract_algebra", "college_computer_science", "high_school_european_history",
-            "nutrition"]
+TOKENIZERS = {
+    "deepseek-llm-7b-base": 100000,
+    "llama-2-7b": 1,
+    "llama-3-8b": 128000,
+    "smollm2-135m": 1,
+}
+SUBJECTS = [
+    "abstract_algebra",
+    "college_computer_science",
+    "high_school_european_history",
+    "nutrition",
+]
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +63,12 @@ def test_shared_ids_are_common_and_nearly_the_whole_prefix(family, dataset):
     for q in prompts:
         if q.dropped:
             continue
-        alone = 1 + len(raw.encode(few_shot_prefix(q.subject, dataset.dev[q.subject], 5,
-                                                   "reference"), add_special_tokens=False).ids)
+        alone = 1 + len(
+            raw.encode(
+                few_shot_prefix(q.subject, dataset.dev[q.subject], 5, "reference"),
+                add_special_tokens=False,
+            ).ids
+        )
         # All but at most one token of the prefix alone is shared (SmolLM2: its final "\n\n").
         assert alone - 1 <= q.prefix_len <= alone, (name, q.subject, q.prefix_len, alone)
         if name != "smollm2-135m":

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from bench.varlen_split import layout, split_attention
-from mmlubench.data import load_mmlu
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import build_prompts
 from mmlubench.engines.base import Request
 from mmlubench.engines.packing import plan_packs
-from mmlubench.prompts import build_prompts
 
 C, T = 1024, 2048
 
@@ -36,10 +36,15 @@ def dense_attention(q, k, v, seg, ps, pe):
 
 @pytest.mark.parametrize("kv_heads", [2, 1])
 def test_split_equals_masked_attention(mmlu_dir, tokenizer, kv_heads):
-    prompts = build_prompts(load_mmlu(mmlu_dir, "test", ["abstract_algebra", "anatomy"],
-                                      limit=14), tokenizer)
-    packs = [b.payload for b in plan_packs([Request(p.ids, p.prefix_len) for p in prompts], T,
-                                           1024, True, carry_tokens=C)]
+    prompts = build_prompts(
+        load_mmlu(mmlu_dir, "test", ["abstract_algebra", "anatomy"], limit=14), tokenizer
+    )
+    packs = [
+        b.payload
+        for b in plan_packs(
+            [Request(p.ids, p.prefix_len) for p in prompts], T, 1024, True, carry_tokens=C
+        )
+    ]
     assert any(p.carry_in_key is not None for p in packs), "a pack must use the carry"
     torch.manual_seed(0)
     for p in packs:
@@ -47,8 +52,10 @@ def test_split_equals_masked_attention(mmlu_dir, tokenizer, kv_heads):
         L = layout(p.seg_start, p.pre_start, p.pre_end, fill, 2048)
         q = torch.randn(T, 2, 8)
         k, v = torch.randn(C + T, kv_heads, 8), torch.randn(C + T, kv_heads, 8)
-        tensors = [torch.from_numpy(a) for a in (L.cu_own, L.cu_q, L.cu_k, L.prefix_idx,
-                                                 L.has_prefix, L.lens)]
+        tensors = [
+            torch.from_numpy(a)
+            for a in (L.cu_own, L.cu_q, L.cu_k, L.prefix_idx, L.has_prefix, L.lens)
+        ]
         got = split_attention(q, k, v, C, *tensors, "flash")[:fill]
         want = dense_attention(q, k, v, p.seg_start, p.pre_start, p.pre_end)[:fill]
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

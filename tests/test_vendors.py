@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmlubench import accel, vendors
-from mmlubench.cli import main
-from mmlubench.config import CONFIG_DIR, load_config
-from mmlubench.energy import EnergyReading, pass_energy
+from mmlubench.cli.main import main
+from mmlubench.config.config import CONFIG_DIR, load_config
+from mmlubench.config.vendor_layer import vendor_layer
+from mmlubench.device import accel, vendors
+from mmlubench.device.energy import EnergyReading, pass_energy
 from mmlubench.errors import ConfigError
-from mmlubench.vendors.layer import vendor_layer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -31,7 +31,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 COUNTER = [1000.0, 1250.0, 1300.0, 1420.0]
 FAKE_PLUGIN = f'''
 """A fake accelerator plug-in: a CPU that reports device memory, power and an energy counter."""
-from mmlubench.vendors.cpu import CpuVendor
+from mmlubench.device.vendors.cpu import CpuVendor
 
 COUNTER = {COUNTER!r}
 GIB = 1024 ** 3
@@ -88,13 +88,17 @@ def fake_plugin(tmp_path, monkeypatch) -> Path:
     (site / "fake_accel" / "__init__.py").write_text(FAKE_PLUGIN, encoding="utf-8")
     info = site / "fake_accel-1.0.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-accel\nVersion: 1.0\n",
-                                   encoding="utf-8")
-    (site / "fake_accel" / "yaml_vendor.yaml").write_text("device: cpu\nprecision: bf16\n",
-                                                          encoding="utf-8")
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fake-accel\nVersion: 1.0\n", encoding="utf-8"
+    )
+    (site / "fake_accel" / "yaml_vendor.yaml").write_text(
+        "device: cpu\nprecision: bf16\n", encoding="utf-8"
+    )
     (info / "entry_points.txt").write_text(
         "[mmlubench.vendors]\nfake = fake_accel:FakeVendor\nfake-yaml = fake_accel:YamlVendor\n"
-        "fake-bad = fake_accel:BadVendor\n", encoding="utf-8")
+        "fake-bad = fake_accel:BadVendor\n",
+        encoding="utf-8",
+    )
     monkeypatch.syspath_prepend(str(site))
     yield site
     sys.modules.pop("fake_accel", None)
@@ -120,22 +124,46 @@ def key_shape(doc, path="") -> set[str]:
 def data_keys_masked(keys: set[str]) -> set[str]:
     """Key paths without those below keys that name data: subjects, the case's engines,
     reference rows and peaks in the config echo, the engine's options, the vendor's versions."""
-    data = re.compile(r"(\.per_subject(_total)?|^\.config\.(engines|reference|peak_flops|"
-                      r"model_config)|^\.model\.flop_shape|"
-                      r"\.engine\.options|^\.environment\.vendor_versions)\.")
+    data = re.compile(
+        r"(\.per_subject(_total)?|^\.config\.(engines|reference|peak_flops|"
+        r"model_config)|^\.model\.flop_shape|"
+        r"\.engine\.options|^\.environment\.vendor_versions)\."
+    )
     return {k for k in keys if not data.search(k)}
 
 
 def run_case(vendor: str, out: Path, tiny_model_dir: Path, mmlu_dir: Path) -> tuple[dict, str]:
     """`mmlubench run --vendor VENDOR` on two subjects; (result.json, stdout)."""
-    args = ["run", "--vendor", vendor, "--data-dir", str(tiny_model_dir.parent),
-            "--weight-dir", tiny_model_dir.name, "--mmlu-dir", str(mmlu_dir),
-            "--subjects", "abstract_algebra,global_facts", "--limit", "2", "--random-weights",
-            "--engine", "inductor", "--set", "engines.inductor.warmup_iters=1",
-            "--set", "engines.inductor.warmup_times=1", "--output-dir", str(out),
-            "--no-progress", "--mem-sample-interval", "0.05",
-            # the tiny model's own FLOPs: 2 x 7e9 per token would exceed the fake's peak
-            "--flops-per-token", "2*params"]
+    args = [
+        "run",
+        "--vendor",
+        vendor,
+        "--data-dir",
+        str(tiny_model_dir.parent),
+        "--weight-dir",
+        tiny_model_dir.name,
+        "--mmlu-dir",
+        str(mmlu_dir),
+        "--subjects",
+        "abstract_algebra,global_facts",
+        "--limit",
+        "2",
+        "--random-weights",
+        "--engine",
+        "inductor",
+        "--set",
+        "engines.inductor.warmup_iters=1",
+        "--set",
+        "engines.inductor.warmup_times=1",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        "--mem-sample-interval",
+        "0.05",
+        # the tiny model's own FLOPs: 2 x 7e9 per token would exceed the fake's peak
+        "--flops-per-token",
+        "2*params",
+    ]
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         assert main(args) == 0
@@ -152,10 +180,11 @@ def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_di
     # the config echo differs, by the per-precision peak the fake's config gives.
     plain, _ = run_case("cpu", tmp_path / "plain", tiny_model_dir, mmlu_dir)
     assert plain["environment"]["vendor"] == "cpu" and plain["metrics"]["energy_j"] is None
-    assert key_shape(result) - {".config.peak_flops.fp32", ".config.peak_flops.fp16"} == \
-        key_shape(plain)
+    assert key_shape(result) - {".config.peak_flops.fp32", ".config.peak_flops.fp16"} == key_shape(
+        plain
+    )
     assert {".passes.infer.energy_j", ".memory.source", ".metrics.mfu"} <= key_shape(plain)
-    # A GPU run through the NVIDIA plug-in (H200, bench/results/2026-11-28_h200_final, lists
+    # A GPU run through the NVIDIA plug-in (H200, bench/results/2026-11-28_h200x2_fp8, lists
     # cut to one item) has the same shape too, up to keys that are data: subject names, the
     # case's engines/reference/peaks in the config echo, the vendor's version entries.
     gpu = json.loads((FIXTURES / "h200_result.json").read_text(encoding="utf-8"))
@@ -164,18 +193,43 @@ def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_di
     assert gpu_keys - cpu_keys == set(), gpu_keys - cpu_keys
     # Keys result.json gained after that GPU run (commit 023e506): fp8's agreement figures,
     # the power limit and the compute clock.
-    added = {f".accuracy.agreement_val_infer.{k}" for k in (
-        "letter_logits_rel_l2_max", "letter_logits_rel_l2_mean", "logits_rel_l2_max",
-        "logits_rel_l2_mean", "logits_sample_questions")}
-    added |= {".environment.power_limit_w", ".environment.max_sm_clock_mhz",
-              ".memory.sm_clock_samples", ".config.ceiling", ".model.prompt_bos_id"}
-    added |= {f".passes.{p}.{k}" for p in ("val", "infer")
-              for k in ("power_limit_w", "sm_clock_mhz_median")}
+    added = {
+        f".accuracy.agreement_val_infer.{k}"
+        for k in (
+            "letter_logits_rel_l2_max",
+            "letter_logits_rel_l2_mean",
+            "logits_rel_l2_max",
+            "logits_rel_l2_mean",
+            "logits_sample_questions",
+        )
+    }
+    added |= {
+        ".environment.power_limit_w",
+        ".environment.max_sm_clock_mhz",
+        ".memory.sm_clock_samples",
+        ".config.ceiling",
+        ".model.prompt_bos_id",
+    }
+    added |= {
+        f".passes.{p}.{k}"
+        for p in ("val", "infer")
+        for k in ("power_limit_w", "sm_clock_mhz_median")
+    }
     # ... and then: FLOPs per architecture, --model, the case's model, per-subject counts.
-    added |= {".model.flop_shape", ".model.active_params", ".config.flops_per_token_set_by",
-              ".config.model_config", ".config.model", ".config.revision", ".config.log_samples"}
-    added |= {f".passes.{p}.accuracy.{rule}.per_subject_total" for p in ("val", "infer")
-              for rule in ("reference", "choices", "token")}
+    added |= {
+        ".model.flop_shape",
+        ".model.active_params",
+        ".config.flops_per_token_set_by",
+        ".config.model_config",
+        ".config.model",
+        ".config.revision",
+        ".config.log_samples",
+    }
+    added |= {
+        f".passes.{p}.accuracy.{rule}.per_subject_total"
+        for p in ("val", "infer")
+        for rule in ("reference", "choices", "token")
+    }
     assert cpu_keys - gpu_keys == added, (cpu_keys - gpu_keys) ^ added
     env, mem, m = result["environment"], result["memory"], result["metrics"]
     assert env["vendor"] == "fake" and env["device_name"] == "Fake Accelerator 9000"
@@ -194,7 +248,8 @@ def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_di
     infer = result["passes"]["infer"]
     assert m["peak_flops_per_s"] == 2.0e12
     assert m["mfu"] == pytest.approx(
-        m["flops_per_token"] * infer["computed_tokens"] / infer["core_time_s"] / 2.0e12)
+        m["flops_per_token"] * infer["computed_tokens"] / infer["core_time_s"] / 2.0e12
+    )
     # Energy: the counter's differences, computed here from COUNTER.
     for name, joules in (("val", COUNTER[1] - COUNTER[0]), ("infer", COUNTER[3] - COUNTER[2])):
         p = result["passes"][name]
@@ -207,7 +262,9 @@ def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_di
     assert m["energy_j"] == COUNTER[3] - COUNTER[2]  # the table's figures: the infer pass
     assert "infer energy: 120 J, " in stdout
     # The HTML report charts power over time; compare lists each run's energy.
-    from mmlubench import compare, document, html_report
+    from mmlubench.report import compare
+    from mmlubench.report import html as html_report
+    from mmlubench.results import document
 
     doc = document.load(run_dir)
     page = html_report.render(doc)
@@ -230,24 +287,38 @@ def test_vendor_names_resolve(fake_plugin):
     assert source == str(fake_plugin / "fake_accel" / "yaml_vendor.yaml")
     assert data == {"device": "cpu", "precision": "bf16", "vendor": "fake-yaml"}
     assert vendor_layer("generic", folder) == (
-        "vendor plug-in 'generic' (mmlubench.vendors.base:Vendor)", {"vendor": "generic"})
+        "vendor plug-in 'generic' (mmlubench.device.vendors.base:Vendor)",
+        {"vendor": "generic"},
+    )
     cfg = load_config(None, "fake-yaml", {"limit": 3})
     assert (cfg.vendor, cfg.precision, cfg.device, cfg.limit) == ("fake-yaml", "bf16", "cpu", 3)
 
 
 def test_bad_value_in_a_plugin_config_names_the_plugin(fake_plugin):
-    with pytest.raises(ConfigError, match=r"^vendor plug-in 'fake-bad' \(fake_accel:BadVendor\) "
-                       r"config: key 'precision': expected one of 'fp16'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^vendor plug-in 'fake-bad' \(fake_accel:BadVendor\) "
+        r"config: key 'precision': expected one of 'fp16'",
+    ):
         load_config(None, "fake-bad")
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--vendor", "acme"], "command line: --vendor 'acme': no such file, and no vendor of that "
-     "name (known: cpu, fake, fake-bad, fake-yaml, generic, nvidia; "),
-    (["--set", "vendor=acme"], "command line: key 'vendor': no vendor plug-in 'acme' (known: "
-     "cpu, fake, fake-bad, fake-yaml, generic, nvidia; "),
-    (["--vendor", "acme.yaml"], "acme.yaml: config file not found"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["--vendor", "acme"],
+            "command line: --vendor 'acme': no such file, and no vendor of that "
+            "name (known: cpu, fake, fake-bad, fake-yaml, generic, nvidia; ",
+        ),
+        (
+            ["--set", "vendor=acme"],
+            "command line: key 'vendor': no vendor plug-in 'acme' (known: "
+            "cpu, fake, fake-bad, fake-yaml, generic, nvidia; ",
+        ),
+        (["--vendor", "acme.yaml"], "acme.yaml: config file not found"),
+    ],
+)
 def test_unknown_vendor_is_one_line(fake_plugin, args, message, capsys, tmp_path):
     rc = main(["run", *args, "--output-dir", str(tmp_path / "runs"), "--no-progress"])
     err = capsys.readouterr().err
@@ -258,10 +329,30 @@ def test_unknown_vendor_is_one_line(fake_plugin, args, message, capsys, tmp_path
 
 def test_run_without_a_counter_has_null_energy(tmp_path, tiny_model_dir, mmlu_dir):
     out = tmp_path / "runs"
-    args = ["run", "--data-dir", str(tiny_model_dir.parent), "--weight-dir",
-            tiny_model_dir.name, "--mmlu-dir", str(mmlu_dir), "--subjects", "global_facts",
-            "--limit", "1", "--device", "cpu", "--precision", "fp32", "--random-weights",
-            "--engine", "null", "--no-validation", "--output-dir", str(out), "--no-progress"]
+    args = [
+        "run",
+        "--data-dir",
+        str(tiny_model_dir.parent),
+        "--weight-dir",
+        tiny_model_dir.name,
+        "--mmlu-dir",
+        str(mmlu_dir),
+        "--subjects",
+        "global_facts",
+        "--limit",
+        "1",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--random-weights",
+        "--engine",
+        "null",
+        "--no-validation",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+    ]
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(args) == 0
     (run_dir,) = out.iterdir()
@@ -282,8 +373,10 @@ def test_pass_energy_sums_devices():
     assert e["energy_per_device_j"] == [300.0, 500.0]
     assert e["power_limit_w"] is None and e["sm_clock_mhz_median"] is None  # none given
     # Limits add up over devices like the power does; the clock is the devices' mean.
-    clocked = [EnergyReading(300.0, 10.0, "nvml", 1400.0, 700.0),
-               EnergyReading(500.0, 12.5, "nvml", 1500.0, 700.0)]
+    clocked = [
+        EnergyReading(300.0, 10.0, "nvml", 1400.0, 700.0),
+        EnergyReading(500.0, 12.5, "nvml", 1500.0, 700.0),
+    ]
     e = pass_energy(clocked, prompt_tokens=16000, questions=40)
     assert e["power_limit_w"] == 1400.0 and e["sm_clock_mhz_median"] == 1450.0
     e = pass_energy([clocked[0], readings[1]], prompt_tokens=16000, questions=40)
@@ -293,13 +386,19 @@ def test_pass_energy_sums_devices():
     assert pass_energy([None], 1, 1)["energy_j"] is None
 
 
-@pytest.mark.parametrize("device,message", [
-    ("npu", "command line: key 'device': torch .* does not know device type 'npu' .*; "
-            "install torch_npu"),
-    ("musa:1", "does not know device type 'musa' .*; install torch_musa"),
-    ("xpu", "'xpu' asked for, but torch sees no xpu device"),
-    ("Cuda:x", "command line: key 'device': expected a torch device such as"),
-])
+@pytest.mark.parametrize(
+    "device,message",
+    [
+        (
+            "npu",
+            "command line: key 'device': torch .* does not know device type 'npu' .*; "
+            "install torch_npu",
+        ),
+        ("musa:1", "does not know device type 'musa' .*; install torch_musa"),
+        ("xpu", "'xpu' asked for, but torch sees no xpu device"),
+        ("Cuda:x", "command line: key 'device': expected a torch device such as"),
+    ],
+)
 def test_unknown_device_is_one_clear_line(device, message, capsys, tmp_path):
     if device == "xpu" and torch.xpu.is_available():
         pytest.skip("this machine has an XPU")
@@ -349,10 +448,11 @@ class FakeNvml(types.ModuleType):
 def test_nvidia_plugin_reads_nvml(monkeypatch):
     nvml = FakeNvml()
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
-    monkeypatch.setattr(torch.cuda, "get_device_properties",
-                        lambda i: types.SimpleNamespace(uuid="0000-1111"))
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid="0000-1111")
+    )
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: "NVIDIA H100 80GB HBM3")
-    from mmlubench.vendors.nvidia import NvidiaVendor
+    from mmlubench.device.vendors.nvidia import NvidiaVendor
 
     vendor = NvidiaVendor("cuda:0")
     assert vendor.memory_source == "nvml" and vendor.energy_source is not None
@@ -368,16 +468,24 @@ def test_nvidia_plugin_supplies_what_torch_accelerator_lacks(monkeypatch):
     them to torch.cuda; the calls torch.accelerator has stay its own."""
     calls: list = []
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml())
-    monkeypatch.setattr(torch.cuda, "get_device_properties",
-                        lambda i: types.SimpleNamespace(uuid="0000-1111"))
-    monkeypatch.setattr(torch, "accelerator", types.SimpleNamespace(
-        is_available=lambda: True, current_accelerator=lambda: torch.device("cuda"),
-        synchronize=lambda d: calls.append(("accelerator sync", d)), device_count=lambda: 1,
-        set_device_index=lambda i: None, empty_cache=lambda: None))
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid="0000-1111")
+    )
+    monkeypatch.setattr(
+        torch,
+        "accelerator",
+        types.SimpleNamespace(
+            is_available=lambda: True,
+            current_accelerator=lambda: torch.device("cuda"),
+            synchronize=lambda d: calls.append(("accelerator sync", d)),
+            device_count=lambda: 1,
+            set_device_index=lambda i: None,
+            empty_cache=lambda: None,
+        ),
+    )
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda d: 111)
     monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda d: 222)
-    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats",
-                        lambda d: calls.append(("reset", d)))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda d: calls.append(("reset", d)))
     monkeypatch.setattr(torch.cuda, "synchronize", lambda d: calls.append(("cuda sync", d)))
     monkeypatch.setattr(accel, "_REGISTERED", {})
     dev = torch.device("cuda:0")
@@ -389,9 +497,15 @@ def test_nvidia_plugin_supplies_what_torch_accelerator_lacks(monkeypatch):
     accel.synchronize(dev)
     assert calls == [("reset", dev), ("accelerator sync", dev)]
     # A torch.accelerator with every call (torch >= 2.8): nothing registered.
-    monkeypatch.setattr(torch, "accelerator", types.SimpleNamespace(
-        is_available=lambda: True, current_accelerator=lambda: torch.device("cuda"),
-        **{name: (lambda *a: 0) for name in accel.TORCH_CALLS.values()}))
+    monkeypatch.setattr(
+        torch,
+        "accelerator",
+        types.SimpleNamespace(
+            is_available=lambda: True,
+            current_accelerator=lambda: torch.device("cuda"),
+            **{name: (lambda *a: 0) for name in accel.TORCH_CALLS.values()},
+        ),
+    )
     assert vendor.device_ops() is None
     vendors.open_vendor(dev)
     assert accel._REGISTERED == {}

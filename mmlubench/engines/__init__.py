@@ -30,8 +30,9 @@ def engine_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-def engine_options(name: str, options: Mapping[str, Any],
-                   source: str | Mapping[str, str] = COMMAND_LINE) -> Any:
+def engine_options(
+    name: str, options: Mapping[str, Any], source: str | Mapping[str, str] = COMMAND_LINE
+) -> Any:
     """Engine `name`'s typed Options from {option: value}, each checked against its type
     (typed.py); the one way options are built (config validation, the runner, bench scripts).
 
@@ -39,12 +40,15 @@ def engine_options(name: str, options: Mapping[str, Any],
     all, or {option: file} when the options came from several config layers. An error names
     the option and its source; one from the Options' own `check()` (options that do not go
     together) names every source involved."""
+
     def where(opt: str) -> str:
         return source if isinstance(source, str) else source.get(opt, "defaults")
 
-    opts = build_dataclass(engine_class(name).Options,
-                           {opt: (value, where(opt)) for opt, value in options.items()},
-                           what=f"engines.{name} option")
+    opts = build_dataclass(
+        engine_class(name).Options,
+        {opt: (value, where(opt)) for opt, value in options.items()},
+        what=f"engines.{name} option",
+    )
     check = getattr(opts, "check", None)
     if check is not None:
         try:

@@ -50,9 +50,9 @@ class Work:
 
     def __iadd__(self, other: Work) -> Work:
         if self.window_pairs is not None or other.window_pairs is not None:
-            self.window_pairs = (self.attention_pairs if self.window_pairs is None
-                                 else self.window_pairs) + (
-                other.attention_pairs if other.window_pairs is None else other.window_pairs)
+            self.window_pairs = (
+                self.attention_pairs if self.window_pairs is None else self.window_pairs
+            ) + (other.attention_pairs if other.window_pairs is None else other.window_pairs)
         self.tokens += other.tokens
         self.attention_pairs += other.attention_pairs
         self.logit_rows += other.logit_rows

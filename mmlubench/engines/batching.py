@@ -27,8 +27,13 @@ class Padded:
     requests: list[Request]
 
 
-def plan_padded(requests: Sequence[Request], batch_size: int, batch_tokens: int,
-                full_logits: bool, rows: Sequence[int] | None = None) -> list[Batch]:
+def plan_padded(
+    requests: Sequence[Request],
+    batch_size: int,
+    batch_tokens: int,
+    full_logits: bool,
+    rows: Sequence[int] | None = None,
+) -> list[Batch]:
     """Batch size 1 keeps request order; larger batches group length-sorted requests
     (longest first, so an out-of-memory shows at once) under both limits. `rows` are the
     requests' indices in the pass (default 0..n-1)."""
@@ -57,8 +62,14 @@ def plan_padded(requests: Sequence[Request], batch_size: int, batch_tokens: int,
             logit_rows=sum(n) if full_logits else len(group),
             padded_tokens=len(group) * max(n),
         )
-        batches.append(Batch(rows=[rows[i] for i in group], prompt_tokens=sum(n), work=work,
-                             payload=Padded([requests[i] for i in group])))
+        batches.append(
+            Batch(
+                rows=[rows[i] for i in group],
+                prompt_tokens=sum(n),
+                work=work,
+                payload=Padded([requests[i] for i in group]),
+            )
+        )
     return batches
 
 
@@ -72,8 +83,8 @@ def padded_inputs(seqs: Sequence[np.ndarray], device: torch.device) -> dict[str,
     ids = np.zeros((len(seqs), width), dtype=np.int64)
     mask = np.zeros((len(seqs), width), dtype=np.int64)
     for r, s in enumerate(seqs):
-        ids[r, width - len(s):] = s  # left padding: every row ends at the last column
-        mask[r, width - len(s):] = 1
+        ids[r, width - len(s) :] = s  # left padding: every row ends at the last column
+        mask[r, width - len(s) :] = 1
     # Positions count real tokens only, so a padded row sees the positions it would alone.
     pos = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)
     return {
@@ -97,8 +108,13 @@ class Suffixes:
 BATCH_COST_TOKENS = 512
 
 
-def cut_sorted(widths: Sequence[int], prefix: int, batch_size: int, batch_tokens: int,
-               batch_cost: int = BATCH_COST_TOKENS) -> list[int]:
+def cut_sorted(
+    widths: Sequence[int],
+    prefix: int,
+    batch_size: int,
+    batch_tokens: int,
+    batch_cost: int = BATCH_COST_TOKENS,
+) -> list[int]:
     """Where to cut suffix widths sorted longest first into batches: the cuts minimizing
     padded suffix tokens + batch_cost per batch (dynamic programming), each batch at most
     `batch_size` rows with rows x (prefix + its longest) <= batch_tokens (at least one row).
@@ -120,8 +136,13 @@ def cut_sorted(widths: Sequence[int], prefix: int, batch_size: int, batch_tokens
     return cuts
 
 
-def plan_group(requests: Sequence[Request], rows: Sequence[int], batch_size: int,
-               batch_tokens: int, with_prefix: bool = True) -> list[Batch]:
+def plan_group(
+    requests: Sequence[Request],
+    rows: Sequence[int],
+    batch_size: int,
+    batch_tokens: int,
+    with_prefix: bool = True,
+) -> list[Batch]:
     """Batches of one prefix's requests: suffixes longest first, cut where padding and batch
     count cost least (`cut_sorted`), each batch under both limits. The first batch's work
     includes the prefix (computed once) when `with_prefix`."""
@@ -135,20 +156,29 @@ def plan_group(requests: Sequence[Request], rows: Sequence[int], batch_size: int
     batches = []
     for k, group in enumerate(groups):
         sizes = [n[i] for i in group]
-        work = Work(tokens=sum(sizes), attention_pairs=sum(causal_pairs(s, p) for s in sizes),
-                    logit_rows=len(group), padded_tokens=len(group) * max(sizes))
+        work = Work(
+            tokens=sum(sizes),
+            attention_pairs=sum(causal_pairs(s, p) for s in sizes),
+            logit_rows=len(group),
+            padded_tokens=len(group) * max(sizes),
+        )
         if with_prefix and k == 0:  # one prefix call: p tokens, one LM-head row
-            work += Work(tokens=p, attention_pairs=causal_pairs(p), logit_rows=1,
-                         padded_tokens=p)
+            work += Work(tokens=p, attention_pairs=causal_pairs(p), logit_rows=1, padded_tokens=p)
         members = [requests[i] for i in group]
-        batches.append(Batch(rows=[rows[i] for i in group],
-                             prompt_tokens=sum(len(r.ids) for r in members), work=work,
-                             payload=Suffixes(key, prefix, members)))
+        batches.append(
+            Batch(
+                rows=[rows[i] for i in group],
+                prompt_tokens=sum(len(r.ids) for r in members),
+                work=work,
+                payload=Suffixes(key, prefix, members),
+            )
+        )
     return batches
 
 
-def plan_prefix_cache(requests: Sequence[Request], batch_size: int,
-                      batch_tokens: int) -> list[Batch]:
+def plan_prefix_cache(
+    requests: Sequence[Request], batch_size: int, batch_tokens: int
+) -> list[Batch]:
     """Prefix by prefix (in order of first appearance), then the prompts with nothing to
     share (prefix_len 0, or no suffix left) whole, in padded batches."""
     groups: dict[bytes, list[int]] = {}
@@ -162,8 +192,9 @@ def plan_prefix_cache(requests: Sequence[Request], batch_size: int,
     for members in groups.values():
         batches += plan_group([requests[i] for i in members], members, batch_size, batch_tokens)
     if solo:
-        batches += plan_padded([requests[i] for i in solo], batch_size, batch_tokens, False,
-                               rows=solo)
+        batches += plan_padded(
+            [requests[i] for i in solo], batch_size, batch_tokens, False, rows=solo
+        )
     return batches
 
 
@@ -186,14 +217,17 @@ def suffix_inputs(payload: Suffixes, device: torch.device) -> dict[str, Any]:
     mask = np.zeros((len(seqs), p + width), dtype=np.int64)
     mask[:, :p] = 1
     for r, s in enumerate(seqs):
-        ids[r, width - len(s):] = s  # left padding: every row ends at the last column
-        mask[r, p + width - len(s):] = 1
+        ids[r, width - len(s) :] = s  # left padding: every row ends at the last column
+        mask[r, p + width - len(s) :] = 1
     pos = p + np.clip(np.cumsum(mask[:, p:], axis=1) - 1, 0, None)
 
     def put(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a).to(device)
 
-    return {"key": payload.key, "prefix": put(payload.prefix.astype(np.int64)[None]),
-            "input_ids": put(ids), "attention_mask": put(mask), "position_ids": put(pos)}
-
-
+    return {
+        "key": payload.key,
+        "prefix": put(payload.prefix.astype(np.int64)[None]),
+        "input_ids": put(ids),
+        "attention_mask": put(mask),
+        "position_ids": put(pos),
+    }

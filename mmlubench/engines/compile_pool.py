@@ -24,7 +24,8 @@ def start() -> None:
 
     # Read when the pool is made (its quiesce timer), so set before warm_pool makes it.
     inductor_config.quiesce_async_compile_time = max(
-        inductor_config.quiesce_async_compile_time, IDLE_S)
+        inductor_config.quiesce_async_compile_time, IDLE_S
+    )
     AsyncCompile.warm_pool()
     # The pool's workers start with its first job; this submits the job that marks them ready.
     AsyncCompile.use_process_pool()

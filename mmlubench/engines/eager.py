@@ -42,29 +42,70 @@ METHODS = ("prefix-cache", "padded", "reference")
 
 @dataclass
 class EagerOptions:
-    method: str = field(default="prefix-cache", metadata={"help": (
-        "prefix-cache: each few-shot prefix once through HF's DynamicCache, then batches of "
-        "question suffixes against it; padded: whole prompts in left-padded batches; "
-        "reference: one prompt per call, logits at every position (the reference's val)")})
-    batch_size: int = field(default=128, metadata={"help": (
-        "most questions in one batch (reference: always 1)")})
-    batch_tokens: int = field(default=49152, metadata={"help": (
-        "most positions in one batch: rows x (prefix + longest suffix) with prefix-cache, "
-        "rows x longest prompt when padded; bounds activation and KV-cache memory")})
-    full_logits: bool = field(default=False, metadata={"help": (
-        "logits at every position as the reference computes them (only the last is used); "
-        "needs method padded (method reference sets it)")})
-    kv_store: bool = field(default=True, metadata={"help": (
-        "prefix-cache: keep key/value buffers from batch to batch that hold the prefix once "
-        "per row and take each batch's suffixes in place (engines/prefix_kv.py); false: "
-        "HF's DynamicCache concatenates the prefix into every row at every batch")})
-    free_between_prefixes: bool = field(default=True, metadata={"help": (
-        "prefix-cache: hand the allocator's cached blocks back to the device before each new "
-        "prefix (keeps device-wide memory near torch's peak; costs cudaMalloc/cudaFree time)")})
-    cudnn_attention: bool = field(default=False, metadata={"help": (
-        "let PyTorch's SDPA pick its cuDNN backend; off by default: it prepares a plan for "
-        "every new input shape, and nearly every batch here has a new one (flash, "
-        "memory-efficient and math backends stay allowed)")})
+    method: str = field(
+        default="prefix-cache",
+        metadata={
+            "help": (
+                "prefix-cache: each few-shot prefix once through HF's DynamicCache, then batches "
+                "of "
+                "question suffixes against it; padded: whole prompts in left-padded batches; "
+                "reference: one prompt per call, logits at every position (the reference's val)"
+            )
+        },
+    )
+    batch_size: int = field(
+        default=128, metadata={"help": ("most questions in one batch (reference: always 1)")}
+    )
+    batch_tokens: int = field(
+        default=49152,
+        metadata={
+            "help": (
+                "most positions in one batch: rows x (prefix + longest suffix) with prefix-cache, "
+                "rows x longest prompt when padded; bounds activation and KV-cache memory"
+            )
+        },
+    )
+    full_logits: bool = field(
+        default=False,
+        metadata={
+            "help": (
+                "logits at every position as the reference computes them (only the last is used); "
+                "needs method padded (method reference sets it)"
+            )
+        },
+    )
+    kv_store: bool = field(
+        default=True,
+        metadata={
+            "help": (
+                "prefix-cache: keep key/value buffers from batch to batch that hold the prefix "
+                "once "
+                "per row and take each batch's suffixes in place (engines/prefix_kv.py); false: "
+                "HF's DynamicCache concatenates the prefix into every row at every batch"
+            )
+        },
+    )
+    free_between_prefixes: bool = field(
+        default=True,
+        metadata={
+            "help": (
+                "prefix-cache: hand the allocator's cached blocks back to the device before each "
+                "new "
+                "prefix (keeps device-wide memory near torch's peak; costs cudaMalloc/cudaFree "
+                "time)"
+            )
+        },
+    )
+    cudnn_attention: bool = field(
+        default=False,
+        metadata={
+            "help": (
+                "let PyTorch's SDPA pick its cuDNN backend; off by default: it prepares a plan for "
+                "every new input shape, and nearly every batch here has a new one (flash, "
+                "memory-efficient and math backends stay allowed)"
+            )
+        },
+    )
 
     def check(self) -> None:
         if self.method not in METHODS:
@@ -74,8 +115,10 @@ class EagerOptions:
         if self.batch_tokens < 1:
             raise ValueError(f"batch_tokens must be >= 1, got {self.batch_tokens}")
         if self.full_logits and self.method == "prefix-cache":
-            raise ValueError("full_logits needs method padded (the reference's own val "
-                             "method is method: reference)")
+            raise ValueError(
+                "full_logits needs method padded (the reference's own val "
+                "method is method: reference)"
+            )
         if self.method == "reference":  # what the reference does, whatever else was set
             self.batch_size, self.full_logits = 1, True
 
@@ -87,9 +130,12 @@ class EagerEngine(Engine):
     def __init__(self, model: torch.nn.Module, options: Any, device: str):
         super().__init__(model, options, device)
         self.call = model  # the inductor engine swaps in the compiled model
-        self.prefixes = PrefixStore(model, getattr(options, "kv_store", False),
-                                    getattr(options, "batch_tokens", 0),
-                                    getattr(options, "free_between_prefixes", True))
+        self.prefixes = PrefixStore(
+            model,
+            getattr(options, "kv_store", False),
+            getattr(options, "batch_tokens", 0),
+            getattr(options, "free_between_prefixes", True),
+        )
         from mmlubench.engines.packed_attention import layer_windows
 
         config = model.config
@@ -105,9 +151,11 @@ class EagerEngine(Engine):
         o = self.options
         longest = max((len(r.ids) for r in requests), default=0)
         if self.method == "prefix-cache" and self.window and self.window < longest:
-            self.why = (f"a sliding window of {self.window} tokens is shorter than the longest "
-                        f"prompt ({longest}); a prefix cache with padding after the prefix "
-                        "would shift it")
+            self.why = (
+                f"a sliding window of {self.window} tokens is shorter than the longest "
+                f"prompt ({longest}); a prefix cache with padding after the prefix "
+                "would shift it"
+            )
         elif self.method == "prefix-cache":
             return plan_prefix_cache(requests, o.batch_size, o.batch_tokens)
         return plan_padded(requests, o.batch_size, o.batch_tokens, o.full_logits)
@@ -126,8 +174,9 @@ class EagerEngine(Engine):
         if isinstance(batch.payload, Suffixes):
             return split_suffixes(batch, size)
         tokens = max(1, batch.work.padded_tokens // 2)
-        return plan_padded(batch.payload.requests, size, tokens, self.options.full_logits,
-                           rows=batch.rows)
+        return plan_padded(
+            batch.payload.requests, size, tokens, self.options.full_logits, rows=batch.rows
+        )
 
     def load(self, batch: Batch) -> dict[str, Any]:
         if isinstance(batch.payload, Suffixes):
@@ -150,6 +199,6 @@ def sdpa_backends(cudnn: bool) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
-                        SDPBackend.MATH])
-
+    return sdpa_kernel(
+        [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+    )

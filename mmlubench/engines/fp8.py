@@ -47,12 +47,11 @@ RECIPE = {
     "format": "float8_e4m3fn (max 448)",
     "layers": "every nn.Linear of the decoder layers (attention projections and MLP)",
     "weights": "one fp32 scale per output channel (amax/448), computed once from fp16 weights",
-    "activations": "one fp32 scale per token (amax/448), dynamic, computed in the compiled "
-                   "layer",
+    "activations": "one fp32 scale per token (amax/448), dynamic, computed in the compiled layer",
     "matmul": "torch._scaled_mm, row-wise scales, "
-              + ("fast accumulation" if FAST_ACCUM else "fp32 accumulation")
-              + ", fp16 result (written as bf16 and cast where the torch build's row-wise "
-              "kernel writes only bf16)",
+    + ("fast accumulation" if FAST_ACCUM else "fp32 accumulation")
+    + ", fp16 result (written as bf16 and cast where the torch build's row-wise "
+    "kernel writes only bf16)",
     "fp16": "attention, norms, RoPE, embeddings, LM head, residual stream; the val pass",
 }
 
@@ -74,8 +73,12 @@ def quantize_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return w_q, scale.reshape(1, -1).contiguous()
 
 
-def fp8_linear(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
-               out_dtype: torch.dtype = torch.float16) -> torch.Tensor:
+def fp8_linear(
+    x: torch.Tensor,
+    w_q: torch.Tensor,
+    w_scale: torch.Tensor,
+    out_dtype: torch.dtype = torch.float16,
+) -> torch.Tensor:
     """x @ w^T on the FP8 tensor cores: x [M, K] (quantized here, per token), w_q [N, K] e4m3
     (row-major, so w_q.t() is the column-major operand _scaled_mm requires), w_scale [1, N].
 
@@ -83,13 +86,20 @@ def fp8_linear(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
     only writes bf16, see scaled_mm_out_dtype); the result is cast to x's dtype, which
     Inductor fuses into the consumer. K and N must be multiples of 16."""
     x_q, x_scale = quantize_rows(x)
-    y = torch._scaled_mm(x_q, w_q.t(), scale_a=x_scale, scale_b=w_scale, out_dtype=out_dtype,
-                         use_fast_accum=FAST_ACCUM)
+    y = torch._scaled_mm(
+        x_q,
+        w_q.t(),
+        scale_a=x_scale,
+        scale_b=w_scale,
+        out_dtype=out_dtype,
+        use_fast_accum=FAST_ACCUM,
+    )
     return y.to(x.dtype)
 
 
-def fp8_linear_reference(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
-                         out_dtype: torch.dtype | None = None) -> torch.Tensor:
+def fp8_linear_reference(
+    x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor, out_dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """What fp8_linear computes, in fp32 with an ordinary matmul: quantize x per token the same
     way, dequantize both operands, multiply, cast to x's dtype (`out_dtype` is ignored)."""
     x_q, x_scale = quantize_rows(x)
@@ -100,16 +110,20 @@ def fp8_linear_reference(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tens
 def check_device(device: torch.device) -> None:
     """RunError on a CPU: torch can emulate _scaled_mm there, but has no FP8 units to run."""
     if device.type == "cpu":
-        raise RunError("precision fp8 needs FP8 matrix units (NVIDIA compute capability >= "
-                       "8.9: Ada, Hopper, Blackwell); device cpu has none: use --precision "
-                       "fp16 on a GPU, fp32 on CPU")
+        raise RunError(
+            "precision fp8 needs FP8 matrix units (NVIDIA compute capability >= "
+            "8.9: Ada, Hopper, Blackwell); device cpu has none: use --precision "
+            "fp16 on a GPU, fp32 on CPU"
+        )
 
 
 def check_shape(name: str, w: torch.Tensor) -> None:
     """RunError unless both dimensions of a weight are multiples of 16 (_scaled_mm's rule)."""
     if w.shape[0] % 16 or w.shape[1] % 16:
-        raise RunError(f"precision fp8: weight {name} has shape {list(w.shape)}; torch's FP8 "
-                       "matmul needs both dimensions to be multiples of 16")
+        raise RunError(
+            f"precision fp8: weight {name} has shape {list(w.shape)}; torch's FP8 "
+            "matmul needs both dimensions to be multiples of 16"
+        )
 
 
 def scaled_mm_out_dtype(device: torch.device) -> torch.dtype:
@@ -122,14 +136,22 @@ def scaled_mm_out_dtype(device: torch.device) -> torch.dtype:
     errors = []
     for out_dtype in (torch.float16, torch.bfloat16):
         try:
-            torch._scaled_mm(a, a.t(), scale_a=one, scale_b=one.t().contiguous(),
-                             out_dtype=out_dtype, use_fast_accum=FAST_ACCUM)
+            torch._scaled_mm(
+                a,
+                a.t(),
+                scale_a=one,
+                scale_b=one.t().contiguous(),
+                out_dtype=out_dtype,
+                use_fast_accum=FAST_ACCUM,
+            )
             return out_dtype
         except (RuntimeError, ValueError) as e:
             errors.append(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
-    raise RunError(f"precision fp8: device {device} cannot run torch's row-wise FP8 matmul "
-                   f"(FP8 matrix units: NVIDIA compute capability >= 8.9); torch says: "
-                   f"{errors[-1]}: use --precision fp16")
+    raise RunError(
+        f"precision fp8: device {device} cannot run torch's row-wise FP8 matmul "
+        f"(FP8 matrix units: NVIDIA compute capability >= 8.9); torch says: "
+        f"{errors[-1]}: use --precision fp16"
+    )
 
 
 class FP8Linear(nn.Module):
@@ -164,9 +186,11 @@ def linear_swaps(layers: Sequence[nn.Module], device: torch.device) -> list[Swap
     for i, layer in enumerate(layers):
         for pname, p in layer.named_parameters():
             if p.dim() > 2:
-                raise RunError(f"precision fp8: layer {i}'s {pname} is a stacked weight "
-                               f"{list(p.shape)} (MoE experts), not an nn.Linear; fp8 covers "
-                               "the nn.Linear layers of dense models: use --precision fp16")
+                raise RunError(
+                    f"precision fp8: layer {i}'s {pname} is a stacked weight "
+                    f"{list(p.shape)} (MoE experts), not an nn.Linear; fp8 covers "
+                    "the nn.Linear layers of dense models: use --precision fp16"
+                )
         for parent in layer.modules():
             for name, child in parent.named_children():
                 if isinstance(child, nn.Linear):

@@ -33,8 +33,9 @@ class Parts:
 class Group(nn.Module):
     """The group's first projection: one GEMM over every member's rows."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, sizes: list[int],
-                 parts: Parts):
+    def __init__(
+        self, weight: torch.Tensor, bias: torch.Tensor | None, sizes: list[int], parts: Parts
+    ):
         super().__init__()
         self.weight, self.bias, self.sizes, self.store = weight, bias, sizes, parts
 
@@ -86,14 +87,15 @@ def group_swaps(layers: Sequence[nn.Module]) -> list[Swap]:
                 members = [getattr(parent, n, None) for n in names]
                 if not all(type(m) is nn.Linear for m in members):
                     continue
-                if len({m.in_features for m in members}) > 1 or len(
-                        {m.bias is None for m in members}) > 1:
+                if (
+                    len({m.in_features for m in members}) > 1
+                    or len({m.bias is None for m in members}) > 1
+                ):
                     continue
                 weight, bias = fuse_rows(members)
                 parts = Parts()
                 sizes = [m.out_features for m in members]
                 swaps.append((parent, names[0], members[0], Group(weight, bias, sizes, parts)))
                 for slot, (name, m) in enumerate(zip(names[1:], members[1:], strict=True), 1):
-                    swaps.append((parent, name, m, Member(m, slot, slot == len(names) - 1,
-                                                          parts)))
+                    swaps.append((parent, name, m, Member(m, slot, slot == len(names) - 1, parts)))
     return swaps

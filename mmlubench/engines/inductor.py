@@ -22,18 +22,27 @@ from mmlubench.engines.inductor_options import check_compile_options
 
 @dataclass
 class InductorOptions:
-    mode: str | None = field(default="reduce-overhead", metadata={"help": (
-        "torch.compile mode: null (default), reduce-overhead, max-autotune, ...")})
-    dynamic: bool | None = field(default=True, metadata={"help": (
-        "torch.compile dynamic shapes (null: automatic)")})
-    warmup_iters: int = field(default=10, metadata={"help": (
-        "prompts warmed up before timing (the reference's warm-up)")})
+    mode: str | None = field(
+        default="reduce-overhead",
+        metadata={
+            "help": ("torch.compile mode: null (default), reduce-overhead, max-autotune, ...")
+        },
+    )
+    dynamic: bool | None = field(
+        default=True, metadata={"help": ("torch.compile dynamic shapes (null: automatic)")}
+    )
+    warmup_iters: int = field(
+        default=10, metadata={"help": ("prompts warmed up before timing (the reference's warm-up)")}
+    )
     warmup_times: int = field(default=10, metadata={"help": "extra calls on each of them"})
     batch_size: int = field(default=1, metadata={"help": "prompts per call"})
-    batch_tokens: int = field(default=32768, metadata={"help": (
-        "most positions in one padded batch (rows x longest prompt)")})
-    full_logits: bool = field(default=True, metadata={"help": (
-        "logits at every position as the reference computes them")})
+    batch_tokens: int = field(
+        default=32768,
+        metadata={"help": ("most positions in one padded batch (rows x longest prompt)")},
+    )
+    full_logits: bool = field(
+        default=True, metadata={"help": ("logits at every position as the reference computes them")}
+    )
 
     def check(self) -> None:
         check_compile_options(None, self.mode)

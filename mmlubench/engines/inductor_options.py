@@ -14,11 +14,46 @@ from typing import Any
 
 MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # Parts of a key's last component that say it names a program, a file or folder, or code.
-REFUSED_ENDINGS = ("_dir", "_path", "_root", "_home", "_file", "_url", "_fn", "_pass",
-                   "_class", "cmd", "cxx", "cc", "compiler", "_output", "logpath")
-REFUSED_PARTS = ("path", "dir", "cxx", "compiler", "testing_only", "upload", "remote",
-                 "custom", "command", "shim", "_lib", "home", "log_", "debug", "save", "profile",
-                 "generate", "dump", "store_", "hook", "worker")
+REFUSED_ENDINGS = (
+    "_dir",
+    "_path",
+    "_root",
+    "_home",
+    "_file",
+    "_url",
+    "_fn",
+    "_pass",
+    "_class",
+    "cmd",
+    "cxx",
+    "cc",
+    "compiler",
+    "_output",
+    "logpath",
+)
+REFUSED_PARTS = (
+    "path",
+    "dir",
+    "cxx",
+    "compiler",
+    "testing_only",
+    "upload",
+    "remote",
+    "custom",
+    "command",
+    "shim",
+    "_lib",
+    "home",
+    "log_",
+    "debug",
+    "save",
+    "profile",
+    "generate",
+    "dump",
+    "store_",
+    "hook",
+    "worker",
+)
 # Sections that write files (trace: debug folders) or exist only for tests or AOT packaging.
 REFUSED_SECTIONS = ("trace.", "test_configs.", "aot_inductor.", "lookup_table.")
 
@@ -31,9 +66,13 @@ def _known() -> dict[str, Any]:
 
 def _refused_name(key: str) -> bool:
     last = key.rsplit(".", 1)[-1]
-    return (last.startswith("_") or last.isupper() or last.endswith(REFUSED_ENDINGS)
-            or key.startswith(REFUSED_SECTIONS)
-            or any(part in key.lower() for part in REFUSED_PARTS))
+    return (
+        last.startswith("_")
+        or last.isupper()
+        or last.endswith(REFUSED_ENDINGS)
+        or key.startswith(REFUSED_SECTIONS)
+        or any(part in key.lower() for part in REFUSED_PARTS)
+    )
 
 
 def _plain(default: Any, value: Any) -> bool:
@@ -60,8 +99,12 @@ def check_compile_options(options: dict | None, mode: str | None = None) -> None
         if not isinstance(key, str) or key not in known:
             raise ValueError(f"unknown Inductor option {name!r}")
         if _refused_name(key) or not isinstance(known[key], (bool, int, float, str)):
-            raise ValueError(f"Inductor option {name!r} is refused: it names a program, file, "
-                             "folder or hook, or takes more than a plain value")
+            raise ValueError(
+                f"Inductor option {name!r} is refused: it names a program, file, "
+                "folder or hook, or takes more than a plain value"
+            )
         if not _plain(known[key], value):
-            raise ValueError(f"Inductor option {name!r} takes a {type(known[key]).__name__}, "
-                             f"got a {type(value).__name__}")
+            raise ValueError(
+                f"Inductor option {name!r} takes a {type(known[key]).__name__}, "
+                f"got a {type(value).__name__}"
+            )

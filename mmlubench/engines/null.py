@@ -29,9 +29,12 @@ class NullEngine(Engine):
     def plan(self, requests: Sequence[Request]) -> list[Batch]:
         bs = self.options.batch_size
         return [
-            Batch(rows=list(range(s, min(s + bs, len(requests)))),
-                  prompt_tokens=sum(len(r.ids) for r in requests[s : s + bs]), work=Work(),
-                  payload=list(requests[s : s + bs]))
+            Batch(
+                rows=list(range(s, min(s + bs, len(requests)))),
+                prompt_tokens=sum(len(r.ids) for r in requests[s : s + bs]),
+                work=Work(),
+                payload=list(requests[s : s + bs]),
+            )
             for s in range(0, len(requests), bs)
         ]
 

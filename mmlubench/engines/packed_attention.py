@@ -28,17 +28,27 @@ IMPL = "mmlubench_packed"
 ELSEWHERE = "use --engine eager, which runs the plain HF model"
 
 
-def packed_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
-                     value: torch.Tensor, attention_mask: Any, scaling: float | None = None,
-                     softcap: float | None = None, s_aux: torch.Tensor | None = None,
-                     mmlu_masks: tuple | None = None, mmlu_carry_idx: torch.Tensor | None = None,
-                     mmlu_kernel_options: dict | None = None, **kwargs: Any
-                     ) -> tuple[torch.Tensor, None]:
+def packed_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: Any,
+    scaling: float | None = None,
+    softcap: float | None = None,
+    s_aux: torch.Tensor | None = None,
+    mmlu_masks: tuple | None = None,
+    mmlu_carry_idx: torch.Tensor | None = None,
+    mmlu_kernel_options: dict | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     from torch.nn.attention.flex_attention import flex_attention
 
     if s_aux is not None or mmlu_masks is None:
-        raise RunError(f"{type(module).__name__}: attention sinks are not supported by the "
-                       f"shared-prefix engine; {ELSEWHERE}")
+        raise RunError(
+            f"{type(module).__name__}: attention sinks are not supported by the "
+            f"shared-prefix engine; {ELSEWHERE}"
+        )
     mask = mmlu_masks[1] if module.mmlu_window else mmlu_masks[0]
     if query.device.type == "cpu":
         # Inductor's CPU FlexAttention template (torch 2.13) computed wrong results when q/k
@@ -51,11 +61,20 @@ def packed_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
         carry_v.copy_(value.index_select(2, mmlu_carry_idx))
     score_mod = None
     if softcap:
+
         def score_mod(score, b, h, q_idx, kv_idx):
             return softcap * torch.tanh(score / softcap)
-    out = flex_attention(query, key, value, score_mod=score_mod, block_mask=mask,
-                         scale=scaling, enable_gqa=query.shape[1] != key.shape[1],
-                         kernel_options=mmlu_kernel_options)
+
+    out = flex_attention(
+        query,
+        key,
+        value,
+        score_mod=score_mod,
+        block_mask=mask,
+        scale=scaling,
+        enable_gqa=query.shape[1] != key.shape[1],
+        kernel_options=mmlu_kernel_options,
+    )
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -70,17 +89,23 @@ def check_model(model: nn.Module) -> None:
     arch = type(model).__name__
     cfg = model.config
     if getattr(cfg, "is_encoder_decoder", False):
-        raise RunError(f"{arch} is an encoder-decoder model; the shared-prefix engine runs "
-                       f"decoder-only causal LMs; {ELSEWHERE}")
+        raise RunError(
+            f"{arch} is an encoder-decoder model; the shared-prefix engine runs "
+            f"decoder-only causal LMs; {ELSEWHERE}"
+        )
     if not getattr(model, "_supports_flex_attn", False):
-        raise RunError(f"{arch}: its transformers implementation does not support "
-                       f"attn_implementation='flex_attention', which the shared-prefix engine "
-                       f"builds on; {ELSEWHERE}")
+        raise RunError(
+            f"{arch}: its transformers implementation does not support "
+            f"attn_implementation='flex_attention', which the shared-prefix engine "
+            f"builds on; {ELSEWHERE}"
+        )
     decoder_layers(model)
     kinds = set(getattr(cfg, "layer_types", None) or ())
     if kinds - {"full_attention", "sliding_attention"}:
-        raise RunError(f"{arch}: layer types {sorted(kinds)}: the shared-prefix engine runs "
-                       f"full and sliding-window attention layers only; {ELSEWHERE}")
+        raise RunError(
+            f"{arch}: layer types {sorted(kinds)}: the shared-prefix engine runs "
+            f"full and sliding-window attention layers only; {ELSEWHERE}"
+        )
 
 
 def decoder_layers(model: nn.Module) -> list[nn.Module]:
@@ -88,10 +113,13 @@ def decoder_layers(model: nn.Module) -> list[nn.Module]:
     base = getattr(model, "model", None)
     layers = getattr(base, "layers", None)
     if not isinstance(layers, nn.ModuleList) or not all(
-            isinstance(getattr(layer, "self_attn", None), nn.Module) for layer in layers):
-        raise RunError(f"{type(model).__name__}: no decoder layers with self_attn at "
-                       f"model.layers; the shared-prefix engine needs transformers' decoder "
-                       f"layout; {ELSEWHERE}")
+        isinstance(getattr(layer, "self_attn", None), nn.Module) for layer in layers
+    ):
+        raise RunError(
+            f"{type(model).__name__}: no decoder layers with self_attn at "
+            f"model.layers; the shared-prefix engine needs transformers' decoder "
+            f"layout; {ELSEWHERE}"
+        )
     return list(layers)
 
 
@@ -109,8 +137,13 @@ def layer_windows(config: Any, layers: int) -> list[int | None]:
     return [None] * layers
 
 
-def attach(layers: Sequence[nn.Module], windows: Sequence[int | None], carry: int,
-           device: torch.device, dtype: torch.dtype) -> list[nn.Module]:
+def attach(
+    layers: Sequence[nn.Module],
+    windows: Sequence[int | None],
+    carry: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> list[nn.Module]:
     """Give each layer's attention module its carry buffers ([1, kv heads, carry, head_dim],
     zeros: junk slots are masked, but 0 x NaN is NaN) and its window flag."""
     modules = []
@@ -121,10 +154,12 @@ def attach(layers: Sequence[nn.Module], windows: Sequence[int | None], carry: in
         kv = getattr(cfg, "num_key_value_heads", None) or heads
         head_dim = getattr(attn, "head_dim", None) or cfg.hidden_size // heads
         shape = (1, kv, carry, head_dim)
-        attn.register_buffer("mmlu_carry_k", torch.zeros(shape, dtype=dtype, device=device),
-                             persistent=False)
-        attn.register_buffer("mmlu_carry_v", torch.zeros(shape, dtype=dtype, device=device),
-                             persistent=False)
+        attn.register_buffer(
+            "mmlu_carry_k", torch.zeros(shape, dtype=dtype, device=device), persistent=False
+        )
+        attn.register_buffer(
+            "mmlu_carry_v", torch.zeros(shape, dtype=dtype, device=device), persistent=False
+        )
         attn.mmlu_window = window is not None
         modules.append(attn)
     return modules
@@ -136,8 +171,11 @@ def implementation(model: nn.Module) -> Iterator[None]:
     from transformers import PretrainedConfig
 
     register()
-    configs = {id(m.config): m.config for m in model.modules()
-               if isinstance(getattr(m, "config", None), PretrainedConfig)}
+    configs = {
+        id(m.config): m.config
+        for m in model.modules()
+        if isinstance(getattr(m, "config", None), PretrainedConfig)
+    }
     was = {key: c._attn_implementation for key, c in configs.items()}
     for c in configs.values():
         c._attn_implementation = IMPL
@@ -148,11 +186,11 @@ def implementation(model: nn.Module) -> Iterator[None]:
             c._attn_implementation = was[key]
 
 
-def call_kwargs(masks: tuple, carry_idx: torch.Tensor, kernel_options: dict | None
-                ) -> dict[str, Any]:
+def call_kwargs(
+    masks: tuple, carry_idx: torch.Tensor, kernel_options: dict | None
+) -> dict[str, Any]:
     """What the model's forward hands down to every attention call."""
-    return {"mmlu_masks": masks, "mmlu_carry_idx": carry_idx,
-            "mmlu_kernel_options": kernel_options}
+    return {"mmlu_masks": masks, "mmlu_carry_idx": carry_idx, "mmlu_kernel_options": kernel_options}
 
 
 class MaskBuffers:
@@ -168,15 +206,21 @@ class MaskBuffers:
         self.windowed = buffers(3) if window else []
         self.mods = [mask_mod(self.full, C)] + ([mask_mod(self.windowed, C)] if window else [])
 
-    def block_masks(self, meta: Sequence[torch.Tensor], blocks: Sequence[Sequence[torch.Tensor]],
-                    block_size: int) -> tuple:
+    def block_masks(
+        self,
+        meta: Sequence[torch.Tensor],
+        blocks: Sequence[Sequence[torch.Tensor]],
+        block_size: int,
+    ) -> tuple:
         """(full mask, window mask or the full one) of one pack."""
         from torch.nn.attention.flex_attention import BlockMask
 
         for buf, value in zip(self.full + self.windowed, meta, strict=True):
             buf.copy_(value)
-        masks = tuple(BlockMask.from_kv_blocks(*b, BLOCK_SIZE=block_size, mask_mod=mod)
-                      for b, mod in zip(blocks, self.mods, strict=True))
+        masks = tuple(
+            BlockMask.from_kv_blocks(*b, BLOCK_SIZE=block_size, mask_mod=mod)
+            for b, mod in zip(blocks, self.mods, strict=True)
+        )
         return masks if len(masks) == 2 else (masks[0], masks[0])
 
 

@@ -62,8 +62,9 @@ def prefix_key(prefix: np.ndarray) -> bytes:
     return np.asarray(prefix, np.int64).tobytes()
 
 
-def _interval_counts(qb: np.ndarray, lo: np.ndarray, hi: np.ndarray, nq: int, nk: int
-                     ) -> np.ndarray:
+def _interval_counts(
+    qb: np.ndarray, lo: np.ndarray, hi: np.ndarray, nq: int, nk: int
+) -> np.ndarray:
     """[nq, nk] count, per query block, of its tokens whose key-block interval [lo, hi]
     (inclusive; empty when lo > hi) holds each key block."""
     ok = lo <= hi
@@ -75,8 +76,9 @@ def _interval_counts(qb: np.ndarray, lo: np.ndarray, hi: np.ndarray, nq: int, nk
     return np.cumsum(diff, axis=1)[:, :nk]
 
 
-def block_layout(seg: np.ndarray, ps: np.ndarray, pe: np.ndarray, block: int, carry: int = 0
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def block_layout(
+    seg: np.ndarray, ps: np.ndarray, pe: np.ndarray, block: int, carry: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Which key blocks each query block touches, for BlockMask.from_kv_blocks.
 
     Query t (key carry+t) may see keys [seg[t], carry+t] (its own segment, causally) and
@@ -108,8 +110,9 @@ def block_layout(seg: np.ndarray, ps: np.ndarray, pe: np.ndarray, block: int, ca
     return (*indices(partial), *indices(full))
 
 
-def window_cut(seg: np.ndarray, ps: np.ndarray, pe: np.ndarray, pos: np.ndarray, window: int,
-               carry: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def window_cut(
+    seg: np.ndarray, ps: np.ndarray, pe: np.ndarray, pos: np.ndarray, window: int, carry: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """(seg_start, pre_start) of a sliding-window mask: a query at prompt position p sees only
     keys at positions > p - window, as transformers' sliding mask counts them for the prompt
     run alone. Own segments hold consecutive positions (key index - seg = position offset);
@@ -122,8 +125,9 @@ def window_cut(seg: np.ndarray, ps: np.ndarray, pe: np.ndarray, pos: np.ndarray,
     return seg_w.astype(np.int32), ps_w.astype(np.int32)
 
 
-def pairs_attended(seg: np.ndarray, ps: np.ndarray, pe: np.ndarray, real: int, carry: int = 0
-                   ) -> int:
+def pairs_attended(
+    seg: np.ndarray, ps: np.ndarray, pe: np.ndarray, real: int, carry: int = 0
+) -> int:
     """(query, key) pairs the first `real` tokens attend: own segment plus prefix."""
     key = np.arange(real, dtype=np.int64) + carry
     own = key - seg[:real].astype(np.int64) + 1
@@ -134,8 +138,9 @@ class PackBuilder:
     """Fills packs of `pack_tokens` positions after `carry` carried keys; `close` turns the
     open pack into a Batch (`finish` into a Pack)."""
 
-    def __init__(self, pack_tokens: int, block_size: int, carry: int = 0,
-                 window: int | None = None):
+    def __init__(
+        self, pack_tokens: int, block_size: int, carry: int = 0, window: int | None = None
+    ):
         self.T, self.block, self.C, self.W = pack_tokens, block_size, carry, window
         self.batches: list[Batch] = []
         self.carried: tuple[bytes, Pack] | None = None  # the last pack's carry-out, origin
@@ -203,30 +208,54 @@ class PackBuilder:
             window = window_cut(self.seg, self.ps, self.pe, self.pos, self.W, C)
             window_blocks = block_layout(window[0], window[1], self.pe, self.block, C)
             self.work.window_pairs = pairs_attended(*window, self.pe, self.fill, C)
-        pack = Pack(self.ids, self.pos, self.seg, self.ps, self.pe,
-                    np.asarray(self.last, np.int64),
-                    block_layout(self.seg, self.ps, self.pe, self.block, C), window,
-                    window_blocks, self.requests, out, out_key,
-                    *(self.carry_in or (None, None)), self.work)
+        pack = Pack(
+            self.ids,
+            self.pos,
+            self.seg,
+            self.ps,
+            self.pe,
+            np.asarray(self.last, np.int64),
+            block_layout(self.seg, self.ps, self.pe, self.block, C),
+            window,
+            window_blocks,
+            self.requests,
+            out,
+            out_key,
+            *(self.carry_in or (None, None)),
+            self.work,
+        )
         # The prefix left behind was computed here, or (carried through) where this pack's
         # carry-in was computed.
         through = self.carry_in is not None and self.carry_in[0] == self.key
-        self.carried = None if out_key is None else (
-            self.key, self.carry_in[1] if through else pack)  # type: ignore[index]
+        self.carried = (
+            None if out_key is None else (self.key, self.carry_in[1] if through else pack)
+        )  # type: ignore[index]
         return pack
 
     def close(self) -> None:
         if self.rows:
             pack = self.finish()
-            self.batches.append(Batch(rows=self.rows, work=pack.work, payload=pack,
-                                      prompt_tokens=sum(len(r.ids) for r in self.requests)))
+            self.batches.append(
+                Batch(
+                    rows=self.rows,
+                    work=pack.work,
+                    payload=pack,
+                    prompt_tokens=sum(len(r.ids) for r in self.requests),
+                )
+            )
         self._open()
 
 
-def plan_packs(requests: Sequence[Request], pack_tokens: int, max_questions: int,
-               share_prefix: bool, block_size: int = 128,
-               rows: Sequence[int] | None = None, carry_tokens: int = 0,
-               window: int | None = None) -> list[Batch]:
+def plan_packs(
+    requests: Sequence[Request],
+    pack_tokens: int,
+    max_questions: int,
+    share_prefix: bool,
+    block_size: int = 128,
+    rows: Sequence[int] | None = None,
+    carry_tokens: int = 0,
+    window: int | None = None,
+) -> list[Batch]:
     """Greedy packing in request order: a pack closes when the next segment does not fit. A
     group's prefix is placed once in each pack that holds any of its questions, except that a
     pack continuing the previous pack's group takes the prefix from the carry when it fits in
@@ -246,9 +275,11 @@ def plan_packs(requests: Sequence[Request], pack_tokens: int, max_questions: int
         for i in members:
             ids = requests[i].ids
             if len(ids) > pack_tokens:
-                raise RunError(f"a prompt of {len(ids)} tokens does not fit in "
-                               f"pack_tokens={pack_tokens}; raise "
-                               "engines.shared-prefix.pack_tokens")
+                raise RunError(
+                    f"a prompt of {len(ids)} tokens does not fit in "
+                    f"pack_tokens={pack_tokens}; raise "
+                    "engines.shared-prefix.pack_tokens"
+                )
             need = len(ids) - p + (p if b.key != key else 0)
             if not b.fits(need, 1, max_questions):
                 b.close()

@@ -27,8 +27,13 @@ import torch
 class PrefixStore:
     """The keys and values of the last prefix computed, and the suffix call against them."""
 
-    def __init__(self, model: torch.nn.Module, kv_store: bool = False,
-                 store_positions: int = 0, free_between: bool = True):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        kv_store: bool = False,
+        store_positions: int = 0,
+        free_between: bool = True,
+    ):
         import inspect
 
         self.model = model
@@ -47,7 +52,7 @@ class PrefixStore:
 
     def compute(self, key: bytes, prefix: torch.Tensor) -> None:
         """Run the prefix once through the HF model with use_cache=True; keep its cache."""
-        from mmlubench import accel
+        from mmlubench.device import accel
 
         self.key, self.kv = None, []  # free the previous prefix first
         # Each prefix's batches allocate KV caches of other shapes; without handing the
@@ -69,8 +74,10 @@ class PrefixStore:
             from mmlubench.engines.prefix_kv import PrefixLayer
 
             cache = DynamicCache()
-            cache.layers = [PrefixLayer(store, kv, self.key, rows, width)
-                            for store, kv in zip(self.stores, self.kv, strict=True)]
+            cache.layers = [
+                PrefixLayer(store, kv, self.key, rows, width)
+                for store, kv in zip(self.stores, self.kv, strict=True)
+            ]
             return cache
         cache = DynamicCache(ddp_cache_data=self.kv)
         for layer in cache.layers:
@@ -83,8 +90,12 @@ class PrefixStore:
         if inputs["key"] != self.key:
             self.compute(inputs["key"], inputs["prefix"])
         ids = inputs["input_ids"]
-        out = self.model(input_ids=ids, attention_mask=inputs["attention_mask"],
-                         position_ids=inputs["position_ids"],
-                         use_cache=True, logits_to_keep=1,
-                         **{self.cache_arg: self.cache_for(*ids.shape)})
+        out = self.model(
+            input_ids=ids,
+            attention_mask=inputs["attention_mask"],
+            position_ids=inputs["position_ids"],
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.cache_arg: self.cache_for(*ids.shape)},
+        )
         return out.logits[:, -1, :]

@@ -33,8 +33,9 @@ class KVStore:
         self.rows_filled = 0  # prefix rows copied so far, and layouts made (for tests, bench)
         self.layouts = 0
 
-    def views(self, prefix: tuple[torch.Tensor, torch.Tensor], prefix_id: bytes, rows: int,
-              width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def views(
+        self, prefix: tuple[torch.Tensor, torch.Tensor], prefix_id: bytes, rows: int, width: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """[rows, heads, length, dim] views of keys and values whose first `rows` rows hold
         the prefix and leave room for `width` suffix positions after it."""
         k, v = prefix
@@ -49,8 +50,8 @@ class KVStore:
         n = shape[0] * shape[1] * shape[2] * shape[3]
         keys, values = (t[:n].view(shape) for t in self.flat)
         if rows > self.filled:
-            keys[self.filled:rows, :, :p].copy_(k.expand(rows - self.filled, -1, -1, -1))
-            values[self.filled:rows, :, :p].copy_(v.expand(rows - self.filled, -1, -1, -1))
+            keys[self.filled : rows, :, :p].copy_(k.expand(rows - self.filled, -1, -1, -1))
+            values[self.filled : rows, :, :p].copy_(v.expand(rows - self.filled, -1, -1, -1))
             self.rows_filled += rows - self.filled
             self.filled = rows
         return keys, values
@@ -72,8 +73,14 @@ class PrefixLayer(DynamicLayer):
     """An HF cache layer holding the prefix for `rows` rows; `update` writes the suffixes'
     keys and values after it in place and returns the views attention reads."""
 
-    def __init__(self, store: KVStore, prefix: tuple[torch.Tensor, torch.Tensor],
-                 prefix_id: bytes, rows: int, width: int):
+    def __init__(
+        self,
+        store: KVStore,
+        prefix: tuple[torch.Tensor, torch.Tensor],
+        prefix_id: bytes,
+        rows: int,
+        width: int,
+    ):
         super().__init__()
         keys, values = store.views(prefix, prefix_id, rows, width)
         self.prefix_len = prefix[0].shape[-2]
@@ -86,11 +93,12 @@ class PrefixLayer(DynamicLayer):
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         pass  # initialized from the store in __init__
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         p, s = self.prefix_len, key_states.shape[-2]
         keys, values = self.buffers
-        keys[:, :, p:p + s].copy_(key_states)
-        values[:, :, p:p + s].copy_(value_states)
-        self.keys, self.values = keys[:, :, :p + s], values[:, :, :p + s]
+        keys[:, :, p : p + s].copy_(key_states)
+        values[:, :, p : p + s].copy_(value_states)
+        self.keys, self.values = keys[:, :, : p + s], values[:, :, : p + s]
         return self.keys, self.values

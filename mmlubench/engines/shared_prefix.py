@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -45,57 +45,7 @@ from mmlubench.engines import fp8, packed_attention
 from mmlubench.engines.base import Batch, Engine, Request
 from mmlubench.engines.fused_projections import group_swaps
 from mmlubench.engines.packing import Pack, plan_packs
-
-
-@dataclass
-class SharedPrefixOptions:
-    pack_tokens: int = field(default=32768, metadata={"help": (
-        "tokens per packed forward; every pack has exactly this length (one compiled shape)")})
-    max_questions: int = field(default=1024, metadata={"help": "most questions per pack"})
-    share_prefix: bool = field(default=True, metadata={"help": (
-        "share few-shot prefixes; false computes every prompt whole (for comparison)")})
-    compile: bool = field(default=True, metadata={"help": (
-        "torch.compile each decoder layer (regional compilation: one graph per kind of layer)")})
-    early_compile_workers: bool = field(default=True, metadata={"help": (
-        "start Inductor's compile worker processes when the run begins, so that they are ready "
-        "when the layers compile (engines/compile_pool.py); false: at the first compile, "
-        "where Inductor compiles serially until they are up")})
-    compile_mode: str | None = field(default=None, metadata={"help": (
-        "torch.compile mode of the decoder layers: null (default), max-autotune-no-cudagraphs, "
-        "...")})
-    compile_options: dict[str, Any] | None = field(default=None, metadata={"help": (
-        "Inductor config for that compile, e.g. {prologue_fusion: false} (not with a mode)")})
-    block_size: int = field(default=128, metadata={"help": "FlexAttention tokens per mask block"})
-    attention_kernel_options: dict[str, Any] | None = field(default=None, metadata={"help": (
-        "FlexAttention kernel_options, e.g. {BLOCK_M: 64, num_warps: 4}; null: Inductor's")})
-    carry_tokens: int = field(default=2048, metadata={"help": (
-        "keys carried from one pack to the next: a subject that continues into the next pack "
-        "reuses its prefix from there instead of recomputing it (a multiple of block_size; "
-        "0: no carry, each pack recomputes the prefixes it needs)")})
-    fuse_projections: bool = field(default=True, metadata={"help": (
-        "q/k/v and gate/up projections of one input as one GEMM each while the engine runs "
-        "(engines/fused_projections.py; not with fp8)")})
-    fp8: bool = field(default=False, metadata={"help": (
-        "decoder linear layers in e4m3 with row-wise scales (engines/fp8.py); set by "
-        "--precision fp8")})
-
-    def check(self) -> None:
-        if self.block_size < 16 or self.pack_tokens % self.block_size:
-            raise ValueError(f"pack_tokens ({self.pack_tokens}) must be a multiple of "
-                             f"block_size ({self.block_size}), which must be >= 16")
-        if self.carry_tokens < 0 or self.carry_tokens % self.block_size:
-            raise ValueError(f"carry_tokens ({self.carry_tokens}) must be 0 or a multiple of "
-                             f"block_size ({self.block_size})")
-        for key, value in (self.attention_kernel_options or {}).items():
-            if not isinstance(value, (bool, int, float, str)):
-                raise ValueError(f"attention_kernel_options: {key!r} must be a number, true/false "
-                                 f"or text, got {value!r}")
-        if self.compile_mode and self.compile_options:  # torch.compile takes one or the other
-            raise ValueError("compile_mode and compile_options cannot both be set")
-        if self.max_questions < 1:
-            raise ValueError(f"max_questions must be >= 1, got {self.max_questions}")
-        from mmlubench.engines.inductor_options import check_compile_options as allowed
-        allowed(self.compile_options, self.compile_mode)  # no program or path from a config
+from mmlubench.engines.shared_prefix_options import SharedPrefixOptions
 
 
 class SharedPrefixEngine(Engine):
@@ -122,18 +72,25 @@ class SharedPrefixEngine(Engine):
         self.masks = packed_attention.MaskBuffers(T, C, self.device, window=self.window)
         # The carry: per layer, buffers of the prefix `self.held` names (None: nothing known).
         self.held: bytes | None = None
-        self.attention = packed_attention.attach(self.layers, self.windows, C, self.device,
-                                                 model.dtype)
+        self.attention = packed_attention.attach(
+            self.layers, self.windows, C, self.device, model.dtype
+        )
         if options.fp8:
             self.swaps = fp8.linear_swaps(self.layers, self.device)
         else:
             self.swaps = group_swaps(self.layers) if options.fuse_projections else []
         self.compiled = [None] * len(self.layers)
         if options.compile:
-            self.compiled = [torch.compile(layer._call_impl, dynamic=False, fullgraph=True,
-                                           mode=options.compile_mode,
-                                           options=options.compile_options)
-                             for layer in self.layers]
+            self.compiled = [
+                torch.compile(
+                    layer._call_impl,
+                    dynamic=False,
+                    fullgraph=True,
+                    mode=options.compile_mode,
+                    options=options.compile_options,
+                )
+                for layer in self.layers
+            ]
         self.no_logits = torch.zeros(0, dtype=torch.long, device=self.device)
 
     @contextlib.contextmanager
@@ -152,8 +109,15 @@ class SharedPrefixEngine(Engine):
 
     def plan(self, requests: Sequence[Request]) -> list[Batch]:
         o = self.options
-        return plan_packs(requests, o.pack_tokens, o.max_questions, o.share_prefix,
-                          o.block_size, carry_tokens=o.carry_tokens, window=self.window)
+        return plan_packs(
+            requests,
+            o.pack_tokens,
+            o.max_questions,
+            o.share_prefix,
+            o.block_size,
+            carry_tokens=o.carry_tokens,
+            window=self.window,
+        )
 
     def split(self, batch: Batch) -> list[Batch] | None:
         """Re-pack the rows with at most half as many questions per pack. The pack length is
@@ -163,9 +127,16 @@ class SharedPrefixEngine(Engine):
         if len(batch.rows) < 2:
             return None
         o = self.options
-        return plan_packs(batch.payload.requests, o.pack_tokens, (len(batch.rows) + 1) // 2,
-                          o.share_prefix, o.block_size, rows=batch.rows,
-                          carry_tokens=o.carry_tokens, window=self.window)
+        return plan_packs(
+            batch.payload.requests,
+            o.pack_tokens,
+            (len(batch.rows) + 1) // 2,
+            o.share_prefix,
+            o.block_size,
+            rows=batch.rows,
+            carry_tokens=o.carry_tokens,
+            window=self.window,
+        )
 
     def warmup(self, batches: Sequence[Batch]) -> None:
         # Compile on the first pack: every pack has its shape and the mask's buffers keep their
@@ -180,18 +151,27 @@ class SharedPrefixEngine(Engine):
             return torch.from_numpy(a).to(dev, non_blocking=True)
 
         out = np.zeros(0, np.int64) if pack.carry_out is None else pack.carry_out
-        return {"ids": put(pack.ids)[None], "pos": put(pack.pos)[None],
-                "meta": [put(a) for a in pack.mask_meta()], "last": put(pack.last),
-                "blocks": [[put(a)[None, None] for a in b] for b in pack.all_blocks()],
-                "carry_idx": put(out), "carry_out_key": pack.carry_out_key, "pack": pack}
+        return {
+            "ids": put(pack.ids)[None],
+            "pos": put(pack.pos)[None],
+            "meta": [put(a) for a in pack.mask_meta()],
+            "last": put(pack.last),
+            "blocks": [[put(a)[None, None] for a in b] for b in pack.all_blocks()],
+            "carry_idx": put(out),
+            "carry_out_key": pack.carry_out_key,
+            "pack": pack,
+        }
 
     def _recompute(self, pack: Pack) -> dict[str, Any]:
         """Inputs that rerun the pack which computed the prefix `pack` needs in its carry, as
         it ran then (the same positions in the same compiled shape: the same keys/values as a
         run that never broke the chain); its LM head does not run."""
         origin = pack.carry_origin
-        return {**self._put(origin), "last": self.no_logits,
-                "work": replace(origin.work, logit_rows=0)}
+        return {
+            **self._put(origin),
+            "last": self.no_logits,
+            "work": replace(origin.work, logit_rows=0),
+        }
 
     def load(self, batch: Batch) -> dict[str, Any]:
         """The pack's device inputs. `batch.work` is reset to the pack's planned work here;
@@ -218,10 +198,15 @@ class SharedPrefixEngine(Engine):
         leaves the pack's carry-out in the attention modules' buffers."""
         masks = self.masks.block_masks(inputs["meta"], inputs["blocks"], self.options.block_size)
         self.held = None  # until every layer's carry is replaced (an OOM may stop half-way)
-        out = self.model(input_ids=inputs["ids"], position_ids=inputs["pos"],
-                         attention_mask=masks[0], use_cache=False,
-                         logits_to_keep=inputs["last"],
-                         **packed_attention.call_kwargs(masks, inputs["carry_idx"],
-                                                        self.options.attention_kernel_options))
+        out = self.model(
+            input_ids=inputs["ids"],
+            position_ids=inputs["pos"],
+            attention_mask=masks[0],
+            use_cache=False,
+            logits_to_keep=inputs["last"],
+            **packed_attention.call_kwargs(
+                masks, inputs["carry_idx"], self.options.attention_kernel_options
+            ),
+        )
         self.held = inputs["carry_out_key"]
         return out.logits

@@ -20,12 +20,24 @@ HERE = Path(__file__).resolve().parents[1] / "fixtures"
 SHARED = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[3] / "shared"
 
 # Whole files: what the tests use row by row or count over a whole subject.
-WHOLE = ["abstract_algebra", "anatomy", "business_ethics", "college_computer_science",
-         "college_mathematics", "college_physics", "electrical_engineering", "global_facts",
-         "nutrition"]
+WHOLE = [
+    "abstract_algebra",
+    "anatomy",
+    "business_ethics",
+    "college_computer_science",
+    "college_mathematics",
+    "college_physics",
+    "electrical_engineering",
+    "global_facts",
+    "nutrition",
+]
 # Long subjects: the first rows only (the tests use rows below these counts).
-CUT = {"high_school_european_history": 30, "high_school_us_history": 8,
-       "college_medicine": 8, "professional_law": 2}
+CUT = {
+    "high_school_european_history": 30,
+    "high_school_us_history": 8,
+    "college_medicine": 8,
+    "professional_law": 2,
+}
 TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "config.json", "SOURCE.md"]
 
 

@@ -51,12 +51,16 @@ def prompt(style, subject, index):
         head = [BOS]
     else:
         words = subject.replace("_", " ")
-        shots = [f"{q.strip()}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\nAnswer: {ans}"
-                 for q, a, b, c, d, ans in dev]
+        shots = [
+            f"{q.strip()}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\nAnswer: {ans}"
+            for q, a, b, c, d, ans in dev
+        ]
         q, a, b, c, d, _ = test[index]
         shots.append(f"{q.strip()}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\nAnswer:")
-        text = (f"The following are multiple choice questions (with answers) about {words}.\n\n"
-                + "\n\n".join(shots))
+        text = (
+            f"The following are multiple choice questions (with answers) about {words}.\n\n"
+            + "\n\n".join(shots)
+        )
         head = []
     ids = head + TOK.encode(text, add_special_tokens=False).ids
     dropped = 0
@@ -76,7 +80,9 @@ def sha(data: str) -> str:
 if __name__ == "__main__":
     for style, subject, index in CASES:
         text, ids, dropped = prompt(style, subject, index)
-        print(f'    ("{style}", "{subject}", {index}): dict(n_tokens={len(ids)}, '
-              f"dropped={dropped}, first={ids[:6]}, last={ids[-4:]},\n"
-              f'        ids_sha256="{sha(",".join(map(str, ids)))}",\n'
-              f'        text_sha256="{sha(text)}"),')
+        print(
+            f'    ("{style}", "{subject}", {index}): dict(n_tokens={len(ids)}, '
+            f"dropped={dropped}, first={ids[:6]}, last={ids[-4:]},\n"
+            f'        ids_sha256="{sha(",".join(map(str, ids)))}",\n'
+            f'        text_sha256="{sha(text)}"),'
+        )

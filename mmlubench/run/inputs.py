@@ -1,0 +1,94 @@
+"""The steps of a run before its passes: the questions (MMLU files read, prompts built and
+tokenized), the run log (new, resumed, or none), the model's weights on the device.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmlubench.config.config import Config
+from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.prompts import (
+    Prompt,
+    build_prompts,
+    choice_token_ids,
+    load_tokenizer,
+    without_bos,
+)
+from mmlubench.engines.base import Request
+from mmlubench.model.load import ModelInfo, load_model
+from mmlubench.run import rundir
+from mmlubench.run.distributed import Dist
+from mmlubench.run.fingerprint import fingerprint
+from mmlubench.run.progress_check import model_vocab
+from mmlubench.run.resume import NoLog, RunLog
+
+
+@dataclass
+class Questions:
+    """The prompts of the run and what the passes need of them."""
+
+    prompts: list[Prompt]
+    tokenizer: Any
+    choice_ids: list[int]
+    requests: list[Request]
+    labels: list[str]  # "subject#row", how errors name a question
+    timings: dict[str, float]
+
+
+def load_questions(cfg: Config) -> Questions:
+    """Read the MMLU files and the tokenizer, build and tokenize every prompt."""
+    t = time.perf_counter()
+    dataset = load_mmlu(cfg.mmlu_path, cfg.split, cfg.subjects, cfg.limit, cfg.few_shots)
+    tokenizer = load_tokenizer(cfg.weight_path)
+    t_tok = time.perf_counter()
+    # Its tqdm bar only on a terminal: elsewhere its frames pile up into one line (a pass's
+    # progress prints plain lines there instead, progress.py).
+    prompts = build_prompts(
+        dataset,
+        tokenizer,
+        cfg.prompt_style,
+        cfg.few_shots,
+        cfg.max_seq_len,
+        progress=cfg.progress and sys.stderr.isatty(),
+    )
+    prompts = without_bos(prompts, None if cfg.bos else tokenizer.bos_token_id)
+    tokenize_s = time.perf_counter() - t_tok
+    return Questions(
+        prompts,
+        tokenizer,
+        choice_token_ids(tokenizer),
+        [Request(p.ids, p.prefix_len) for p in prompts],
+        [f"{p.subject}#{p.index}" for p in prompts],
+        {"data_load_s": t_tok - t, "tokenize_s": tokenize_s},
+    )
+
+
+def open_log(
+    cfg: Config, d: Dist, run_dir: Path | None, resumed: bool, q: Questions, e2e_start: float
+) -> NoLog:
+    """The resume log (before the model loads: a mismatching resume fails in seconds); a
+    data-parallel run writes its config and fingerprint for the record and keeps no log."""
+    if not d.is_main or run_dir is None:
+        return NoLog()
+    fp = fingerprint(cfg, q.prompts, q.choice_ids, d.world)
+    if resumed:
+        return RunLog.resume(run_dir, fp, e2e_start, model_vocab(cfg.weight_path, q.tokenizer))
+    rundir.write_run_files(run_dir, cfg, fp)
+    return NoLog() if d.active else RunLog(run_dir, len(q.prompts), e2e_start)
+
+
+def load_weights(cfg: Config) -> tuple[torch.nn.Module, ModelInfo, float]:
+    """The model on its device, what it is, and the seconds it took."""
+    t = time.perf_counter()
+    # No "Loading weights" bar from transformers: loading is one line of the run's, not a bar.
+    model, info = load_model(
+        cfg.weight_path, cfg.precision, cfg.device, cfg.random_weights, cfg.seed, progress=False
+    )
+    return model, info, time.perf_counter() - t

@@ -1,0 +1,127 @@
+"""The passes of a run: which ones, each one's engine, and each pass whole: what earlier
+sessions answered, this session's share of the rest on every rank, merged, with its energy.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import torch
+
+from mmlubench.config.config import Config
+from mmlubench.device.device import Device
+from mmlubench.device.energy import pass_energy
+from mmlubench.engines import engine_class, engine_options
+from mmlubench.engines.base import Engine
+from mmlubench.results import logit_sample
+from mmlubench.results.metrics import ModelShape, work_flops
+from mmlubench.run import faults
+from mmlubench.run.distributed import Dist, all_gather, sharer, step
+from mmlubench.run.inputs import Questions
+from mmlubench.run.pass_result import PassResult, merge, require_complete
+from mmlubench.run.passes import run_pass
+from mmlubench.run.resume import NoLog
+
+
+def run_passes(
+    cfg: Config,
+    d: Dist,
+    model: torch.nn.Module,
+    q: Questions,
+    log: NoLog,
+    dev: Device,
+    resumed: bool,
+) -> tuple[dict[str, PassResult], dict[str, dict]]:
+    """Every planned pass, each inside an energy window: the passes and their energy."""
+    passes: dict[str, PassResult] = {}
+    energy: dict[str, dict] = {}
+    for name, engine_name in planned_passes(cfg):
+        window = dev.energy_window()
+        passes[name] = one_pass(cfg, d, dev, name, engine_name, model, q, log)
+        # Earlier sessions of a resumed run were not metered: its energy stays null.
+        reading = None if resumed else window.stop()
+        energy[name] = pass_energy(
+            all_gather(d, reading), passes[name].prompt_tokens, len(q.prompts)
+        )
+        gc.collect()
+        dev.sample()
+    return passes, energy
+
+
+def planned_passes(cfg: Config) -> list[tuple[str, str]]:
+    """(pass name, engine name) of each pass, in order."""
+    return ([("val", cfg.val_engine)] if cfg.validation else []) + [("infer", cfg.engine)]
+
+
+def start_early(cfg: Config) -> None:
+    """What each planned pass's engine starts at the beginning of the run (e.g. compile
+    workers), so that it is ready when the pass needs it."""
+    for _, engine_name in planned_passes(cfg):
+        options = engine_options(engine_name, cfg.engines.get(engine_name) or {}, "config")
+        engine_class(engine_name).start_early(options, torch.device(cfg.device).type)
+
+
+def make_engine(cfg: Config, name: str, model: torch.nn.Module) -> Engine:
+    """Engine `name` on the run's device, with its options from the config."""
+    cls = engine_class(name)
+    return cls(model, engine_options(name, cfg.engines.get(name) or {}, "config"), cfg.device)
+
+
+def one_pass(
+    cfg: Config,
+    d: Dist,
+    dev: Device,
+    name: str,
+    engine_name: str,
+    model: torch.nn.Module,
+    q: Questions,
+    log: NoLog,
+) -> PassResult:
+    """The whole pass: what earlier sessions answered, plus this session's share of the rest
+    (every rank's, merged), checked complete."""
+    earlier = log.earlier(name)
+    done = np.zeros(len(q.prompts), dtype=bool)
+    for _, p in earlier:
+        done |= p.answered
+    if done.all():  # answered in earlier sessions
+        return log.combine(earlier, None)
+    args = (cfg, d, dev, name, engine_name, model, q, done, log)
+    part = step(d, f"{name} pass", compute_pass, *args)
+    ranks = merge(all_gather(d, part), range(d.world), parallel=True, tag="rank")
+    return require_complete(log.combine(earlier, ranks), engine_name)
+
+
+def compute_pass(
+    cfg: Config,
+    d: Dist,
+    dev: Device,
+    name: str,
+    engine_name: str,
+    model: torch.nn.Module,
+    q: Questions,
+    done: np.ndarray,
+    log: NoLog,
+) -> PassResult:
+    """This rank's part of a pass: its share of the questions not yet `done`."""
+    engine = faults.wrap(make_engine(cfg, engine_name, model), name)
+    shape = ModelShape.from_config(model.config)
+    share = sharer(
+        d,
+        lambda b: work_flops(
+            shape, b.work.padded_tokens, b.work.attention_pairs, b.work.logit_rows
+        ),
+    )
+    return run_pass(
+        name,
+        engine,
+        q.requests,
+        q.choice_ids,
+        q.labels,
+        done=done,
+        progress=cfg.progress,
+        share=share,
+        record=log.recorder(name),
+        sample=logit_sample.members(len(q.prompts)) if cfg.validation else None,
+        device=dev,
+    )
