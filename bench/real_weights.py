@@ -12,7 +12,8 @@ table. The library is used as tests/test_architectures.py uses it (engine_class,
 engine_options, run_pass, bench.logits.KeepLogits, build_prompts).
 
     python bench/real_weights.py --model-dir /tmp/realw/hf/smollm2-135m --name smollm2-135m \\
-        --subjects short,high_school_european_history --limit 10 --out smollm2.json
+        --mmlu-dir ../shared/mmlu/data --subjects short,high_school_european_history \\
+        --limit 10 --out smollm2.json
     python bench/real_weights.py --table smollm2.json gemma.json --out table.md
 """
 
@@ -34,9 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # mmlubench and bench/ as a package
 from bench.logits import KeepLogits
 
-MMLU = Path("/work/shared/mmlu/data")
 # The ten subjects with the shortest 5-shot prompts (about 250-350 tokens with SmolLM2's
 # tokenizer): cheap on CPU, all under Gemma-3's 512-token window.
 SHORT = (
@@ -308,7 +309,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--model-dir", type=Path, help="HF model folder (fp32 safetensors)")
     ap.add_argument("--name", help="the model's name in the JSON and the table")
-    ap.add_argument("--mmlu-dir", type=Path, default=MMLU, help=f"MMLU data (default {MMLU})")
+    ap.add_argument("--mmlu-dir", type=Path, help="MMLU data folder (its test/)")
     ap.add_argument(
         "--subjects",
         default="short",
@@ -335,8 +336,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="write the markdown table of these JSONs to --out instead",
     )
     args = ap.parse_args(argv)
-    if args.table is None and (args.model_dir is None or args.name is None):
-        ap.error("--model-dir and --name are needed (or --table)")
+    if args.table is None and None in (args.model_dir, args.name, args.mmlu_dir):
+        ap.error("--model-dir, --name and --mmlu-dir are needed (or --table)")
     return args
 
 
