@@ -257,3 +257,48 @@ def test_atomic_writes_leave_no_partial_file(tmp_path, tokenizer, prompts):
     with pytest.raises(Exception):  # noqa: B017 - whatever breaks, nothing partial stays
         write_predictions(preds, prompts, {"infer": Broken()}, tokenizer)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
+class HostOutOfMemory:
+    """An engine whose first `load` fails as torch's CPU allocator does when host memory runs
+    out (a RuntimeError, which torch.OutOfMemoryError is not)."""
+
+    def __init__(self, inner):
+        self.inner, self.failed = inner, False
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def load(self, batch):
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError(
+                "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
+                "allocate memory: you tried to allocate 41070624768 bytes. Error code 12"
+            )
+        return self.inner.load(batch)
+
+
+def test_host_memory_running_out_on_a_cpu_backs_off_as_device_memory_does():
+    requests = requests_from([(60, 20, 0)] * 4 + [(50, 10, 1)] * 3)
+    model = tiny_llama()
+    options = engine_options("eager", {"method": "padded", "batch_size": 8})
+
+    def one_pass(wrap):
+        engine = KeepLogits(engine_class("eager")(model, options, "cpu"), len(requests))
+        result = run_pass("infer", wrap(engine), requests, [65, 66, 67, 68], progress=False)
+        return result, engine.logits
+
+    plain, plain_logits = one_pass(lambda e: e)
+    split, split_logits = one_pass(HostOutOfMemory)
+    assert plain.batches == 1 and split.batches > 1 and len(split.oom_backoffs) == 1
+    assert np.array_equal(split.top_ids, plain.top_ids)
+    assert (split_logits - plain_logits).abs().max().item() <= 1e-5
+
+
+def test_other_runtime_errors_are_not_taken_for_running_out_of_memory():
+    from mmlubench.run.backoff import out_of_memory
+
+    assert out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
+    assert not out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not out_of_memory(ValueError("DefaultCPUAllocator: can't allocate memory"))

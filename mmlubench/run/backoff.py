@@ -5,10 +5,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import torch
+
 from mmlubench.engines.base import Batch, Engine
 from mmlubench.errors import RunError
 
 log = logging.getLogger("mmlubench")
+
+# What torch's CPU allocator raises when host memory runs out (a RuntimeError, not
+# torch.OutOfMemoryError): on a CPU that is the device's memory.
+CPU_ALLOCATOR_FAILURE = "DefaultCPUAllocator: can't allocate memory"
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` says the device ran out of memory (CUDA and other accelerators:
+    torch.OutOfMemoryError; a CPU: its allocator's RuntimeError)."""
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and CPU_ALLOCATOR_FAILURE in str(error)
+    )
 
 
 def back_off(name: str, engine: Engine, batch: Batch, labels: Sequence[str]) -> list[Batch]:

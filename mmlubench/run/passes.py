@@ -30,7 +30,7 @@ from mmlubench.device.device import Device
 from mmlubench.engines.base import Batch, Engine, Request
 from mmlubench.errors import RunError
 from mmlubench.results import logit_sample
-from mmlubench.run.backoff import back_off
+from mmlubench.run.backoff import back_off, out_of_memory
 from mmlubench.run.pass_result import PassResult, Record, no_record
 
 log = logging.getLogger("mmlubench")
@@ -62,7 +62,9 @@ def run_batch(
             logits = engine.forward(inputs)
             device.synchronize()
             core_s = time.perf_counter() - t
-        except torch.OutOfMemoryError:
+        except RuntimeError as error:  # torch.OutOfMemoryError is one
+            if not out_of_memory(error):
+                raise
             failed = True
         else:
             failed = False
@@ -99,7 +101,9 @@ def warm_up(
     t = time.perf_counter()
     try:
         engine.warmup(batches)
-    except torch.OutOfMemoryError:
+    except RuntimeError as error:
+        if not out_of_memory(error):
+            raise
         raise RunError(
             f"{name} pass: out of device memory during the warm-up/compile of "
             f"engine {engine.name}: lower its batch or pack size"
