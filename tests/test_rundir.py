@@ -134,7 +134,7 @@ def test_output_dir_that_cannot_be_written(
     def no_work(*args):
         raise AssertionError("work started before the output folder was checked")
 
-    monkeypatch.setattr(mmlubench.run.runner, "load_questions", no_work)
+    monkeypatch.setattr(mmlubench.run.runner, "read_questions", no_work)
     assert main(run_args(tiny_model_dir, mmlu_dir, out)) == 2
     err = capfd.readouterr().err
     assert err.startswith(f"mmlubench: error: {out if kind != 'under a file' else out.parent}")
@@ -155,7 +155,7 @@ def test_resume_into_a_folder_that_cannot_be_written(tmp_path, capfd, how, monke
     def no_work(*args):
         raise AssertionError("work started before the run folder was checked")
 
-    monkeypatch.setattr(mmlubench.run.runner, "load_questions", no_work)
+    monkeypatch.setattr(mmlubench.run.runner, "read_questions", no_work)
     assert main(["run", "--resume", str(run_dir), "--device", "cpu", "--no-progress"]) == 2
     err = capfd.readouterr().err
     assert err.startswith(f"mmlubench: error: {run_dir}") and "cannot write" in err

@@ -230,6 +230,12 @@ def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_di
         for p in ("val", "infer")
         for rule in ("reference", "choices", "token")
     }
+    # ... and then every step of the run outside the passes timed (run/laps.py).
+    added |= {
+        f".timings.{k}"
+        for k in ("startup_s", "model_import_s", "model_check_s", "run_log_s", "end_s")
+    }
+    added |= {f".timings.{p}_{k}" for p in ("val", "infer") for k in ("setup_s", "finish_s")}
     assert cpu_keys - gpu_keys == added, (cpu_keys - gpu_keys) ^ added
     env, mem, m = result["environment"], result["memory"], result["metrics"]
     assert env["vendor"] == "fake" and env["device_name"] == "Fake Accelerator 9000"

@@ -89,7 +89,6 @@ def apply_model(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmlubench.model.load import transformers_bars
     from mmlubench.report.table import format_report
     from mmlubench.run.runner import run_case
 
@@ -101,8 +100,7 @@ def run(args: argparse.Namespace) -> int:
         args.config = str(resume_config_path(resume))
     apply_model(args)
     cfg = config_from_args(args, {**DATA_FLAGS, **RUN_FLAGS})
-    with transformers_bars(cfg.progress):  # its "Loading weights" bar follows --no-progress
-        run_dir, result = run_case(cfg, e2e_start=args.start_time, resume=resume)
+    run_dir, result = run_case(cfg, e2e_start=args.start_time, resume=resume)
     if result is not None:  # under torchrun only rank 0 reports
         print(f"\n{'resumed ' if resume else ''}run folder: {run_dir}")
         print(format_report(result, aligned=sys.stdout.isatty()))

@@ -26,6 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+# At import, not in build_prompts: tokenizing imports nothing while transformers' model code is
+# imported in a thread (model/imports.py), which imports tqdm too.
+from tqdm import tqdm
+
 from mmlubench.data.mmlu import LETTERS, Dataset, Question
 from mmlubench.data.tokenization import (  # noqa: F401 - re-exported: the prompt API in one place
     PromptTokenizer,
@@ -197,8 +201,6 @@ def build_prompts(
     progress: bool = False,
 ) -> list[Prompt]:
     """Build and tokenize the prompt of every question of `dataset`, in dataset order."""
-    from tqdm import tqdm
-
     if style not in STYLES:
         raise ValueError(f"unknown prompt style {style!r}")
     pt = PromptTokenizer(tokenizer, style)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmlubench.data.mmlu import LETTERS
+from mmlubench.data.tokenizer_json import SPECIAL_KEYS, JsonTokenizer, transformers_keeps
 from mmlubench.errors import ModelError
 
 ANCHOR = "\nAnswer:"
@@ -130,7 +131,7 @@ def _special_tokens(tok_cfg: Path) -> dict[str, str]:
     if not isinstance(cfg, dict):
         raise ModelError(f"{tok_cfg}: expected a JSON object, got {type(cfg).__name__}")
     special = {}
-    for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
+    for key in SPECIAL_KEYS:
         value = cfg.get(key)
         if isinstance(value, dict):  # {"__type": "AddedToken", "content": ...}
             value = value.get("content")
@@ -146,42 +147,55 @@ def load_tokenizer(path: str | Path):
     transformers 5.x may map `tokenizer_class: LlamaTokenizerFast` to a SentencePiece-style
     class that re-normalizes the text (5.17 turns "Hello world" into other ids and drops
     newlines), so tokenizer.json is loaded directly; the special tokens come from
-    tokenizer_config.json. Folders with only a SentencePiece model go through AutoTokenizer.
+    tokenizer_config.json. Through the `tokenizers` library alone where transformers would run
+    it unchanged (tokenizer_json.py: no transformers import before the model's), else through
+    PreTrainedTokenizerFast. Folders with only a SentencePiece model go through AutoTokenizer.
     """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
     path = Path(path)
     if not path.is_dir():
         raise ModelError(f"{path}: tokenizer folder not found")
     tok_json = path / "tokenizer.json"
     if tok_json.is_file():
-        special = _special_tokens(path / "tokenizer_config.json")
-        where = tok_json
-    elif (path / "tokenizer.model").is_file():
-        where = path
-    else:
+        return _from_json(tok_json, _special_tokens(path / "tokenizer_config.json"))
+    if not (path / "tokenizer.model").is_file():
         raise ModelError(f"{path}: no tokenizer.json or tokenizer.model in this folder")
     try:
-        if where == tok_json:
-            check_bos_known(tok_json, special)
-            return PreTrainedTokenizerFast(tokenizer_file=str(tok_json), **special)
+        from transformers import AutoTokenizer
+
         # trust_remote_code=False: never code from the folder, never a prompt (README, "When
         # things go wrong")
         return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+    except Exception as e:  # transformers raises many types for a broken file
+        raise ModelError(f"{path}: cannot load the tokenizer: {type(e).__name__}: {e}") from None
+
+
+def _from_json(tok_json: Path, special: dict[str, str]):
+    """tokenizer.json with these special tokens: a JsonTokenizer, or transformers' tokenizer
+    where transformers would change it (tokenizer_json.transformers_keeps)."""
+    from tokenizers import Tokenizer
+
+    try:
+        backend = Tokenizer.from_file(str(tok_json))
+        check_bos_known(tok_json, special, backend)
+        if transformers_keeps(backend, special):
+            return JsonTokenizer(backend, special)
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast(tokenizer_file=str(tok_json), **special)
     except ModelError:
         raise
     except Exception as e:  # tokenizers/transformers raise many types for a broken file
-        raise ModelError(f"{where}: cannot load the tokenizer: {type(e).__name__}: {e}") from None
+        raise ModelError(
+            f"{tok_json}: cannot load the tokenizer: {type(e).__name__}: {e}"
+        ) from None
 
 
-def check_bos_known(tok_json: Path, special: dict[str, str]) -> None:
-    """tokenizer_config.json's bos_token must be a token of tokenizer.json: transformers would
-    otherwise add it as a new id, and every prompt would start with a token the model never
-    saw."""
-    from tokenizers import Tokenizer
-
+def check_bos_known(tok_json: Path, special: dict[str, str], backend) -> None:
+    """tokenizer_config.json's bos_token must be a token of tokenizer.json (`backend`):
+    transformers would otherwise add it as a new id, and every prompt would start with a token
+    the model never saw."""
     bos = special.get("bos_token")
-    if bos is not None and Tokenizer.from_file(str(tok_json)).token_to_id(bos) is None:
+    if bos is not None and backend.token_to_id(bos) is None:
         raise ModelError(
             f"{tok_json.parent / 'tokenizer_config.json'}: bos_token "
             f"{bos[:60]!r} is not a token of {tok_json} (the model never saw it; "

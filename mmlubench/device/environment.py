@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import importlib.metadata
 import os
 import platform
 import socket
@@ -39,11 +41,21 @@ def git_revision() -> dict:
         return {"commit": None, "dirty": None}
 
 
+def package_version(name: str) -> str:
+    """The version of package `name`, without importing it where it is not imported yet:
+    importing transformers imports its model code (seconds), and the environment is collected
+    before the questions load. The module's own __version__ where it is imported already."""
+    module = sys.modules.get(name)
+    if module is not None and isinstance(getattr(module, "__version__", None), str):
+        return module.__version__
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:  # no metadata (a copied tree): the module
+        return importlib.import_module(name).__version__
+
+
 def collect(device: str, vendor: Vendor) -> dict:
     """The environment of a run on `device`, whose vendor plug-in names it and its software."""
-    import tokenizers
-    import transformers
-
     versions = vendor.versions()
     limits = vendor.limits()
     return {
@@ -54,8 +66,8 @@ def collect(device: str, vendor: Vendor) -> dict:
         "mmlubench": mmlubench.__version__,
         "git": git_revision(),
         "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "tokenizers": tokenizers.__version__,
+        "transformers": package_version("transformers"),
+        "tokenizers": package_version("tokenizers"),
         "cuda": versions.get("cuda"),
         "cudnn": versions.get("cudnn"),
         "driver": versions.get("driver"),

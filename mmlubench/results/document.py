@@ -26,6 +26,33 @@ from mmlubench.results.sections import OMIT_IF_NONE, BadKey, Section
 
 SCHEMA = "mmlubench.result/1"
 
+# The keys of `timings`, seconds, in run order: the steps of a run outside its passes' whole
+# times, laps of one clock (run/laps.py), so that with the passes' whole_time_s they add up to
+# metrics.e2e_time_s (in a run of one session: a resumed run's passes also hold the time of
+# earlier sessions). Runs written before the steps were all timed have only data_load_s,
+# tokenize_s, model_load_s and the <pass>_plan_s.
+TIMINGS_BEFORE = (
+    "startup_s",  # command start to the questions: imports, config, run folder, device opened
+    "data_load_s",  # the MMLU files and the tokenizer read
+    "tokenize_s",  # every prompt built and tokenized
+    "model_import_s",  # transformers' model code imported (model/imports.py)
+    "model_check_s",  # the model folder checked against the prompts and the device
+    "run_log_s",  # config.yaml, fingerprint.json, the progress log opened (or read to resume)
+    "model_load_s",  # the weights loaded, or built, on the device
+)
+TIMINGS_PASS = (  # each as <pass>_<key>, the val pass's first
+    "setup_s",  # a memory sample, the pass's engine made (fused projections ...), before it
+    "plan_s",  # the pass's planning, the one key inside its whole time (its plan_time_s)
+    "finish_s",  # after it: the ranks' parts merged, energy read, garbage collected
+)
+TIMINGS_AFTER = ("end_s",)  # after the last pass: memory sampler stopped, progress log closed
+
+
+def timing_keys(passes: list[str]) -> list[str]:
+    """The keys of `timings` of a run with these passes, in order."""
+    per_pass = [f"{name}_{key}" for name in passes for key in TIMINGS_PASS]
+    return [*TIMINGS_BEFORE, *per_pass, *TIMINGS_AFTER]
+
 
 class DocumentError(MmlubenchError):
     """A result document that cannot be read: names the file and the key at fault."""
@@ -197,7 +224,7 @@ class Result(Section):
     metrics: Metrics
     accuracy: AccuracySummary
     passes: dict[str, Pass]
-    timings: dict[str, float]
+    timings: dict[str, float]  # the keys of timing_keys (older runs: fewer)
     model: Model
     memory: Memory
     environment: Environment

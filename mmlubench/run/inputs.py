@@ -1,11 +1,10 @@
-"""The steps of a run before its passes: the questions (MMLU files read, prompts built and
-tokenized), the run log (new, resumed, or none), the model's weights on the device.
+"""The steps of a run before its passes: the questions (MMLU files and tokenizer read, prompts
+built and tokenized), the run log (new, resumed, or none), the model's weights on the device.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import torch
 
 from mmlubench.config.config import Config
-from mmlubench.data.mmlu import load_mmlu
+from mmlubench.data.mmlu import Dataset, load_mmlu
 from mmlubench.data.prompts import (
     Prompt,
     build_prompts,
@@ -39,15 +38,16 @@ class Questions:
     choice_ids: list[int]
     requests: list[Request]
     labels: list[str]  # "subject#row", how errors name a question
-    timings: dict[str, float]
 
 
-def load_questions(cfg: Config) -> Questions:
-    """Read the MMLU files and the tokenizer, build and tokenize every prompt."""
-    t = time.perf_counter()
+def read_questions(cfg: Config) -> tuple[Dataset, Any]:
+    """The MMLU files read and the model folder's tokenizer (the step `data_load_s`)."""
     dataset = load_mmlu(cfg.mmlu_path, cfg.split, cfg.subjects, cfg.limit, cfg.few_shots)
-    tokenizer = load_tokenizer(cfg.weight_path)
-    t_tok = time.perf_counter()
+    return dataset, load_tokenizer(cfg.weight_path)
+
+
+def tokenize_questions(cfg: Config, dataset: Dataset, tokenizer: Any) -> Questions:
+    """Every prompt built and tokenized (the step `tokenize_s`)."""
     # Its tqdm bar only on a terminal: elsewhere its frames pile up into one line (a pass's
     # progress prints plain lines there instead, progress.py).
     prompts = build_prompts(
@@ -59,14 +59,12 @@ def load_questions(cfg: Config) -> Questions:
         progress=cfg.progress and sys.stderr.isatty(),
     )
     prompts = without_bos(prompts, None if cfg.bos else tokenizer.bos_token_id)
-    tokenize_s = time.perf_counter() - t_tok
     return Questions(
         prompts,
         tokenizer,
         choice_token_ids(tokenizer),
         [Request(p.ids, p.prefix_len) for p in prompts],
         [f"{p.subject}#{p.index}" for p in prompts],
-        {"data_load_s": t_tok - t, "tokenize_s": tokenize_s},
     )
 
 
@@ -84,11 +82,9 @@ def open_log(
     return NoLog() if d.active else RunLog(run_dir, len(q.prompts), e2e_start)
 
 
-def load_weights(cfg: Config) -> tuple[torch.nn.Module, ModelInfo, float]:
-    """The model on its device, what it is, and the seconds it took."""
-    t = time.perf_counter()
+def load_weights(cfg: Config) -> tuple[torch.nn.Module, ModelInfo]:
+    """The model on its device, and what it is."""
     # No "Loading weights" bar from transformers: loading is one line of the run's, not a bar.
-    model, info = load_model(
+    return load_model(
         cfg.weight_path, cfg.precision, cfg.device, cfg.random_weights, cfg.seed, progress=False
     )
-    return model, info, time.perf_counter() - t

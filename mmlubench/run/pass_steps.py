@@ -19,6 +19,7 @@ from mmlubench.results.metrics import ModelShape, work_flops
 from mmlubench.run import faults
 from mmlubench.run.distributed import Dist, all_gather, sharer, step
 from mmlubench.run.inputs import Questions
+from mmlubench.run.laps import Laps
 from mmlubench.run.pass_result import PassResult, merge, require_complete
 from mmlubench.run.passes import run_pass
 from mmlubench.run.resume import NoLog
@@ -32,13 +33,15 @@ def run_passes(
     log: NoLog,
     dev: Device,
     resumed: bool,
+    laps: Laps,
 ) -> tuple[dict[str, PassResult], dict[str, dict]]:
-    """Every planned pass, each inside an energy window: the passes and their energy."""
+    """Every planned pass, each inside an energy window: the passes and their energy. Laps:
+    each pass's set-up and finish (its whole time is the pass's own)."""
     passes: dict[str, PassResult] = {}
     energy: dict[str, dict] = {}
     for name, engine_name in planned_passes(cfg):
         window = dev.energy_window()
-        passes[name] = one_pass(cfg, d, dev, name, engine_name, model, q, log)
+        passes[name] = one_pass(cfg, d, dev, name, engine_name, model, q, log, laps)
         # Earlier sessions of a resumed run were not metered: its energy stays null.
         reading = None if resumed else window.stop()
         energy[name] = pass_energy(
@@ -46,6 +49,7 @@ def run_passes(
         )
         gc.collect()
         dev.sample()
+        laps.lap(f"{name}_finish_s")
     return passes, energy
 
 
@@ -77,6 +81,7 @@ def one_pass(
     model: torch.nn.Module,
     q: Questions,
     log: NoLog,
+    laps: Laps,
 ) -> PassResult:
     """The whole pass: what earlier sessions answered, plus this session's share of the rest
     (every rank's, merged), checked complete."""
@@ -85,8 +90,9 @@ def one_pass(
     for _, p in earlier:
         done |= p.answered
     if done.all():  # answered in earlier sessions
+        laps.lap(f"{name}_setup_s")
         return log.combine(earlier, None)
-    args = (cfg, d, dev, name, engine_name, model, q, done, log)
+    args = (cfg, d, dev, name, engine_name, model, q, done, log, laps)
     part = step(d, f"{name} pass", compute_pass, *args)
     ranks = merge(all_gather(d, part), range(d.world), parallel=True, tag="rank")
     return require_complete(log.combine(earlier, ranks), engine_name)
@@ -102,6 +108,7 @@ def compute_pass(
     q: Questions,
     done: np.ndarray,
     log: NoLog,
+    laps: Laps,
 ) -> PassResult:
     """This rank's part of a pass: its share of the questions not yet `done`."""
     engine = faults.wrap(make_engine(cfg, engine_name, model), name)
@@ -112,7 +119,8 @@ def compute_pass(
             shape, b.work.padded_tokens, b.work.attention_pairs, b.work.logit_rows
         ),
     )
-    return run_pass(
+    laps.lap(f"{name}_setup_s")
+    part = run_pass(
         name,
         engine,
         q.requests,
@@ -125,3 +133,5 @@ def compute_pass(
         sample=logit_sample.members(len(q.prompts)) if cfg.validation else None,
         device=dev,
     )
+    laps.skip()  # the pass's whole time
+    return part

@@ -16,6 +16,7 @@ from mmlubench.config.config import Config
 from mmlubench.device.device import Device
 from mmlubench.errors import Interrupted, MmlubenchError, RunError, one_line
 from mmlubench.model.check import check_model
+from mmlubench.model.imports import ModelImports
 from mmlubench.model.load import ModelInfo
 from mmlubench.results import assemble as results
 from mmlubench.results import files as result_files
@@ -30,7 +31,14 @@ from mmlubench.run.distributed import (
     step,
     torchrun_env,
 )
-from mmlubench.run.inputs import Questions, load_questions, load_weights, open_log
+from mmlubench.run.inputs import (
+    Questions,
+    load_weights,
+    open_log,
+    read_questions,
+    tokenize_questions,
+)
+from mmlubench.run.laps import Laps
 from mmlubench.run.pass_result import PassResult
 from mmlubench.run.pass_steps import run_passes, start_early
 from mmlubench.run.resume import NoLog
@@ -114,40 +122,39 @@ def claim_folder(cfg: Config, resume: str | Path | None, main: bool) -> rundir.R
 def _run_case(
     cfg: Config, d: Dist, run_dir: Path | None, resumed: bool, e2e_start: float
 ) -> tuple[Path | None, Result | None]:
-    """Questions, run log, model, passes, then (rank 0) the result document and its files."""
+    """Questions, run log, model, passes, then (rank 0) the result document and its files.
+    Each step is a lap of `timings` (run/laps.py)."""
+    laps = Laps(e2e_start)
     start_early(cfg)
     dev = Device.open(cfg.device, cfg.vendor, cfg.mem_sample_interval_s)
     log: NoLog = NoLog()
     try:
-        q = step(d, "loading data", load_questions, cfg)
-        step(
-            d,
-            "checking the model",
-            check_model,
-            cfg.weight_path,
-            cfg.random_weights,
-            cfg.precision,
-            cfg.device,
-            [p.ids for p in q.prompts],
-            q.choice_ids,
-        )
+        laps.lap("startup_s")
+        dataset, tokenizer = step(d, "loading data", read_questions, cfg)
+        laps.lap("data_load_s")
+        imports = ModelImports(cfg.weight_path)
+        imports.start()  # while the prompts are tokenized, where cores are free
+        q = step(d, "tokenizing", tokenize_questions, cfg, dataset, tokenizer)
+        laps.lap("tokenize_s")
+        imports.wait()
+        laps.lap("model_import_s")
+        step(d, "checking the model", check_model, *model_check_args(cfg, q))
+        laps.lap("model_check_s")
         log = step(d, "opening the run log", open_log, cfg, d, run_dir, resumed, q, e2e_start)
-        model, info, model_load_s = step(d, "loading the model", load_weights, cfg)
+        laps.lap("run_log_s")
+        model, info = step(d, "loading the model", load_weights, cfg)
+        laps.lap("model_load_s")
         dev.sample()
-        passes, energy = run_passes(cfg, d, model, q, log, dev, resumed)
+        passes, energy = run_passes(cfg, d, model, q, log, dev, resumed, laps)
     finally:
         memory = dev.close()
         log.close()
     memories = all_gather(d, memory)
     if not d.is_main:
         return None, None
-    resume_doc, e2e_s = log.summary(time.perf_counter() - e2e_start)
+    laps.lap("end_s")
+    resume_doc, e2e_s = log.summary(laps.last - e2e_start)
     fpt, fpt_warnings = flops_for(cfg, info)
-    timings = {
-        **q.timings,
-        "model_load_s": model_load_s,
-        **{f"{name}_plan_s": p.plan_time_s for name, p in passes.items()},
-    }
     result = results.assemble(
         cfg=cfg,
         env=dev.environment,
@@ -157,7 +164,7 @@ def _run_case(
         tokenizer=q.tokenizer,
         memory=memories,
         e2e_s=e2e_s,
-        timings=timings,
+        timings=laps.timings(passes, {name: p.plan_time_s for name, p in passes.items()}),
         flops_per_token=fpt,
         warnings=dev.warnings + fpt_warnings,
         devices=d.world,
@@ -168,6 +175,18 @@ def _run_case(
     result = ceiling.attach(result, ceiling.for_run(cfg, model.config, q.requests))
     write_results(run_dir, q, passes, result)
     return run_dir, result
+
+
+def model_check_args(cfg: Config, q: Questions) -> tuple:
+    """check_model's arguments: the model folder, how it is loaded, the prompts' ids."""
+    return (
+        cfg.weight_path,
+        cfg.random_weights,
+        cfg.precision,
+        cfg.device,
+        [p.ids for p in q.prompts],
+        q.choice_ids,
+    )
 
 
 def flops_for(cfg: Config, info: ModelInfo) -> tuple[float, list[str]]:
