@@ -4,7 +4,9 @@
 # 2. the reference method's fixed sample (`--engine inductor --limit 6`, val method reference);
 # 3. cold compiles of the shared-prefix engine with compile workers ready (bench/compile_cold.py):
 #    defaults, and Inductor's pattern matcher off;
-# 4. val (bench/valspeed.py, every 4th subject): batch_tokens 40960, 49152 (default), 57344.
+# 4. import times of transformers' model code, twice each, with the interpreter's bytecode cache
+#    as installed and in a fresh writable folder (PYTHONPYCACHEPREFIX);
+# 5. val (bench/valspeed.py, every 4th subject): batch_tokens 40960, 49152 (default), 57344.
 # Inputs: .devdata/bundle.tar.xz (its mmlu/). Output: $OUT/final.tar.gz.
 set -uo pipefail
 T0=$(date +%s); END=$((T0 + ${BUDGET_S:-540}))
@@ -36,6 +38,8 @@ cc() {  # cc NAME TRY
 }
 cc compile-default shared-prefix
 cc compile-no-patterns "shared-prefix:compile_options={pattern_matcher: false}"
+imp() { python3 -X importtime -c "import transformers.models.auto.auto_factory" 2>&1 | tail -1; }
+step imports 90 bash -c "$(declare -f imp); imp; imp; python3 -c 'import transformers, os; d = os.path.dirname(transformers.__file__); print(\"pycache\", os.path.isdir(d + \"/__pycache__\"), os.access(d, os.W_OK))'; export PYTHONPYCACHEPREFIX=/tmp/pyc; imp; imp"
 step valspeed 130 python3 bench/valspeed.py --model-dir "$m" --mmlu-dir "$mm" --budget-s 110 \
   --every-subject 4 --out "$W/valspeed.json" \
   --try eager:method=prefix-cache,batch_tokens=40960 --try eager:method=prefix-cache \
