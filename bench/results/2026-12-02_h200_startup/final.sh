@@ -7,6 +7,8 @@
 # 4. import times of transformers' model code, twice each, with the interpreter's bytecode cache
 #    as installed and in a fresh writable folder (PYTHONPYCACHEPREFIX);
 # 5. val (bench/valspeed.py, every 4th subject): batch_tokens 40960, 49152 (default), 57344.
+# STEPS picks some of them (default: case reference compile imports valspeed); the tarball is
+# rewritten after each step.
 # Inputs: .devdata/bundle.tar.xz (its mmlu/). Output: $OUT/final.tar.gz.
 set -uo pipefail
 T0=$(date +%s); END=$((T0 + ${BUDGET_S:-540}))
@@ -16,19 +18,23 @@ tar -xJf .devdata/bundle.tar.xz -C "$W/data" ./mmlu
 nvidia-smi --query-gpu=index,name,memory.total,driver_version,power.limit --format=csv > "$W/gpus.csv"
 python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' > "$W/versions.txt"
 nproc >> "$W/versions.txt"
+STEPS=${STEPS:-case reference compile imports valspeed}
+want() { [[ " $STEPS " == *" $1 "* ]]; }
+pack() { tar -czf "$OUT/final.tar.gz" -C "$W" --exclude data . ; }
 left() { local l=$(( END - $(date +%s) )); [ "$l" -gt "$1" ] && l=$1; echo $l; }
 step() {  # step NAME LIMIT CMD...
   local name=$1 lim=$2; shift 2
   timeout -k 10 -s INT "$(left "$lim")" "$@" > "$W/logs/$name.log" 2>&1
   echo "$name rc=$? at $(( $(date +%s) - T0 )) s" | tee -a "$W/logs/steps.log"
+  pack
 }
 m="$PWD/tests/fixtures/tokenizers/deepseek-llm-7b-base"
 mm="$W/data/mmlu"
 c=(--random-weights --data-dir / --weight-dir "$m" --mmlu-dir "$mm" --device cuda
    --output-dir "$W/runs" --no-progress)
-TORCHINDUCTOR_CACHE_DIR=/tmp/ic-case/inductor TRITON_CACHE_DIR=/tmp/ic-case/triton \
+want case && TORCHINDUCTOR_CACHE_DIR=/tmp/ic-case/inductor TRITON_CACHE_DIR=/tmp/ic-case/triton \
   step case 180 python3 -m mmlubench run "${c[@]}" --run-name case
-TORCHINDUCTOR_CACHE_DIR=/tmp/ic-ref/inductor TRITON_CACHE_DIR=/tmp/ic-ref/triton \
+want reference && TORCHINDUCTOR_CACHE_DIR=/tmp/ic-ref/inductor TRITON_CACHE_DIR=/tmp/ic-ref/triton \
   step reference 200 python3 -m mmlubench run "${c[@]}" --run-name reference \
   --engine inductor --limit 6 --set engines.eager.method=reference
 cc() {  # cc NAME TRY
@@ -36,11 +42,11 @@ cc() {  # cc NAME TRY
     --cache-dir "/tmp/cc-$1" --pool ready --try "$2"
   tail -1 "$W/logs/$1.log" >> "$W/compile.jsonl"
 }
-cc compile-default shared-prefix
-cc compile-no-patterns "shared-prefix:compile_options={pattern_matcher: false}"
+want compile && cc compile-default shared-prefix
+want compile && cc compile-no-patterns "shared-prefix:compile_options={pattern_matcher: false}"
 imp() { python3 -X importtime -c "import transformers.models.auto.auto_factory" 2>&1 | tail -1; }
-step imports 90 bash -c "$(declare -f imp); imp; imp; python3 -c 'import transformers, os; d = os.path.dirname(transformers.__file__); print(\"pycache\", os.path.isdir(d + \"/__pycache__\"), os.access(d, os.W_OK))'; export PYTHONPYCACHEPREFIX=/tmp/pyc; imp; imp"
-step valspeed 130 python3 bench/valspeed.py --model-dir "$m" --mmlu-dir "$mm" --budget-s 110 \
+want imports && step imports 90 bash -c "$(declare -f imp); imp; imp; python3 -c 'import transformers, os; d = os.path.dirname(transformers.__file__); print(\"pycache\", os.path.isdir(d + \"/__pycache__\"), os.access(d, os.W_OK))'; export PYTHONPYCACHEPREFIX=/tmp/pyc; imp; imp"
+want valspeed && step valspeed 130 python3 bench/valspeed.py --model-dir "$m" --mmlu-dir "$mm" --budget-s 110 \
   --every-subject 4 --out "$W/valspeed.json" \
   --try eager:method=prefix-cache,batch_tokens=40960 --try eager:method=prefix-cache \
   --try eager:method=prefix-cache,batch_tokens=57344
@@ -65,6 +71,6 @@ for line in open(f"{w}/compile.jsonl") if glob.glob(f"{w}/compile.jsonl") else [
     except ValueError:
         print("compile (no JSON)", line[:200])
 PY
-tar -czf "$OUT/final.tar.gz" -C "$W" --exclude data .
+pack
 cat "$W/logs/steps.log" "$W/summary.txt"; head -c 2500 "$W/valspeed.json" 2>/dev/null
 echo; echo "took $(( $(date +%s) - T0 )) s"
