@@ -268,6 +268,8 @@ def test_warm_up_is_announced_with_its_time(tmp_path, tiny_model_dir, mmlu_dir, 
     per_pass = ("setup_s", "plan_s", "finish_s")
     assert list(timings) == [
         "startup_s",
+        "early_start_s",
+        "device_open_s",
         "data_load_s",
         "tokenize_s",
         "model_import_s",

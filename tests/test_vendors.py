@@ -233,7 +233,15 @@ def test_fake_vendor_drives_a_run(fake_plugin, tmp_path, tiny_model_dir, mmlu_di
     # ... and then every step of the run outside the passes timed (run/laps.py).
     added |= {
         f".timings.{k}"
-        for k in ("startup_s", "model_import_s", "model_check_s", "run_log_s", "end_s")
+        for k in (
+            "startup_s",
+            "early_start_s",
+            "device_open_s",
+            "model_import_s",
+            "model_check_s",
+            "run_log_s",
+            "end_s",
+        )
     }
     added |= {f".timings.{p}_{k}" for p in ("val", "infer") for k in ("setup_s", "finish_s")}
     assert cpu_keys - gpu_keys == added, (cpu_keys - gpu_keys) ^ added

@@ -32,7 +32,9 @@ SCHEMA = "mmlubench.result/1"
 # earlier sessions). Runs written before the steps were all timed have only data_load_s,
 # tokenize_s, model_load_s and the <pass>_plan_s.
 TIMINGS_BEFORE = (
-    "startup_s",  # command start to the questions: imports, config, run folder, device opened
+    "startup_s",  # command start to the case: imports, config, checks, run folder and lock
+    "early_start_s",  # the engines' early starts (shared-prefix: Inductor's compile workers)
+    "device_open_s",  # the device opened: its plug-in, environment, first memory sample
     "data_load_s",  # the MMLU files and the tokenizer read
     "tokenize_s",  # every prompt built and tokenized
     "model_import_s",  # transformers' model code imported (model/imports.py)

@@ -125,11 +125,13 @@ def _run_case(
     """Questions, run log, model, passes, then (rank 0) the result document and its files.
     Each step is a lap of `timings` (run/laps.py)."""
     laps = Laps(e2e_start)
+    laps.lap("startup_s")
     start_early(cfg)
+    laps.lap("early_start_s")
     dev = Device.open(cfg.device, cfg.vendor, cfg.mem_sample_interval_s)
+    laps.lap("device_open_s")
     log: NoLog = NoLog()
     try:
-        laps.lap("startup_s")
         dataset, tokenizer = step(d, "loading data", read_questions, cfg)
         laps.lap("data_load_s")
         imports = ModelImports(cfg.weight_path)
