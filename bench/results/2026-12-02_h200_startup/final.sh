@@ -44,7 +44,7 @@ cc() {  # cc NAME TRY
 }
 want compile && cc compile-default shared-prefix
 want compile && cc compile-no-patterns "shared-prefix:compile_options={pattern_matcher: false}"
-imp() { python3 -X importtime -c "import transformers.models.auto.auto_factory" 2>&1 | tail -1; }
+imp() { python3 -X importtime -c "import transformers.models.auto.auto_factory" 2>&1 | grep -E "\| transformers.models.auto.auto_factory$"; }
 want imports && step imports 90 bash -c "$(declare -f imp); imp; imp; python3 -c 'import transformers, os; d = os.path.dirname(transformers.__file__); print(\"pycache\", os.path.isdir(d + \"/__pycache__\"), os.access(d, os.W_OK))'; export PYTHONPYCACHEPREFIX=/tmp/pyc; imp; imp"
 want valspeed && step valspeed 130 python3 bench/valspeed.py --model-dir "$m" --mmlu-dir "$mm" --budget-s 110 \
   --every-subject 4 --out "$W/valspeed.json" \
