@@ -5,6 +5,7 @@ sessions answered, this session's share of the rest on every rank, merged, with 
 from __future__ import annotations
 
 import gc
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,18 +59,21 @@ def planned_passes(cfg: Config) -> list[tuple[str, str]]:
     return ([("val", cfg.val_engine)] if cfg.validation else []) + [("infer", cfg.engine)]
 
 
+def configured_options(cfg: Config, name: str) -> Any:
+    """Engine `name`'s options as the config sets them."""
+    return engine_options(name, cfg.engines.get(name) or {}, "config")
+
+
 def start_early(cfg: Config) -> None:
     """What each planned pass's engine starts at the beginning of the run (e.g. compile
     workers), so that it is ready when the pass needs it."""
-    for _, engine_name in planned_passes(cfg):
-        options = engine_options(engine_name, cfg.engines.get(engine_name) or {}, "config")
-        engine_class(engine_name).start_early(options, torch.device(cfg.device).type)
+    for _, name in planned_passes(cfg):
+        engine_class(name).start_early(configured_options(cfg, name), torch.device(cfg.device).type)
 
 
 def make_engine(cfg: Config, name: str, model: torch.nn.Module) -> Engine:
     """Engine `name` on the run's device, with its options from the config."""
-    cls = engine_class(name)
-    return cls(model, engine_options(name, cfg.engines.get(name) or {}, "config"), cfg.device)
+    return engine_class(name)(model, configured_options(cfg, name), cfg.device)
 
 
 def one_pass(
