@@ -89,8 +89,7 @@ def apply_model(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmlubench.report.table import format_report
-    from mmlubench.run.runner import run_case
+    from mmlubench.run.questions import Ahead
 
     resume = getattr(args, "resume", None)
     if resume and not args.config:
@@ -100,7 +99,17 @@ def run(args: argparse.Namespace) -> int:
         args.config = str(resume_config_path(resume))
     apply_model(args)
     cfg = config_from_args(args, {**DATA_FLAGS, **RUN_FLAGS})
-    run_dir, result = run_case(cfg, e2e_start=args.start_time, resume=resume)
+    # The questions are read in a helper process while this one imports torch (below) and
+    # the model code (run/questions.py).
+    ahead = Ahead.start(cfg)
+    try:
+        from mmlubench.report.table import format_report
+        from mmlubench.run.runner import run_case
+
+        run_dir, result = run_case(cfg, e2e_start=args.start_time, resume=resume, ahead=ahead)
+    finally:
+        if ahead is not None:  # a run that failed before it took the questions
+            ahead.stop()
     if result is not None:  # under torchrun only rank 0 reports
         print(f"\n{'resumed ' if resume else ''}run folder: {run_dir}")
         print(format_report(result, aligned=sys.stdout.isatty()))

@@ -70,6 +70,16 @@ class Batch:
     payload: Any = field(default=None, repr=False)
 
 
+@dataclass(frozen=True)
+class EarlyRun:
+    """What an engine's early start knows of the run."""
+
+    device: str  # the run's device, e.g. cuda:0
+    model_dir: str  # the model folder
+    precision: str  # fp16, bf16, fp32, fp8
+    first_pass: bool  # the engine's pass is the run's first: nothing runs before it
+
+
 def causal_pairs(n: int, context: int = 0) -> int:
     """Pairs attended by n causal queries that also see `context` earlier keys."""
     return n * context + n * (n + 1) // 2
@@ -88,9 +98,9 @@ class Engine(ABC):
         self.vocab_size = int(model.config.vocab_size)
 
     @classmethod  # noqa: B027 - an optional hook
-    def start_early(cls, options: Any, device: str) -> None:
-        """Work to start at the beginning of the run, before the data and the model load
-        (e.g. compile workers); it must not block."""
+    def start_early(cls, options: Any, run: EarlyRun) -> None:
+        """Work to start ahead of the engine's pass (e.g. compile workers), in a thread of
+        its own while the pass before runs (run/pass_steps.py)."""
 
     @abstractmethod
     def plan(self, requests: Sequence[Request]) -> list[Batch]:

@@ -16,16 +16,23 @@ from __future__ import annotations
 IDLE_S = 900  # how long idle workers are kept (a val pass runs before the infer pass compiles)
 
 
-def start() -> None:
-    """Start the pool and its workers without waiting for them (nothing where Inductor
-    compiles in the main process anyway: one compile thread, or no process pool allowed)."""
+def configure() -> None:
+    """Inductor's settings for a pool kept through a val pass (also the precompile helper's:
+    its caches' keys are the run's)."""
     import torch._inductor.config as inductor_config
-    from torch._inductor.async_compile import AsyncCompile
 
     # Read when the pool is made (its quiesce timer), so set before warm_pool makes it.
     inductor_config.quiesce_async_compile_time = max(
         inductor_config.quiesce_async_compile_time, IDLE_S
     )
+
+
+def start() -> None:
+    """Start the pool and its workers without waiting for them (nothing where Inductor
+    compiles in the main process anyway: one compile thread, or no process pool allowed)."""
+    from torch._inductor.async_compile import AsyncCompile
+
+    configure()
     AsyncCompile.warm_pool()
     # The pool's workers start with its first job; this submits the job that marks them ready.
     AsyncCompile.use_process_pool()

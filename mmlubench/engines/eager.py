@@ -57,7 +57,7 @@ class EagerOptions:
         default=128, metadata={"help": ("most questions in one batch (reference: always 1)")}
     )
     batch_tokens: int = field(
-        default=49152,
+        default=40960,
         metadata={
             "help": (
                 "most positions in one batch: rows x (prefix + longest suffix) with prefix-cache, "

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmlubench.engines import fp8, packed_attention
-from mmlubench.engines.base import Batch, Engine, Request
+from mmlubench.engines import fp8, packed_attention, precompile
+from mmlubench.engines.base import Batch, EarlyRun, Engine, Request
 from mmlubench.engines.fused_projections import group_swaps
 from mmlubench.engines.packing import Pack, plan_packs
 from mmlubench.engines.shared_prefix_options import SharedPrefixOptions
@@ -53,12 +53,16 @@ class SharedPrefixEngine(Engine):
     Options = SharedPrefixOptions
 
     @classmethod
-    def start_early(cls, options: Any, device: str) -> None:
-        # On a CPU the workers would compete with the run for its cores.
-        if options.compile and options.early_compile_workers and device != "cpu":
+    def start_early(cls, options: Any, run: EarlyRun) -> None:
+        # On a CPU the workers and the helper would compete with the run for its cores.
+        if not options.compile or torch.device(run.device).type == "cpu":
+            return
+        if options.early_compile_workers:
             from mmlubench.engines import compile_pool
 
             compile_pool.start()
+        if options.precompile and not run.first_pass:
+            precompile.start(run.model_dir, run.device, run.precision, options)
 
     def __init__(self, model: nn.Module, options: Any, device: str):
         super().__init__(model, options, device)
@@ -79,19 +83,16 @@ class SharedPrefixEngine(Engine):
             self.swaps = fp8.linear_swaps(self.layers, self.device)
         else:
             self.swaps = group_swaps(self.layers) if options.fuse_projections else []
-        self.compiled = [None] * len(self.layers)
-        if options.compile:
-            self.compiled = [
-                torch.compile(
-                    layer._call_impl,
-                    dynamic=False,
-                    fullgraph=True,
-                    mode=options.compile_mode,
-                    options=options.compile_options,
-                )
-                for layer in self.layers
-            ]
+        # What the helper process compiled during the pass before (None: no helper).
+        self.precompiled = precompile.finish() if options.compile else None
+        self.compiled = compiled_layers(self.layers, options)
         self.no_logits = torch.zeros(0, dtype=torch.long, device=self.device)
+
+    def describe(self) -> dict:
+        out = super().describe()
+        if self.precompiled is not None:
+            out["options"]["precompiled"] = self.precompiled
+        return out
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
@@ -210,3 +211,19 @@ class SharedPrefixEngine(Engine):
         )
         self.held = inputs["carry_out_key"]
         return out.logits
+
+
+def compiled_layers(layers: Sequence[nn.Module], options: Any, backend: Any = None) -> list:
+    """Each decoder layer's compiled call (None each without `options.compile`), through
+    Inductor with the options' mode and settings, or through `backend`, which stands for
+    them (the precompile helper's)."""
+    if not options.compile:
+        return [None] * len(layers)
+    how = (
+        {"backend": backend}
+        if backend is not None
+        else {"mode": options.compile_mode, "options": options.compile_options}
+    )
+    return [
+        torch.compile(layer._call_impl, dynamic=False, fullgraph=True, **how) for layer in layers
+    ]

@@ -43,6 +43,16 @@ class SharedPrefixOptions:
             )
         },
     )
+    precompile: bool = field(
+        default=True,
+        metadata={
+            "help": (
+                "where a pass runs before this engine's (val), compile the decoder layers' "
+                "kinds in a helper process meanwhile, without running them, so that this pass "
+                "compiles from Inductor's filled caches (engines/precompile.py); not on a CPU"
+            )
+        },
+    )
     compile_mode: str | None = field(
         default=None,
         metadata={

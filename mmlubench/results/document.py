@@ -33,7 +33,8 @@ SCHEMA = "mmlubench.result/1"
 # tokenize_s, model_load_s and the <pass>_plan_s.
 TIMINGS_BEFORE = (
     "startup_s",  # command start to the case: imports, config, checks, run folder and lock
-    "early_start_s",  # the engines' early starts (shared-prefix: Inductor's compile workers)
+    "early_start_s",  # the engines' early starts, where run here: with one pass only (else
+    # beside the first pass, run/pass_steps.EarlyStart; shared-prefix: compile workers)
     "device_open_s",  # the device opened: its plug-in, environment, first memory sample
     "data_load_s",  # the MMLU files and the tokenizer read
     "tokenize_s",  # every prompt built and tokenized

@@ -12,20 +12,15 @@ from typing import Any
 import torch
 
 from mmlubench.config.config import Config
-from mmlubench.data.mmlu import Dataset, load_mmlu
-from mmlubench.data.prompts import (
-    Prompt,
-    build_prompts,
-    choice_token_ids,
-    load_tokenizer,
-    without_bos,
-)
+from mmlubench.data.mmlu import Dataset
+from mmlubench.data.prompts import Prompt
 from mmlubench.engines.base import Request
 from mmlubench.model.load import ModelInfo, load_model
-from mmlubench.run import rundir
+from mmlubench.run import questions, rundir
 from mmlubench.run.distributed import Dist
 from mmlubench.run.fingerprint import fingerprint
 from mmlubench.run.progress_check import model_vocab
+from mmlubench.run.questions import QuestionSpec
 from mmlubench.run.resume import NoLog, RunLog
 
 
@@ -42,27 +37,26 @@ class Questions:
 
 def read_questions(cfg: Config) -> tuple[Dataset, Any]:
     """The MMLU files read and the model folder's tokenizer (the step `data_load_s`)."""
-    dataset = load_mmlu(cfg.mmlu_path, cfg.split, cfg.subjects, cfg.limit, cfg.few_shots)
-    return dataset, load_tokenizer(cfg.weight_path)
+    return questions.read(QuestionSpec.from_config(cfg))
 
 
 def tokenize_questions(cfg: Config, dataset: Dataset, tokenizer: Any) -> Questions:
     """Every prompt built and tokenized (the step `tokenize_s`)."""
     # Its tqdm bar only on a terminal: elsewhere its frames pile up into one line (a pass's
     # progress prints plain lines there instead, progress.py).
-    prompts = build_prompts(
-        dataset,
-        tokenizer,
-        cfg.prompt_style,
-        cfg.few_shots,
-        cfg.max_seq_len,
-        progress=cfg.progress and sys.stderr.isatty(),
+    progress = cfg.progress and sys.stderr.isatty()
+    prompts, choice_ids = questions.tokenize(
+        QuestionSpec.from_config(cfg), dataset, tokenizer, progress
     )
-    prompts = without_bos(prompts, None if cfg.bos else tokenizer.bos_token_id)
+    return questions_from(prompts, tokenizer, choice_ids)
+
+
+def questions_from(prompts: list[Prompt], tokenizer: Any, choice_ids: list[int]) -> Questions:
+    """The run's Questions of its tokenized prompts."""
     return Questions(
         prompts,
         tokenizer,
-        choice_token_ids(tokenizer),
+        choice_ids,
         [Request(p.ids, p.prefix_len) for p in prompts],
         [f"{p.subject}#{p.index}" for p in prompts],
     )

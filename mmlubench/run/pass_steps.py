@@ -5,6 +5,7 @@ sessions answered, this session's share of the rest on every rank, merged, with 
 from __future__ import annotations
 
 import gc
+import threading
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from mmlubench.config.config import Config
 from mmlubench.device.device import Device
 from mmlubench.device.energy import pass_energy
 from mmlubench.engines import engine_class, engine_options
-from mmlubench.engines.base import Engine
+from mmlubench.engines.base import EarlyRun, Engine
 from mmlubench.results import logit_sample
 from mmlubench.results.metrics import ModelShape, work_flops
 from mmlubench.run import faults
@@ -35,12 +36,16 @@ def run_passes(
     dev: Device,
     resumed: bool,
     laps: Laps,
+    early: EarlyStart,
 ) -> tuple[dict[str, PassResult], dict[str, dict]]:
     """Every planned pass, each inside an energy window: the passes and their energy. Laps:
-    each pass's set-up and finish (its whole time is the pass's own)."""
+    each pass's set-up and finish (its whole time is the pass's own). `early`: started with
+    the first pass where it runs in the background, waited for before the next ones."""
     passes: dict[str, PassResult] = {}
     energy: dict[str, dict] = {}
-    for name, engine_name in planned_passes(cfg):
+    for i, (name, engine_name) in enumerate(planned_passes(cfg)):
+        if early.background:
+            early.start() if i == 0 else early.wait()
         window = dev.energy_window()
         passes[name] = one_pass(cfg, d, dev, name, engine_name, model, q, log, laps)
         # Earlier sessions of a resumed run were not metered: its energy stays null.
@@ -64,11 +69,54 @@ def configured_options(cfg: Config, name: str) -> Any:
     return engine_options(name, cfg.engines.get(name) or {}, "config")
 
 
-def start_early(cfg: Config) -> None:
-    """What each planned pass's engine starts at the beginning of the run (e.g. compile
-    workers), so that it is ready when the pass needs it."""
-    for _, name in planned_passes(cfg):
-        engine_class(name).start_early(configured_options(cfg, name), torch.device(cfg.device).type)
+class EarlyStart:
+    """The engines' early starts (Engine.start_early: compile workers, the precompile helper),
+    so that what they start is ready when their pass needs it.
+
+    Where a pass runs before the last one (val before infer), they run in a thread started
+    with the first pass, whose host mostly waits on the device, and the later passes wait for
+    it before their engines are made. At the run's start they would take turns for the GIL
+    with the start-up's own imports (Inductor's import alone took 3.8 s on an H200's host).
+    With one pass they run at the run's start.
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.background = len(planned_passes(cfg)) > 1
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        """Every planned pass's engine's early start, here."""
+        cfg = self.cfg
+        for i, (_, name) in enumerate(planned_passes(cfg)):
+            run = EarlyRun(str(cfg.device), str(cfg.weight_path), cfg.precision, i == 0)
+            engine_class(name).start_early(configured_options(cfg, name), run)
+
+    def start(self) -> None:
+        """In a thread (`background`), else here."""
+        if not self.background:
+            self.run()
+            return
+
+        def run() -> None:
+            try:
+                self.run()
+            except BaseException as e:  # raised again by wait()
+                self.error = e
+
+        # daemon: a run that fails meanwhile exits without waiting for it
+        self.thread = threading.Thread(target=run, name="early-start", daemon=True)
+        self.thread.start()
+
+    def wait(self) -> None:
+        """The thread done; what failed in it raised here."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
 
 
 def make_engine(cfg: Config, name: str, model: torch.nn.Module) -> Engine:

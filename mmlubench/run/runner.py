@@ -35,23 +35,29 @@ from mmlubench.run.inputs import (
     Questions,
     load_weights,
     open_log,
+    questions_from,
     read_questions,
     tokenize_questions,
 )
 from mmlubench.run.laps import Laps
 from mmlubench.run.pass_result import PassResult
-from mmlubench.run.pass_steps import run_passes, start_early
+from mmlubench.run.pass_steps import EarlyStart, run_passes
+from mmlubench.run.questions import Ahead
 from mmlubench.run.resume import NoLog
 
 
 def run_case(
-    cfg: Config, e2e_start: float | None = None, resume: str | Path | None = None
+    cfg: Config,
+    e2e_start: float | None = None,
+    resume: str | Path | None = None,
+    ahead: Ahead | None = None,
 ) -> tuple[Path | None, Result | None]:
     """Run the whole case as configured; returns the run folder and the result document.
 
     Under torchrun every rank runs its share and rank 0 alone writes the folder (the others
     return (None, None)); if any rank fails, every rank prints an error naming it and exits
     with status 2. `resume`: the folder of an interrupted run to go on with (one process only).
+    `ahead`: the helper process already reading the questions (run/questions.py), if any.
     """
     e2e_start = time.perf_counter() if e2e_start is None else e2e_start
     check_start(cfg, resume)
@@ -60,7 +66,8 @@ def run_case(
     try:
         lock = step(d, "claiming the run folder", claim_folder, cfg, resume, d.is_main)
         cfg = replace(cfg, device=d.device, progress=cfg.progress and d.is_main)
-        out = _run_case(cfg, d, lock.path.parent if lock else None, resume is not None, e2e_start)
+        run_dir = lock.path.parent if lock else None
+        out = _run_case(cfg, d, run_dir, resume is not None, e2e_start, ahead)
         shutdown(d)
         return out
     except KeyboardInterrupt:
@@ -120,26 +127,26 @@ def claim_folder(cfg: Config, resume: str | Path | None, main: bool) -> rundir.R
 
 
 def _run_case(
-    cfg: Config, d: Dist, run_dir: Path | None, resumed: bool, e2e_start: float
+    cfg: Config,
+    d: Dist,
+    run_dir: Path | None,
+    resumed: bool,
+    e2e_start: float,
+    ahead: Ahead | None,
 ) -> tuple[Path | None, Result | None]:
     """Questions, run log, model, passes, then (rank 0) the result document and its files.
     Each step is a lap of `timings` (run/laps.py)."""
     laps = Laps(e2e_start)
     laps.lap("startup_s")
-    start_early(cfg)
+    early = EarlyStart(cfg)
+    if not early.background:  # else beside the first pass (see EarlyStart)
+        early.start()
     laps.lap("early_start_s")
     dev = Device.open(cfg.device, cfg.vendor, cfg.mem_sample_interval_s)
     laps.lap("device_open_s")
     log: NoLog = NoLog()
     try:
-        dataset, tokenizer = step(d, "loading data", read_questions, cfg)
-        laps.lap("data_load_s")
-        imports = ModelImports(cfg.weight_path)
-        imports.start()  # while the prompts are tokenized, where cores are free
-        q = step(d, "tokenizing", tokenize_questions, cfg, dataset, tokenizer)
-        laps.lap("tokenize_s")
-        imports.wait()
-        laps.lap("model_import_s")
+        q = load_questions(cfg, d, laps, ahead)
         step(d, "checking the model", check_model, *model_check_args(cfg, q))
         laps.lap("model_check_s")
         log = step(d, "opening the run log", open_log, cfg, d, run_dir, resumed, q, e2e_start)
@@ -147,7 +154,7 @@ def _run_case(
         model, info = step(d, "loading the model", load_weights, cfg)
         laps.lap("model_load_s")
         dev.sample()
-        passes, energy = run_passes(cfg, d, model, q, log, dev, resumed, laps)
+        passes, energy = run_passes(cfg, d, model, q, log, dev, resumed, laps, early)
     finally:
         memory = dev.close()
         log.close()
@@ -177,6 +184,29 @@ def _run_case(
     result = ceiling.attach(result, ceiling.for_run(cfg, model.config, q.requests))
     write_results(run_dir, q, passes, result)
     return run_dir, result
+
+
+def load_questions(cfg: Config, d: Dist, laps: Laps, ahead: Ahead | None) -> Questions:
+    """The questions and transformers' model code: the questions from the helper process
+    (`ahead`, run/questions.py) while this one imports the model code, or read here with the
+    model code imported in a thread beside the tokenizing (model/imports.py)."""
+    if ahead is not None:
+        ModelImports(cfg.weight_path, background=False).wait()
+        laps.lap("model_import_s")
+        tokenizer, prompts, choice_ids, _ = step(d, "loading data", ahead.result)
+        laps.lap("data_load_s")  # what was left of the helper's work: the wait for it
+        q = questions_from(prompts, tokenizer, choice_ids)
+        laps.lap("tokenize_s")
+        return q
+    dataset, tokenizer = step(d, "loading data", read_questions, cfg)
+    laps.lap("data_load_s")
+    imports = ModelImports(cfg.weight_path)
+    imports.start()  # while the prompts are tokenized, where cores are free
+    q = step(d, "tokenizing", tokenize_questions, cfg, dataset, tokenizer)
+    laps.lap("tokenize_s")
+    imports.wait()
+    laps.lap("model_import_s")
+    return q
 
 
 def model_check_args(cfg: Config, q: Questions) -> tuple:
