@@ -178,7 +178,7 @@ def test_early_starts_run_beside_the_first_pass(recorder):
     early.wait()
     runs = [run for run, _ in recorder.calls]
     assert [r.first_pass for r in runs] == [True, False]
-    assert runs[1] == pass_steps.EarlyRun("cuda:0", "/models/m", "fp16", False)
+    assert runs[1] == pass_steps.EarlyRun("cuda:0", "/models/m", "float16", False)
     assert {thread for _, thread in recorder.calls} == {"early-start"}
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from arch_helpers import tiny_model
 
-from mmlubench.engines import packed_attention, precompile
+from mmlubench.engines import packed_attention, precompile, precompile_helper
 from mmlubench.engines.base import EarlyRun
 from mmlubench.engines.packing import plan_packs
 from mmlubench.engines.shared_prefix import SharedPrefixEngine
@@ -40,11 +40,11 @@ def test_one_layer_of_each_kind_is_kept(arch, overrides, keep):
     model = tiny_model(arch, **overrides)
     layers = packed_attention.decoder_layers(model)
     windows = packed_attention.layer_windows(model.config, len(layers))
-    assert precompile.layers_to_cover(layers, windows) == keep
+    assert precompile_helper.layers_to_cover(layers, windows) == keep
 
 
 def test_the_synthetic_questions_fill_whole_packs():
-    requests = precompile.synthetic_requests(256, 4096)
+    requests = precompile_helper.synthetic_requests(256, 4096)
     packs = plan_packs(requests, 4096, 1024, True, 128, carry_tokens=256)
     assert len(packs) >= 2
     assert all(len(r.ids) - r.prefix_len >= 128 and r.ids.max() < 256 for r in requests)
@@ -69,14 +69,14 @@ def test_a_helper_is_started_only_behind_an_earlier_pass(monkeypatch):
     started = []
     monkeypatch.setattr(precompile, "start", lambda *a: started.append(a))
     options = SharedPrefixOptions(early_compile_workers=False)
-    run = dict(device="cuda:0", model_dir="/m", precision="bf16")
+    run = dict(device="cuda:0", model_dir="/m", dtype="bfloat16")
     SharedPrefixEngine.start_early(options, EarlyRun(**run, first_pass=True))
     SharedPrefixEngine.start_early(options, EarlyRun(**{**run, "device": "cpu"}, first_pass=False))
     no = SharedPrefixOptions(early_compile_workers=False, precompile=False)
     SharedPrefixEngine.start_early(no, EarlyRun(**run, first_pass=False))
     assert started == []
     SharedPrefixEngine.start_early(options, EarlyRun(**run, first_pass=False))
-    assert started == [("/m", "cuda:0", "bf16", options)]
+    assert started == [("/m", "cuda:0", "bfloat16", options)]
 
 
 def test_the_engine_reports_what_the_helper_did(monkeypatch):
@@ -89,7 +89,7 @@ ENGINE_COMPILE = """
 import json, sys
 from dataclasses import asdict
 from torch._dynamo.utils import counters
-from mmlubench.engines import compile_pool, precompile
+from mmlubench.engines import compile_pool, precompile_helper
 from mmlubench.engines.shared_prefix import SharedPrefixEngine
 from mmlubench.engines.shared_prefix_options import SharedPrefixOptions
 from mmlubench.model.load import load_model
@@ -97,14 +97,14 @@ options = SharedPrefixOptions(**json.loads(sys.argv[1]))
 compile_pool.configure()  # as the run's early start does (early_compile_workers)
 model, _ = load_model(sys.argv[2], "fp32", "cpu", random_weights=True)
 engine = SharedPrefixEngine(model, options, "cpu")
-engine.warmup(engine.plan(precompile.synthetic_requests(256, options.pack_tokens)))
+engine.warmup(engine.plan(precompile_helper.synthetic_requests(256, options.pack_tokens)))
 print(json.dumps({k: dict(counters[k]) for k in ("inductor", "aot_autograd")}))
 """
 
 
 def test_the_engine_compiles_from_what_the_helper_compiled(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
-    precompile.start(str(tiny_model_dir), "cpu", "fp32", OPTIONS)
+    precompile.start(str(tiny_model_dir), "cpu", "float32", OPTIONS)
     report = precompile.finish(timeout_s=600)
     assert report["outcome"] == "compiled", report
     assert report["layers"] == 1 and report["graphs"] == 1

@@ -76,7 +76,7 @@ class EarlyRun:
 
     device: str  # the run's device, e.g. cuda:0
     model_dir: str  # the model folder
-    precision: str  # fp16, bf16, fp32, fp8
+    dtype: str  # the model's torch dtype, e.g. float16
     first_pass: bool  # the engine's pass is the run's first: nothing runs before it
 
 

@@ -62,7 +62,7 @@ class SharedPrefixEngine(Engine):
 
             compile_pool.start()
         if options.precompile and not run.first_pass:
-            precompile.start(run.model_dir, run.device, run.precision, options)
+            precompile.start(run.model_dir, run.device, run.dtype, options)
 
     def __init__(self, model: nn.Module, options: Any, device: str):
         super().__init__(model, options, device)

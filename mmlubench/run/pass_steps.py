@@ -16,6 +16,7 @@ from mmlubench.device.device import Device
 from mmlubench.device.energy import pass_energy
 from mmlubench.engines import engine_class, engine_options
 from mmlubench.engines.base import EarlyRun, Engine
+from mmlubench.model.load import DTYPES
 from mmlubench.results import logit_sample
 from mmlubench.results.metrics import ModelShape, work_flops
 from mmlubench.run import faults
@@ -90,7 +91,8 @@ class EarlyStart:
         """Every planned pass's engine's early start, here."""
         cfg = self.cfg
         for i, (_, name) in enumerate(planned_passes(cfg)):
-            run = EarlyRun(str(cfg.device), str(cfg.weight_path), cfg.precision, i == 0)
+            dtype = str(DTYPES[cfg.precision]).removeprefix("torch.")
+            run = EarlyRun(str(cfg.device), str(cfg.weight_path), dtype, i == 0)
             engine_class(name).start_early(configured_options(cfg, name), run)
 
     def start(self) -> None:
