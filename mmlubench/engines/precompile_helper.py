@@ -81,7 +81,9 @@ def main(spec: dict) -> dict:
     backend = compile_only(options.compile_mode, options.compile_options, False)
     engine.compiled = compiled_layers(engine.layers, options, backend)
     built = time.perf_counter()
-    engine.warmup(engine.plan(synthetic_requests(256, options.pack_tokens)))
+    # In inference mode, as the passes run (run/passes.py): the caches' keys depend on it.
+    with torch.inference_mode():
+        engine.warmup(engine.plan(synthetic_requests(256, options.pack_tokens)))
     return {
         "outcome": "compiled",
         "layers": keep,

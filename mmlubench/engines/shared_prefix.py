@@ -86,12 +86,15 @@ class SharedPrefixEngine(Engine):
         # What the helper process compiled during the pass before (None: no helper).
         self.precompiled = precompile.finish() if options.compile else None
         self.compiled = compiled_layers(self.layers, options)
+        self.compile_caches: dict[str, int] | None = None  # the warm-up's cache hits, misses
         self.no_logits = torch.zeros(0, dtype=torch.long, device=self.device)
 
     def describe(self) -> dict:
         out = super().describe()
         if self.precompiled is not None:
             out["options"]["precompiled"] = self.precompiled
+        if self.compile_caches is not None:
+            out["options"]["compile_caches"] = self.compile_caches
         return out
 
     @contextlib.contextmanager
@@ -142,8 +145,12 @@ class SharedPrefixEngine(Engine):
     def warmup(self, batches: Sequence[Batch]) -> None:
         # Compile on the first pack: every pack has its shape and the mask's buffers keep their
         # identity, so nothing recompiles later.
+        before = cache_counters()
         for batch in batches[:1]:
             self.forward(self.load(batch))
+        if self.options.compile:
+            after = cache_counters()
+            self.compile_caches = {k: after[k] - before.get(k, 0) for k in after}
 
     def _put(self, pack: Pack) -> dict[str, Any]:
         dev = self.device
@@ -227,3 +234,15 @@ def compiled_layers(layers: Sequence[nn.Module], options: Any, backend: Any = No
     return [
         torch.compile(layer._call_impl, dynamic=False, fullgraph=True, **how) for layer in layers
     ]
+
+
+def cache_counters() -> dict[str, int]:
+    """Inductor's and AOTAutograd's cache hits and misses so far in this process: a compile
+    that found its graphs in the on-disk caches (warm) or made them (cold)."""
+    from torch._dynamo.utils import counters
+
+    keys = {
+        "inductor": ("fxgraph_cache_hit", "fxgraph_cache_miss"),
+        "aot_autograd": ("autograd_cache_hit", "autograd_cache_miss"),
+    }
+    return {key: int(counters[group][key]) for group, names in keys.items() for key in names}
