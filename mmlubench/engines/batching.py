@@ -104,8 +104,12 @@ class Suffixes:
 
 
 # What one more batch costs, in padded suffix tokens (kernel launches, short GEMMs): the cut
-# below trades padding against the number of batches with it.
-BATCH_COST_TOKENS = 512
+# below trades padding against the number of batches with it. A fit of the 371 val batches'
+# times of a whole-split run on an H200 (deepseek-7B, fp16; bench/results/2026-12-03_h200_overlap)
+# gave 2.8 ms per batch against 29 us per padded suffix token; cut with it, that model predicts
+# 59.6 s with 256 against 60.3 s with 512 (and 59.2 s with 128, more batches than it was fitted
+# on).
+BATCH_COST_TOKENS = 256
 
 
 def cut_sorted(
@@ -142,6 +146,7 @@ def plan_group(
     batch_size: int,
     batch_tokens: int,
     with_prefix: bool = True,
+    batch_cost: int = BATCH_COST_TOKENS,
 ) -> list[Batch]:
     """Batches of one prefix's requests: suffixes longest first, cut where padding and batch
     count cost least (`cut_sorted`), each batch under both limits. The first batch's work
@@ -151,7 +156,7 @@ def plan_group(
     key = prefix.tobytes()
     n = [len(r.ids) - p for r in requests]
     order = sorted(range(len(requests)), key=lambda i: (-n[i], rows[i]))
-    cuts = cut_sorted([n[i] for i in order], p, batch_size, batch_tokens)
+    cuts = cut_sorted([n[i] for i in order], p, batch_size, batch_tokens, batch_cost)
     groups = [order[a:b] for a, b in pairwise(cuts)]
     batches = []
     for k, group in enumerate(groups):
@@ -177,7 +182,10 @@ def plan_group(
 
 
 def plan_prefix_cache(
-    requests: Sequence[Request], batch_size: int, batch_tokens: int
+    requests: Sequence[Request],
+    batch_size: int,
+    batch_tokens: int,
+    batch_cost: int = BATCH_COST_TOKENS,
 ) -> list[Batch]:
     """Prefix by prefix (in order of first appearance), then the prompts with nothing to
     share (prefix_len 0, or no suffix left) whole, in padded batches."""
@@ -190,7 +198,8 @@ def plan_prefix_cache(
             solo.append(i)
     batches: list[Batch] = []
     for members in groups.values():
-        batches += plan_group([requests[i] for i in members], members, batch_size, batch_tokens)
+        group = [requests[i] for i in members]
+        batches += plan_group(group, members, batch_size, batch_tokens, batch_cost=batch_cost)
     if solo:
         batches += plan_padded(
             [requests[i] for i in solo], batch_size, batch_tokens, False, rows=solo

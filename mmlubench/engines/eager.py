@@ -28,6 +28,7 @@ import torch
 
 from mmlubench.engines.base import Batch, Engine, Request
 from mmlubench.engines.batching import (
+    BATCH_COST_TOKENS,
     Suffixes,
     padded_inputs,
     plan_padded,
@@ -62,6 +63,16 @@ class EagerOptions:
             "help": (
                 "most positions in one batch: rows x (prefix + longest suffix) with prefix-cache, "
                 "rows x longest prompt when padded; bounds activation and KV-cache memory"
+            )
+        },
+    )
+    batch_cost_tokens: int = field(
+        default=BATCH_COST_TOKENS,
+        metadata={
+            "help": (
+                "prefix-cache: what one more batch costs, in padded suffix tokens; each "
+                "prefix's suffixes are cut into the batches of least padding plus this per "
+                "batch (engines/batching.py says how the default was measured)"
             )
         },
     )
@@ -114,6 +125,8 @@ class EagerOptions:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.batch_tokens < 1:
             raise ValueError(f"batch_tokens must be >= 1, got {self.batch_tokens}")
+        if self.batch_cost_tokens < 0:
+            raise ValueError(f"batch_cost_tokens must be >= 0, got {self.batch_cost_tokens}")
         if self.full_logits and self.method == "prefix-cache":
             raise ValueError(
                 "full_logits needs method padded (the reference's own val "
@@ -157,7 +170,8 @@ class EagerEngine(Engine):
                 "would shift it"
             )
         elif self.method == "prefix-cache":
-            return plan_prefix_cache(requests, o.batch_size, o.batch_tokens)
+            cost = getattr(o, "batch_cost_tokens", BATCH_COST_TOKENS)
+            return plan_prefix_cache(requests, o.batch_size, o.batch_tokens, cost)
         return plan_padded(requests, o.batch_size, o.batch_tokens, o.full_logits)
 
     def describe(self) -> dict:

@@ -3,7 +3,9 @@
 # 1. the default case, full split, empty compiler caches, first thing on the machine (`case`);
 # 2. the reference method's fixed sample (`--engine inductor --limit 6`, val method reference),
 #    caches of its own (`reference`);
-# 3. the default case again with the caches step 1 left (`warm`).
+# 3. val (bench/valspeed.py, every 4th subject): batch_cost_tokens 512, 256 (default), 128
+#    (`valspeed`);
+# 4. the default case again with the caches step 1 left (`warm`).
 # STEPS picks some of them. Inputs: .devdata/bundle.tar.xz (its mmlu/).
 # Output: $OUT/final.tar.gz, rewritten after each step.
 set -uo pipefail
@@ -13,7 +15,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD TOKENIZERS_PARALLELISM=true MMLUBENCH_
 tar -xJf .devdata/bundle.tar.xz -C "$W/data" ./mmlu
 nvidia-smi --query-gpu=index,name,memory.total,driver_version,power.limit --format=csv > "$W/gpus.csv"
 nproc > "$W/versions.txt"
-STEPS=${STEPS:-case reference warm}
+STEPS=${STEPS:-case reference valspeed warm}
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 pack() { tar -czf "$OUT/final.tar.gz" -C "$W" --exclude data . ; }
 left() { local l=$(( END - $(date +%s) )); [ "$l" -gt "$1" ] && l=$1; echo $l; }
@@ -31,6 +33,9 @@ want case && step case 170 "${case_env[@]}" python3 -m mmlubench run "${c[@]}" -
 want reference && step reference 220 env TORCHINDUCTOR_CACHE_DIR=/tmp/ic-ref/inductor \
   TRITON_CACHE_DIR=/tmp/ic-ref/triton python3 -m mmlubench run "${c[@]}" --run-name reference \
   --engine inductor --limit 6 --set engines.eager.method=reference
+want valspeed && step valspeed 130 python3 bench/valspeed.py --model-dir "$m" --mmlu-dir "$W/data/mmlu" \
+  --budget-s 110 --every-subject 4 --out "$W/valspeed.json" --try eager:batch_cost_tokens=512 \
+  --try eager --try eager:batch_cost_tokens=128 --try eager:batch_cost_tokens=512
 want warm && step warm 170 "${case_env[@]}" python3 -m mmlubench run "${c[@]}" --run-name warm
 python3 - "$W" > "$W/summary.txt" 2>&1 <<'PY'
 import glob, json, sys
@@ -50,6 +55,10 @@ for f in sorted(glob.glob(f"{w}/runs/*/result.json")):
     print("  precompiled", pre)
     a = d["accuracy"].get("agreement_val_infer") if isinstance(d.get("accuracy"), dict) else None
     print("  val/infer", a and {k: a[k] for k in ("same_letter_reference", "same_top_token") if k in a})
+if glob.glob(f"{w}/valspeed.json"):
+    for r in json.load(open(f"{w}/valspeed.json"))["rows"]:
+        print(r["try"], r.get("batches"), round(r.get("prompt_tok_per_s", 0)),
+              r.get("torch_peak_gib"), r.get("error", ""))
 PY
 pack
 cat "$W/logs/steps.log" "$W/summary.txt"
