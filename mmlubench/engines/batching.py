@@ -105,11 +105,12 @@ class Suffixes:
 
 # What one more batch costs, in padded suffix tokens (kernel launches, short GEMMs): the cut
 # below trades padding against the number of batches with it. A fit of the 371 val batches'
-# times of a whole-split run on an H200 (deepseek-7B, fp16; bench/results/2026-12-03_h200_overlap)
-# gave 2.8 ms per batch against 29 us per padded suffix token; cut with it, that model predicts
-# 59.6 s with 256 against 60.3 s with 512 (and 59.2 s with 128, more batches than it was fitted
-# on).
-BATCH_COST_TOKENS = 256
+# times of a whole-split run on an H200 (deepseek-7B, fp16) gave 2.8 ms per batch against
+# 29 us per padded suffix token, and predicted 59.6 s for a cost of 256 against 60.3 s for 512;
+# measured on the same card (bench/results/2026-12-02_h200_overlap/run2/valspeed.json, every
+# 4th subject), 256 and 128 ran within 0.3% and 0.7% of 512, as close as two runs of 512, so
+# the cost stays 512 (fewer batches).
+BATCH_COST_TOKENS = 512
 
 
 def cut_sorted(
