@@ -36,7 +36,8 @@ TIMINGS_BEFORE = (
     "early_start_s",  # the engines' early starts, where run here: with one pass only (else
     # beside the first pass, run/pass_steps.EarlyStart; shared-prefix: compile workers)
     "device_open_s",  # the device opened: its plug-in, environment, first memory sample
-    "data_load_s",  # the MMLU files and the tokenizer read
+    "data_load_s",  # the MMLU files and the tokenizer read (GPU runs: the wait for the helper
+    # process of run/questions.py that reads and tokenizes them)
     "tokenize_s",  # every prompt built and tokenized
     "model_import_s",  # transformers' model code imported (model/imports.py)
     "model_check_s",  # the model folder checked against the prompts and the device
