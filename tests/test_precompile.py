@@ -55,6 +55,16 @@ def test_finish_without_a_helper_is_none():
     assert precompile.finish() is None
 
 
+def test_a_helper_left_at_exit_is_stopped(monkeypatch):
+    fd, report = tempfile.mkstemp()
+    os.close(fd)
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setattr(precompile, "_helper", precompile.Helper(slow, report))
+    precompile._stop()  # what atexit calls
+    assert slow.poll() is not None and not Path(report).exists()
+    assert precompile._helper is None
+
+
 def test_a_late_helper_is_stopped(monkeypatch):
     fd, report = tempfile.mkstemp()
     os.close(fd)

@@ -20,6 +20,7 @@ This module starts and waits for the helper; engines/precompile_helper.py is its
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -69,6 +70,17 @@ def start(model_dir: str, device: str, dtype: str, options: Any) -> None:
         start_new_session=True,  # a Ctrl-C of the run is not the helper's to handle
     )
     _helper = Helper(process, report)
+    atexit.register(_stop)  # a run that ends before its infer pass leaves no helper behind
+
+
+def _stop() -> None:
+    global _helper
+    helper, _helper = _helper, None
+    if helper is not None:
+        if helper.process.poll() is None:
+            helper.process.kill()
+            helper.process.wait()
+        _remove(helper.report)
 
 
 def finish(timeout_s: float = WAIT_S) -> dict | None:
@@ -81,9 +93,8 @@ def finish(timeout_s: float = WAIT_S) -> dict | None:
     try:
         helper.process.wait(timeout_s)
     except subprocess.TimeoutExpired:
-        helper.process.kill()
-        helper.process.wait()
-        _remove(helper.report)
+        _helper = helper
+        _stop()
         return {"outcome": f"still compiling after {timeout_s:.0f} s of waiting: stopped"}
     try:
         with open(helper.report, encoding="utf-8") as f:
