@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmlubench.helper_env import helper_env
+
 WAIT_S = 15.0  # the most the infer pass waits for a helper still compiling, then goes on
 
 
@@ -66,7 +68,7 @@ def start(model_dir: str, device: str, dtype: str, options: Any) -> None:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+        env=helper_env(),
         start_new_session=True,  # a Ctrl-C of the run is not the helper's to handle
     )
     _helper = Helper(process, report)

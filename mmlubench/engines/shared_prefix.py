@@ -145,12 +145,12 @@ class SharedPrefixEngine(Engine):
     def warmup(self, batches: Sequence[Batch]) -> None:
         # Compile on the first pack: every pack has its shape and the mask's buffers keep their
         # identity, so nothing recompiles later.
-        before = cache_counters()
+        before = cache_counters() if self.options.compile else None
         for batch in batches[:1]:
             self.forward(self.load(batch))
-        if self.options.compile:
+        if before is not None:
             after = cache_counters()
-            self.compile_caches = {k: after[k] - before.get(k, 0) for k in after}
+            self.compile_caches = {k: after[k] - before[k] for k in after}
 
     def _put(self, pack: Pack) -> dict[str, Any]:
         dev = self.device

@@ -45,8 +45,10 @@ def run_passes(
     passes: dict[str, PassResult] = {}
     energy: dict[str, dict] = {}
     for i, (name, engine_name) in enumerate(planned_passes(cfg)):
-        if early.background:
-            early.start() if i == 0 else early.wait()
+        if early.background and i == 0:
+            early.start()
+        elif early.background:
+            early.wait()
         window = dev.energy_window()
         passes[name] = one_pass(cfg, d, dev, name, engine_name, model, q, log, laps)
         # Earlier sessions of a resumed run were not metered: its energy stays null.
@@ -90,8 +92,8 @@ class EarlyStart:
     def run(self) -> None:
         """Every planned pass's engine's early start, here."""
         cfg = self.cfg
+        dtype = str(DTYPES[cfg.precision]).removeprefix("torch.")
         for i, (_, name) in enumerate(planned_passes(cfg)):
-            dtype = str(DTYPES[cfg.precision]).removeprefix("torch.")
             run = EarlyRun(str(cfg.device), str(cfg.weight_path), dtype, i == 0)
             engine_class(name).start_early(configured_options(cfg, name), run)
 

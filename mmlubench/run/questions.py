@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mmlubench.errors import MmlubenchError
+from mmlubench.helper_env import helper_env
 from mmlubench.model.imports import MIN_CORES, usable_cores
 
 
@@ -80,6 +81,16 @@ def tokenize(
     return prompts, choice_token_ids(tokenizer)
 
 
+def read_and_tokenize(spec: QuestionSpec) -> tuple[Any, list, list[int], dict[str, float]]:
+    """(tokenizer, prompts, answer letter ids, seconds by step): `read`, then `tokenize`."""
+    t0 = time.perf_counter()
+    dataset, tokenizer = read(spec)
+    t1 = time.perf_counter()
+    prompts, choice_ids = tokenize(spec, dataset, tokenizer)
+    times = {"data_load_s": t1 - t0, "tokenize_s": time.perf_counter() - t1}
+    return tokenizer, prompts, choice_ids, times
+
+
 class Ahead:
     """The helper process that reads and tokenizes the questions; `result` waits for it."""
 
@@ -92,7 +103,7 @@ class Ahead:
         self.process = subprocess.Popen(
             [sys.executable, "-c", code, self.path],
             stdin=subprocess.DEVNULL,
-            env=child_env(),
+            env=helper_env(),
             start_new_session=True,  # a Ctrl-C is the run's to handle; stop() ends the helper
         )
 
@@ -120,12 +131,7 @@ class Ahead:
             return payload
         if status == "error" and isinstance(payload, MmlubenchError):
             raise payload
-        t0 = time.perf_counter()
-        dataset, tokenizer = read(self.spec)
-        t1 = time.perf_counter()
-        prompts, choice_ids = tokenize(self.spec, dataset, tokenizer)
-        times = {"data_load_s": t1 - t0, "tokenize_s": time.perf_counter() - t1}
-        return tokenizer, prompts, choice_ids, times
+        return read_and_tokenize(self.spec)
 
     def stop(self) -> None:
         """The helper stopped (a run that failed before it took the questions)."""
@@ -135,23 +141,12 @@ class Ahead:
         Path(self.path).unlink(missing_ok=True)
 
 
-def child_env() -> dict[str, str]:
-    """The environment of a helper process: this one's, with its module search path (a
-    script may have extended sys.path)."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-
-
 def child(path: str) -> None:
     """The helper's work: the spec read from `path`, the result (or the error) written there."""
     with open(path, "rb") as f:
         spec = QuestionSpec(**pickle.load(f))
     try:
-        t0 = time.perf_counter()
-        dataset, tokenizer = read(spec)
-        t1 = time.perf_counter()
-        prompts, choice_ids = tokenize(spec, dataset, tokenizer)
-        times = {"data_load_s": t1 - t0, "tokenize_s": time.perf_counter() - t1}
-        out: tuple = ("ok", (tokenizer, prompts, choice_ids, times))
+        out: tuple = ("ok", read_and_tokenize(spec))
     except MmlubenchError as e:
         out = ("error", e)
     except Exception as e:  # the run reads the questions itself then
