@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One GPU run inside BUDGET_S seconds (deepseek-7B config, random weights, fp16):
 # 1. the default case, full split, empty compiler caches, first thing on the machine (`case`);
-# 2. the reference method's fixed sample (`--engine inductor --limit 6`, val method reference),
-#    caches of its own (`reference`);
-# 3. the default case again with the caches step 1 left (`warm`).
+# 2. the default case again with the caches step 1 left (`warm`);
+# 3. the reference method's fixed sample (`--engine inductor --limit 6`, val method reference),
+#    caches of its own (`reference`).
 # STEPS picks some of them. Inputs: .devdata/bundle.tar.xz (its mmlu/).
 # Output: $OUT/final.tar.gz, rewritten after each step.
 set -uo pipefail
