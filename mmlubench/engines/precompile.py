@@ -61,10 +61,10 @@ class Helper:
 _helper: Helper | None = None
 
 
-def start(model_dir: str, device: str, dtype: str, options: Any, load: bool = True) -> None:
+def start(model_dir: str, device: str, dtype: str, options: Any) -> None:
     """Start the helper process (not waiting for it): the layers of the model in `model_dir`
-    compiled with the shared-prefix `options`, in `dtype` on `device`; with `load`, a thread
-    that then loads them into this process (`load_compiled`)."""
+    compiled with the shared-prefix `options`, in `dtype` on `device`; with the options'
+    `precompile_load`, a thread that then loads them into this process (`load_compiled`)."""
     global _helper
     if _helper is not None:
         return
@@ -89,7 +89,10 @@ def start(model_dir: str, device: str, dtype: str, options: Any, load: bool = Tr
     atexit.register(_stop)  # a run that ends before its infer pass leaves no helper behind
     # daemon: a run that fails meanwhile exits without waiting for it
     helper.loader = threading.Thread(
-        target=_follow, args=(helper, spec, load), name="precompile-load", daemon=True
+        target=_follow,
+        args=(helper, spec, options.precompile_load),
+        name="precompile-load",
+        daemon=True,
     )
     helper.loader.start()
 

@@ -3,7 +3,10 @@
 # 1. the default case, full split, empty compiler caches, first thing on the machine (`case`);
 # 2. the default case again with the caches step 1 left (`warm`);
 # 3. the reference method's fixed sample (`--engine inductor --limit 6`, val method reference),
-#    caches of its own (`reference`).
+#    caches of its own (`reference`);
+# 4. the default case with empty caches of its own, with the load of what the precompile
+#    helper compiled (`load1`, `load2`) and without it (`noload1`, `noload2`,
+#    `--set engines.shared-prefix.precompile_load=false`), alternating.
 # STEPS picks some of them. Inputs: .devdata/bundle.tar.xz (its mmlu/).
 # Output: $OUT/final.tar.gz, rewritten after each step.
 set -uo pipefail
@@ -32,6 +35,11 @@ want warm && step warm 170 "${case_env[@]}" python3 -m mmlubench run "${c[@]}" -
 want reference && step reference 230 env TORCHINDUCTOR_CACHE_DIR=/tmp/ic-ref/inductor \
   TRITON_CACHE_DIR=/tmp/ic-ref/triton python3 -m mmlubench run "${c[@]}" --run-name reference \
   --engine inductor --limit 6 --set engines.eager.method=reference
+for n in noload1 load1 noload2 load2; do
+  extra=(); [[ $n == noload* ]] && extra=(--set engines.shared-prefix.precompile_load=false)
+  want $n && step $n 170 env TORCHINDUCTOR_CACHE_DIR=/tmp/ic-$n/inductor \
+    TRITON_CACHE_DIR=/tmp/ic-$n/triton python3 -m mmlubench run "${c[@]}" --run-name $n "${extra[@]}"
+done
 python3 - "$W" > "$W/summary.txt" 2>&1 <<'PY'
 import glob, json, sys
 w = sys.argv[1]
