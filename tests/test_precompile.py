@@ -1,8 +1,6 @@
 """The precompile helper (engines/precompile.py): it keeps one decoder layer of each kind,
 compiles them without running them, and what it compiled is what the shared-prefix engine
 then finds in Inductor's caches (the caches' own hit counters say so, in a fresh process).
-The load of what it compiled into the run's process leaves graphs in Dynamo's cache that the
-run's own layers then run without tracing, with the logits of the uncompiled model.
 """
 
 from __future__ import annotations
@@ -137,79 +135,3 @@ def test_the_engine_compiles_from_what_the_helper_compiled(tmp_path, tiny_model_
         "autograd_cache_hit": 1,
         "autograd_cache_miss": 0,
     }
-
-
-LOADED_THEN_ENGINE = """
-import json, sys, threading
-from dataclasses import asdict, replace
-import torch
-from mmlubench.engines import compile_pool, precompile, precompile_helper
-from mmlubench.engines.shared_prefix import SharedPrefixEngine
-from mmlubench.engines.shared_prefix_options import SharedPrefixOptions
-from mmlubench.model.load import load_model
-options = SharedPrefixOptions(**json.loads(sys.argv[1]))
-compile_pool.configure()
-spec = dict(model_dir=sys.argv[2], device="cpu", dtype="float32", options=asdict(options))
-model, _ = load_model(sys.argv[2], "fp32", "cpu", random_weights=True)
-ids = torch.randint(0, 1000, (2, 200), generator=torch.Generator().manual_seed(0))
-with torch.inference_mode():
-    alone = model(input_ids=ids).logits
-# The load in a thread, as during a run's val pass, beside eager calls of the same model.
-loaded = {}
-thread = threading.Thread(target=lambda: loaded.update(precompile.load_compiled(spec)))
-thread.start()
-beside = []
-with torch.inference_mode():
-    while thread.is_alive() or not beside:
-        beside.append(float((model(input_ids=ids).logits - alone).abs().max()))
-thread.join()
-requests = precompile_helper.synthetic_requests(256, options.pack_tokens)
-engine = SharedPrefixEngine(model, options, "cpu")
-with torch.inference_mode():
-    packs = engine.plan(requests)
-    engine.warmup(packs)
-    compiled = [engine.forward(engine.load(b)) for b in packs[:2]]
-plain = SharedPrefixEngine(model, replace(options, compile=False), "cpu")
-with torch.inference_mode():
-    eager = [plain.forward(plain.load(b)) for b in packs[:2]]
-diff = max(float((a - b).abs().max()) for a, b in zip(compiled, eager))
-caches = engine.describe()["options"]["compile_caches"]
-print(json.dumps(dict(loaded=loaded, caches=caches, diff=diff, beside=beside)))
-"""
-
-
-def test_the_load_beside_eager_calls_traces_once(tmp_path, tiny_model_dir, monkeypatch):
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            LOADED_THEN_ENGINE,
-            json.dumps(asdict(OPTIONS)),
-            str(tiny_model_dir),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["loaded"]["outcome"] == "loaded", out
-    assert out["loaded"]["compile_caches"]["graphs_traced"] == 1  # the small model's layer
-    assert out["caches"] == {  # the run's layers: nothing traced, nothing looked up
-        "graphs_traced": 0,
-        "fxgraph_cache_hit": 0,
-        "fxgraph_cache_miss": 0,
-        "autograd_cache_hit": 0,
-        "autograd_cache_miss": 0,
-    }
-    assert out["diff"] <= 1e-4  # and what runs is the compiled layer of the run's weights
-    assert max(out["beside"]) == 0.0  # the eager calls beside the load: untraced, unchanged
-
-
-def test_a_failed_load_is_reported_not_raised(tiny_model_dir):
-    spec = dict(model_dir=str(tiny_model_dir / "missing"), device="cpu", dtype="float32")
-    out = precompile.load_compiled({**spec, "options": asdict(OPTIONS)})
-    assert out["outcome"].startswith("failed: ")

@@ -47,56 +47,43 @@ def synthetic_requests(vocab: int, pack_tokens: int) -> list:
     return requests
 
 
-def shadow_model(model_dir: str, device: str, dtype: str) -> tuple[Any, int]:
-    """The model of `model_dir` with one decoder layer of each kind, random weights in
-    `dtype` on `device`, loaded as the run loads its model (eval, no gradients: compile
-    caches and Dynamo's guards depend on both); and how many layers it kept."""
+def main(spec: dict) -> dict:
+    """The helper's work: returns its report."""
+    t0 = time.perf_counter()
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from mmlubench.engines import packed_attention
+    from mmlubench.engines import compile_pool, packed_attention
+    from mmlubench.engines.shared_prefix import SharedPrefixEngine, compiled_layers
+    from mmlubench.engines.shared_prefix_options import SharedPrefixOptions
 
-    config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
+    options = SharedPrefixOptions(**spec["options"])
+    config = AutoConfig.from_pretrained(spec["model_dir"], trust_remote_code=False)
     with torch.device("meta"):
         whole = AutoModelForCausalLM.from_config(config)
     layers = packed_attention.decoder_layers(whole)
-    keep = layers_to_cover(layers, packed_attention.layer_windows(config, len(layers)))
+    windows = packed_attention.layer_windows(config, len(layers))
+    keep = layers_to_cover(layers, windows)
     del whole, layers
     # Only the layers compile; the embedding and LM head are left small (ids below 256).
     config.num_hidden_layers = keep
     if getattr(config, "layer_types", None) is not None:
         config.layer_types = config.layer_types[:keep]
-    config.vocab_size = SHADOW_VOCAB
-    if (getattr(config, "pad_token_id", None) or 0) >= SHADOW_VOCAB:
+    config.vocab_size = 256
+    if (getattr(config, "pad_token_id", None) or 0) >= 256:
         config.pad_token_id = None
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
-    return model.eval().requires_grad_(False), keep
-
-
-SHADOW_VOCAB = 256
-
-
-def main(spec: dict) -> dict:
-    """The helper's work: returns its report."""
-    t0 = time.perf_counter()
-    import torch
-
-    from mmlubench.engines import compile_pool
-    from mmlubench.engines.shared_prefix import SharedPrefixEngine, compiled_layers
-    from mmlubench.engines.shared_prefix_options import SharedPrefixOptions
-
-    options = SharedPrefixOptions(**spec["options"])
-    model, keep = shadow_model(spec["model_dir"], spec["device"], spec["dtype"])
+    with torch.device(spec["device"]):
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, spec["dtype"]))
+    model.eval().requires_grad_(False)
     if options.early_compile_workers:
         compile_pool.configure()  # the run's Inductor settings: the caches' keys include them
     engine = SharedPrefixEngine(model, options, spec["device"])
-    backend = skipping(options.compile_mode, options.compile_options)  # never runs here
+    backend = compile_only(options.compile_mode, options.compile_options, False)
     engine.compiled = compiled_layers(engine.layers, options, backend)
     built = time.perf_counter()
     # In inference mode, as the passes run (run/passes.py): the caches' keys depend on it.
     with torch.inference_mode():
-        engine.warmup(engine.plan(synthetic_requests(SHADOW_VOCAB, options.pack_tokens)))
+        engine.warmup(engine.plan(synthetic_requests(256, options.pack_tokens)))
     return {
         "outcome": "compiled",
         "layers": keep,
@@ -106,26 +93,22 @@ def main(spec: dict) -> dict:
     }
 
 
-def _skipping_class():
+def _compile_only_class():
     import torch
 
-    class Skipping(torch._TorchCompileInductorWrapper):
-        """torch.compile's own Inductor backend (equal to it, so Dynamo's cache entries made
-        with it serve the run's layers too), except that while `skipping` its compiled graphs
-        do not run: empty tensors of the graphs' output shapes stand in for their outputs."""
+    class CompileOnly(torch._TorchCompileInductorWrapper):
+        """torch.compile's own Inductor backend, except that the compiled graph does not
+        run: its outputs are empty tensors of the graph's output shapes."""
 
         graphs = 0  # graphs compiled
-        skipping = True
 
         def __call__(self, model_, inputs_, *args, **kwargs):
-            compiled = super().__call__(model_, inputs_, *args, **kwargs)  # fills the caches
+            super().__call__(model_, inputs_, *args, **kwargs)  # fills Inductor's caches
             self.graphs += 1
             outputs = model_.graph.find_nodes(op="output")[0].args[0]
             fakes = [n.meta.get("example_value") if hasattr(n, "meta") else n for n in outputs]
 
-            def run(*args: Any) -> Any:
-                if not self.skipping:
-                    return compiled(*args)
+            def run(*_: Any) -> tuple:
                 return tuple(
                     torch.empty_strided(f.shape, f.stride(), dtype=f.dtype, device=f.device)
                     if isinstance(f, torch.Tensor)
@@ -135,13 +118,13 @@ def _skipping_class():
 
             return run
 
-    return Skipping
+    return CompileOnly
 
 
-def skipping(mode: str | None, options: dict | None) -> Any:
-    """Inductor's backend whose compiled graphs do not run until its `skipping` is set
-    false; the class made on first use (the helper imports torch late)."""
-    return _skipping_class()(mode, options, False)
+def compile_only(mode: str | None, options: dict | None, dynamic: bool) -> Any:
+    """The compile-only backend (its class made on first use: only the helper imports
+    torch)."""
+    return _compile_only_class()(mode, options, dynamic)
 
 
 if __name__ == "__main__":

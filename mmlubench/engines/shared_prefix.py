@@ -84,7 +84,7 @@ class SharedPrefixEngine(Engine):
         else:
             self.swaps = group_swaps(self.layers) if options.fuse_projections else []
         # What the helper process compiled during the pass before (None: no helper).
-        self.precompiled = precompile.finish() if options.compile and options.precompile else None
+        self.precompiled = precompile.finish() if options.compile else None
         self.compiled = compiled_layers(self.layers, options)
         self.compile_caches: dict[str, int] | None = None  # the warm-up's cache hits, misses
         self.no_logits = torch.zeros(0, dtype=torch.long, device=self.device)
@@ -223,17 +223,14 @@ class SharedPrefixEngine(Engine):
 def compiled_layers(layers: Sequence[nn.Module], options: Any, backend: Any = None) -> list:
     """Each decoder layer's compiled call (None each without `options.compile`), through
     Inductor with the options' mode and settings, or through `backend`, which stands for
-    them (the precompile helper's and its load's: equal to Inductor's own backend, and given
-    to Dynamo as it is, not wrapped as torch.compile wraps a backend of its own, so that
-    Dynamo's cache entries made with it serve the run's layers)."""
+    them (the precompile helper's)."""
     if not options.compile:
         return [None] * len(layers)
-    if backend is not None:
-        return [
-            torch._dynamo.optimize(backend=backend, nopython=True, dynamic=False)(layer._call_impl)
-            for layer in layers
-        ]
-    how = {"mode": options.compile_mode, "options": options.compile_options}
+    how = (
+        {"backend": backend}
+        if backend is not None
+        else {"mode": options.compile_mode, "options": options.compile_options}
+    )
     return [
         torch.compile(layer._call_impl, dynamic=False, fullgraph=True, **how) for layer in layers
     ]
@@ -241,8 +238,8 @@ def compiled_layers(layers: Sequence[nn.Module], options: Any, backend: Any = No
 
 def cache_counters() -> dict[str, int]:
     """Graphs Dynamo traced, and Inductor's and AOTAutograd's cache hits and misses, so far
-    in this process: a compile that traced nothing (its graphs were in Dynamo's cache: the
-    precompile load), found its graphs in the on-disk caches (warm) or made them (cold)."""
+    in this process: a compile that found its graphs in the on-disk caches (warm) or made
+    them (cold), and how many graphs it traced for it (one per kind of layer)."""
     from torch._dynamo.utils import counters
 
     keys = {
@@ -253,6 +250,6 @@ def cache_counters() -> dict[str, int]:
     names = {"unique_graphs": "graphs_traced"}
     return {
         names.get(key, key): int(counters[group][key])
-        for group, keys_ in keys.items()
-        for key in keys_
+        for group, members in keys.items()
+        for key in members
     }

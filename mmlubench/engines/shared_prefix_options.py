@@ -53,16 +53,6 @@ class SharedPrefixOptions:
             )
         },
     )
-    precompile_load: bool = field(
-        default=True,
-        metadata={
-            "help": (
-                "with precompile: when the helper is done, load what it compiled into the run "
-                "in a thread, still during val, so that this pass's layers trace nothing; "
-                "false: this pass compiles from the helper's caches itself"
-            )
-        },
-    )
     compile_mode: str | None = field(
         default=None,
         metadata={
