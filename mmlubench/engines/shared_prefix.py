@@ -242,14 +242,11 @@ def cache_counters() -> dict[str, int]:
     them (cold), and how many graphs it traced for it (one per kind of layer)."""
     from torch._dynamo.utils import counters
 
-    keys = {
-        "stats": ("unique_graphs",),
-        "inductor": ("fxgraph_cache_hit", "fxgraph_cache_miss"),
-        "aot_autograd": ("autograd_cache_hit", "autograd_cache_miss"),
+    names = {  # (counter group, counter): the name result.json gives it
+        ("stats", "unique_graphs"): "graphs_traced",
+        ("inductor", "fxgraph_cache_hit"): "fxgraph_cache_hit",
+        ("inductor", "fxgraph_cache_miss"): "fxgraph_cache_miss",
+        ("aot_autograd", "autograd_cache_hit"): "autograd_cache_hit",
+        ("aot_autograd", "autograd_cache_miss"): "autograd_cache_miss",
     }
-    names = {"unique_graphs": "graphs_traced"}
-    return {
-        names.get(key, key): int(counters[group][key])
-        for group, members in keys.items()
-        for key in members
-    }
+    return {name: int(counters[group][key]) for (group, key), name in names.items()}
